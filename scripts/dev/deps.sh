@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs (Debian packages, when missing) and starts the local dependencies of the service:
+# PostgreSQL 15 and Redis, on loopback. Idempotent: safe to run again.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: scripts/dev/deps.sh [--help]
+
+Installs and starts PostgreSQL and Redis for local runs and tests, then prints the
+environment to use them. Settings (environment, defaults shown):
+  PG_VERSION=${PG_VERSION:-15}        PostgreSQL major version (Debian package postgresql-\$PG_VERSION)
+  PG_PORT=${PG_PORT:-5432}            port of the local cluster
+  DEV_DB_USER=${DEV_DB_USER:-webhook}        role created for the service and tests (CREATEDB)
+  DEV_DB_PASSWORD=${DEV_DB_PASSWORD:-webhook}    its password (local development only)
+  REDIS_PORT=${REDIS_PORT:-6379}         port of the local Redis
+Needs root (or sudo) only to install packages and start PostgreSQL.
+USAGE
+}
+[[ "${1:-}" == "--help" || "${1:-}" == "-h" ]] && { usage; exit 0; }
+
+PG_VERSION=${PG_VERSION:-15}
+PG_PORT=${PG_PORT:-5432}
+DEV_DB_USER=${DEV_DB_USER:-webhook}
+DEV_DB_PASSWORD=${DEV_DB_PASSWORD:-webhook}
+REDIS_PORT=${REDIS_PORT:-6379}
+
+SUDO=()
+AS_POSTGRES=(runuser -u postgres --)
+if [[ $(id -u) -ne 0 ]]; then
+  SUDO=(sudo)
+  AS_POSTGRES=(sudo -u postgres)
+fi
+
+log() { echo "deps: $*" >&2; }
+
+missing=()
+command -v "/usr/lib/postgresql/$PG_VERSION/bin/postgres" >/dev/null 2>&1 || missing+=("postgresql-$PG_VERSION")
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1 == v && $2 == "main"' | grep -q .; then
+  log "creating PostgreSQL cluster $PG_VERSION/main"
+  "${SUDO[@]}" pg_createcluster "$PG_VERSION" main --port "$PG_PORT" >/dev/null
+fi
+if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1 == v && $2 == "main" && $4 == "online"' | grep -q .; then
+  log "starting PostgreSQL $PG_VERSION/main"
+  "${SUDO[@]}" pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start
+fi
+for _ in $(seq 1 30); do
+  pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
+  sleep 1
+done
+pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || { log "PostgreSQL did not come up on port $PG_PORT"; exit 1; }
+
+# Role for the service and the tests; CREATEDB so each test gets its own database.
+"${AS_POSTGRES[@]}" psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 \
+  -v user="$DEV_DB_USER" -v password="$DEV_DB_PASSWORD" <<'SQL' >/dev/null
+SELECT format('CREATE ROLE %I LOGIN CREATEDB PASSWORD %L', :'user', :'password')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
+SELECT format('CREATE DATABASE %I OWNER %I', :'user', :'user')
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'user') \gexec
+SQL
+
+if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 20); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
+cat <<ENV
+DATABASE_URL=postgresql://$DEV_DB_USER:$DEV_DB_PASSWORD@127.0.0.1:$PG_PORT/$DEV_DB_USER
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+ENV

@@ -1,0 +1,286 @@
+//! The avatar's training state machine: what a callback may change. Pure: values in, decision out.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::fal::{TrainedFiles, TrainingEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvatarStatus {
+    Draft,
+    PhotosUploading,
+    ReadyForTraining,
+    Training,
+    Completed,
+    Error,
+    Cancelled,
+}
+
+impl AvatarStatus {
+    pub const ALL: [AvatarStatus; 7] = [
+        AvatarStatus::Draft,
+        AvatarStatus::PhotosUploading,
+        AvatarStatus::ReadyForTraining,
+        AvatarStatus::Training,
+        AvatarStatus::Completed,
+        AvatarStatus::Error,
+        AvatarStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AvatarStatus::Draft => "draft",
+            AvatarStatus::PhotosUploading => "photos_uploading",
+            AvatarStatus::ReadyForTraining => "ready_for_training",
+            AvatarStatus::Training => "training",
+            AvatarStatus::Completed => "completed",
+            AvatarStatus::Error => "error",
+            AvatarStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Callbacks never move an avatar out of these.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            AvatarStatus::Completed | AvatarStatus::Error | AvatarStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for AvatarStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AvatarStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        // The bot's ORM may store enum names in upper case.
+        let lower = s.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == lower)
+            .ok_or_else(|| format!("unknown avatar status {s:?}"))
+    }
+}
+
+/// What the avatar row looks like before the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Current {
+    pub status: AvatarStatus,
+    pub progress: i32,
+}
+
+/// The new values a callback writes; `None` keeps the stored value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub status: AvatarStatus,
+    pub progress: Option<i32>,
+    pub files: TrainedFiles,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Apply(Change),
+    /// Nothing to change; the reason goes to the log and the stored event.
+    Ignore(&'static str),
+}
+
+pub fn decide(current: Current, event: &TrainingEvent) -> Decision {
+    if current.status.is_terminal() {
+        return Decision::Ignore("avatar is already in a terminal state");
+    }
+    let change = |status| Change {
+        status,
+        progress: None,
+        files: TrainedFiles::default(),
+        error: None,
+    };
+    match event {
+        TrainingEvent::Queued if current.status == AvatarStatus::Training => {
+            Decision::Ignore("avatar is already training")
+        }
+        TrainingEvent::Queued => Decision::Apply(change(AvatarStatus::Training)),
+        TrainingEvent::InProgress { progress } => {
+            let forward = progress.filter(|p| *p > current.progress);
+            if current.status == AvatarStatus::Training && forward.is_none() {
+                return Decision::Ignore("progress does not move forward");
+            }
+            Decision::Apply(Change {
+                progress: forward,
+                ..change(AvatarStatus::Training)
+            })
+        }
+        TrainingEvent::Completed(files) => Decision::Apply(Change {
+            progress: Some(100),
+            files: files.clone(),
+            ..change(AvatarStatus::Completed)
+        }),
+        TrainingEvent::Failed { error } => Decision::Apply(Change {
+            error: Some(error.clone()),
+            ..change(AvatarStatus::Error)
+        }),
+        TrainingEvent::Cancelled => Decision::Apply(change(AvatarStatus::Cancelled)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fal::FileRef;
+    use AvatarStatus::*;
+
+    fn at(status: AvatarStatus, progress: i32) -> Current {
+        Current { status, progress }
+    }
+
+    fn new_status(decision: &Decision) -> Option<AvatarStatus> {
+        match decision {
+            Decision::Apply(change) => Some(change.status),
+            Decision::Ignore(_) => None,
+        }
+    }
+
+    fn events() -> Vec<TrainingEvent> {
+        vec![
+            TrainingEvent::Queued,
+            TrainingEvent::InProgress { progress: Some(50) },
+            TrainingEvent::Completed(TrainedFiles::default()),
+            TrainingEvent::Failed {
+                error: "boom".into(),
+            },
+            TrainingEvent::Cancelled,
+        ]
+    }
+
+    /// Every (status, event) pair: the full transition table.
+    #[test]
+    fn transition_table() {
+        let table: [(AvatarStatus, [Option<AvatarStatus>; 5]); 7] = [
+            // from                queued          in_progress(50)  completed        failed       cancelled
+            (
+                Draft,
+                [
+                    Some(Training),
+                    Some(Training),
+                    Some(Completed),
+                    Some(Error),
+                    Some(Cancelled),
+                ],
+            ),
+            (
+                PhotosUploading,
+                [
+                    Some(Training),
+                    Some(Training),
+                    Some(Completed),
+                    Some(Error),
+                    Some(Cancelled),
+                ],
+            ),
+            (
+                ReadyForTraining,
+                [
+                    Some(Training),
+                    Some(Training),
+                    Some(Completed),
+                    Some(Error),
+                    Some(Cancelled),
+                ],
+            ),
+            (
+                Training,
+                [
+                    None,
+                    Some(Training),
+                    Some(Completed),
+                    Some(Error),
+                    Some(Cancelled),
+                ],
+            ),
+            (Completed, [None, None, None, None, None]),
+            (Error, [None, None, None, None, None]),
+            (Cancelled, [None, None, None, None, None]),
+        ];
+        for (from, expected) in table {
+            for (event, want) in events().iter().zip(expected) {
+                let got = new_status(&decide(at(from, 10), event));
+                assert_eq!(got, want, "{from} + {}", event.kind());
+            }
+        }
+    }
+
+    #[test]
+    fn progress_only_moves_forward() {
+        let event = |p| TrainingEvent::InProgress { progress: Some(p) };
+        assert!(matches!(
+            decide(at(Training, 60), &event(40)),
+            Decision::Ignore(_)
+        ));
+        assert!(matches!(
+            decide(at(Training, 60), &event(60)),
+            Decision::Ignore(_)
+        ));
+        let Decision::Apply(change) = decide(at(Training, 60), &event(80)) else {
+            panic!()
+        };
+        assert_eq!(change.progress, Some(80));
+    }
+
+    #[test]
+    fn late_in_progress_after_completed_changes_nothing() {
+        assert!(matches!(
+            decide(
+                at(Completed, 100),
+                &TrainingEvent::InProgress { progress: Some(99) }
+            ),
+            Decision::Ignore(_)
+        ));
+    }
+
+    #[test]
+    fn completion_sets_full_progress_and_files() {
+        let files = TrainedFiles {
+            lora: Some(FileRef {
+                url: "https://v3.fal.media/x.safetensors".into(),
+                content_type: None,
+                file_name: None,
+                file_size: None,
+            }),
+            config: None,
+        };
+        let Decision::Apply(change) =
+            decide(at(Training, 40), &TrainingEvent::Completed(files.clone()))
+        else {
+            panic!()
+        };
+        assert_eq!(change.progress, Some(100));
+        assert_eq!(change.files, files);
+    }
+
+    #[test]
+    fn failure_records_the_error() {
+        let Decision::Apply(change) = decide(
+            at(Training, 40),
+            &TrainingEvent::Failed {
+                error: "OOM".into(),
+            },
+        ) else {
+            panic!()
+        };
+        assert_eq!(change.status, Error);
+        assert_eq!(change.error.as_deref(), Some("OOM"));
+    }
+
+    #[test]
+    fn status_names_round_trip_and_accept_upper_case() {
+        for status in AvatarStatus::ALL {
+            assert_eq!(status.as_str().parse::<AvatarStatus>(), Ok(status));
+        }
+        assert_eq!("TRAINING".parse::<AvatarStatus>(), Ok(Training));
+        assert!("archived".parse::<AvatarStatus>().is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! Health for load balancers and operators. PostgreSQL down is a failure (503: nothing can be
+//! acknowledged); Redis down only degrades (webhooks are still accepted).
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde_json::json;
+
+use super::error::{json_response, HttpResponse};
+use super::AppState;
+use crate::store;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn live() -> HttpResponse {
+    json_response(StatusCode::OK, &json!({ "status": "ok" }))
+}
+
+pub async fn ready(state: &AppState) -> HttpResponse {
+    if state.is_draining() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "draining" }),
+        );
+    }
+    match store::within(CHECK_TIMEOUT, store::ping(&state.pool)).await {
+        Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ready" })),
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "not_ready", "reason": e.to_string() }),
+        ),
+    }
+}
+
+pub async fn full(state: &AppState) -> HttpResponse {
+    let (postgres, redis) = tokio::join!(
+        timed(store::within(CHECK_TIMEOUT, store::ping(&state.pool))),
+        // The cache bounds its own calls by REDIS_TIMEOUT_MS.
+        timed(state.cache.ping()),
+    );
+    let (overall, status) = match (&postgres.0, &redis.0) {
+        (Err(_), _) => ("fail", StatusCode::SERVICE_UNAVAILABLE),
+        (Ok(()), Err(_)) => ("degraded", StatusCode::OK),
+        (Ok(()), Ok(())) => ("ok", StatusCode::OK),
+    };
+    let pool = state.pool.status();
+    json_response(
+        status,
+        &json!({
+            "status": overall,
+            "instance_id": state.config.instance_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "draining": state.is_draining(),
+            "checks": {
+                "postgres": check_json(&postgres),
+                "redis": check_json(&redis),
+            },
+            "db_pool": { "size": pool.size, "available": pool.available, "waiting": pool.waiting },
+        }),
+    )
+}
+
+async fn timed<E>(
+    check: impl std::future::Future<Output = Result<(), E>>,
+) -> (Result<(), E>, Duration) {
+    let started = Instant::now();
+    let result = check.await;
+    (result, started.elapsed())
+}
+
+fn check_json<E: std::fmt::Display>(
+    (result, latency): &(Result<(), E>, Duration),
+) -> serde_json::Value {
+    let latency_ms = (latency.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    match result {
+        Ok(()) => json!({ "status": "ok", "latency_ms": latency_ms }),
+        Err(e) => json!({ "status": "fail", "latency_ms": latency_ms, "error": e.to_string() }),
+    }
+}

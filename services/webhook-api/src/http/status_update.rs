@@ -1,0 +1,135 @@
+//! `POST /api/v1/avatar/status_update`: the FAL callback.
+//! Read (capped) → verify the raw bytes → parse → commit → answer → announce.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Request};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::error::{ApiError, HttpResponse};
+use super::{ok_json, AppState};
+use crate::cache::STATUS_CHANGED;
+use crate::fal;
+use crate::store::{self, ingest};
+
+pub async fn handle(
+    state: &AppState,
+    request: Request<Incoming>,
+    request_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let (parts, body) = request.into_parts();
+    require_json(&parts.headers)?;
+    let body = read_body(state, &parts.headers, body).await?;
+
+    let scheme = state
+        .verifier
+        .verify(&parts.headers, &body)
+        .await
+        .inspect_err(|e| {
+            state
+                .metrics
+                .signature_failures
+                .with_label_values(&[e.reason()])
+                .inc()
+        })?;
+
+    let training_type = training_type(parts.uri.query())?;
+    let callback = fal::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let body_text =
+        std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+
+    let delivery = ingest::Delivery {
+        callback: &callback,
+        body: body_text,
+        scheme,
+        http_request_id: request_id,
+        instance_id: &state.config.instance_id,
+        training_type,
+    };
+    let ingested = store::within(
+        state.config.database.statement_timeout,
+        ingest::ingest(&state.pool, &delivery),
+    )
+    .await?;
+
+    let outcome = ingested.outcome.as_str();
+    state.metrics.outcomes.with_label_values(&[outcome]).inc();
+    tracing::info!(
+        outcome,
+        fal_request_id = %callback.request_id,
+        event = callback.event.kind(),
+        event_id = ingested.event_id,
+        scheme = scheme.as_str(),
+        "callback committed"
+    );
+    if let Some(avatar) = &ingested.changed {
+        if let Err(e) = state.cache.publish_change(avatar, STATUS_CHANGED).await {
+            state
+                .metrics
+                .redis_errors
+                .with_label_values(&["publish"])
+                .inc();
+            tracing::warn!(error = %e, avatar_id = %avatar.avatar_id, "committed change not announced on Redis");
+        }
+    }
+    Ok(ok_json(&serde_json::json!({
+        "result": outcome,
+        "request_id": callback.request_id,
+        "event_id": ingested.event_id,
+    })))
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+/// The whole body, refused early when `Content-Length` already says it is too large, and
+/// bounded in time so a slow sender cannot hold the connection.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, ApiError> {
+    let limit = state.config.http.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let timeout = state.config.http.read_timeout;
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::RequestTimeout(timeout.as_secs())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Ok(Err(e)) => Err(ApiError::BadRequest(format!(
+            "could not read the body: {e}"
+        ))),
+    }
+}
+
+fn training_type(query: Option<&str>) -> Result<Option<ingest::TrainingType>, ApiError> {
+    let Some(query) = query else { return Ok(None) };
+    for pair in query.split('&') {
+        if let Some(value) = pair.strip_prefix("training_type=") {
+            return ingest::TrainingType::parse(value).map(Some).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "training_type {value:?} is not one of portrait, style"
+                ))
+            });
+        }
+    }
+    Ok(None)
+}

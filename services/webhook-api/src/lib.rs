@@ -1,0 +1,16 @@
+//! The webhook API: FAL training callbacks in, one committed avatar change out.
+//!
+//! The path of one webhook: `http` (read, limits) → `verify` (signature on the raw bytes) →
+//! `fal` (parse) → `store::ingest` (one transaction, using the `avatar` state machine) →
+//! `cache` (Redis status and events stream, after commit).
+
+pub mod avatar;
+pub mod cache;
+pub mod config;
+pub mod fal;
+pub mod http;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod verify;

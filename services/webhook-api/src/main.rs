@@ -1,0 +1,104 @@
+//! Wiring only: command line → config → application → shutdown.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use webhook_api::config::Config;
+use webhook_api::startup::{self, Application};
+use webhook_api::{store, telemetry};
+
+/// Receives FAL AI training callbacks and applies them to avatars.
+/// Configuration comes from the environment (see prod.env.example).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations and serve HTTP on PORT (the default).
+    Serve,
+    /// Apply the embedded migrations to DATABASE_URL and exit.
+    Migrate,
+    /// GET http://127.0.0.1:$PORT/health/ready; exit 0 when ready, 1 otherwise (container health checks).
+    Healthcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Healthcheck => runtime.block_on(healthcheck()),
+        command => {
+            let config = match Config::from_env() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("webhook-api: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            telemetry::init(&config.log);
+            let result = runtime.block_on(async {
+                match command {
+                    Command::Migrate => {
+                        let pool = store::connect_pool(&config.database);
+                        startup::migrate(&pool, config.database.startup_wait).await
+                    }
+                    _ => serve(config).await,
+                }
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "webhook-api stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_to_shutdown(shutdown.clone()));
+    app.run(shutdown).await;
+    Ok(())
+}
+
+async fn signal_to_shutdown(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+    shutdown.cancel();
+}
+
+async fn healthcheck() -> ExitCode {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .expect("http client");
+    match client.get(&url).send().await {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("{url}: {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Builds the application from a `Config`: pools, migrations, verifier, listener. `main` and
+//! the integration tests use the same builder.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use deadpool_postgres::Pool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::http::{server, AppState};
+use crate::metrics::Metrics;
+use crate::store;
+use crate::verify::Verifier;
+
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let pool = store::connect_pool(&config.database);
+        migrate(&pool, config.database.startup_wait).await?;
+        let cache = Cache::new(&config.redis).context("REDIS_URL")?;
+        let verifier = Verifier::new(&config.verify);
+        let address = SocketAddr::new(config.bind_address, config.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address}"))?;
+        tracing::info!(
+            address = %listener.local_addr()?,
+            instance_id = %config.instance_id,
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+        let state = Arc::new(AppState {
+            config,
+            pool,
+            cache,
+            verifier,
+            metrics: Metrics::new(),
+            draining: AtomicBool::new(false),
+        });
+        Ok(Self { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains within the configured grace period.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let grace = self.state.config.shutdown_grace;
+        let state = self.state.clone();
+        let draining = shutdown.clone();
+        tokio::spawn(async move {
+            draining.cancelled().await;
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        server::serve(self.listener, self.state, shutdown, grace).await;
+    }
+}
+
+/// Applies the embedded migrations, waiting up to `wait` for PostgreSQL to come up (containers
+/// start in any order).
+pub async fn migrate(pool: &Pool, wait: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut client = loop {
+        match pool.get().await {
+            Ok(client) => break client,
+            Err(e) if started.elapsed() < wait => {
+                tracing::warn!(error = %e, "PostgreSQL not reachable yet, retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!("{e}")).with_context(|| {
+                    format!("PostgreSQL (DATABASE_URL) not reachable within {wait:?}")
+                })
+            }
+        }
+    };
+    store::migrations::run(&mut client).await
+}

@@ -1,0 +1,69 @@
+//! The avatar status view: what the bot reads from the cache and from `GET .../status`.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// Columns in the order `AvatarView::from_row` reads them. Casts to text keep the read
+/// working whatever types the bot's own table uses for these columns.
+pub(super) const VIEW_COLUMNS: &str =
+    "id, user_id::text, name, status::text, training_type::text, \
+     training_progress, fal_request_id, training_error, diffusers_lora_file_url, config_file_url, \
+     lora_object_key, config_object_key, training_started_at, training_completed_at, \
+     files_stored_at, updated_at";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvatarView {
+    pub avatar_id: Uuid,
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub status: String,
+    pub training_type: Option<String>,
+    pub progress: i32,
+    pub fal_request_id: Option<String>,
+    pub training_error: Option<String>,
+    pub diffusers_lora_file_url: Option<String>,
+    pub config_file_url: Option<String>,
+    pub lora_object_key: Option<String>,
+    pub config_object_key: Option<String>,
+    pub training_started_at: Option<DateTime<Utc>>,
+    pub training_completed_at: Option<DateTime<Utc>>,
+    pub files_stored_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl AvatarView {
+    pub(super) fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            avatar_id: row.try_get(0)?,
+            user_id: row.try_get(1)?,
+            name: row.try_get(2)?,
+            status: row.try_get(3)?,
+            training_type: row.try_get(4)?,
+            progress: row.try_get::<_, Option<i32>>(5)?.unwrap_or(0),
+            fal_request_id: row.try_get(6)?,
+            training_error: row.try_get(7)?,
+            diffusers_lora_file_url: row.try_get(8)?,
+            config_file_url: row.try_get(9)?,
+            lora_object_key: row.try_get(10)?,
+            config_object_key: row.try_get(11)?,
+            training_started_at: row.try_get(12)?,
+            training_completed_at: row.try_get(13)?,
+            files_stored_at: row.try_get(14)?,
+            updated_at: row.try_get(15)?,
+        })
+    }
+}
+
+pub async fn find(pool: &Pool, avatar_id: Uuid) -> Result<Option<AvatarView>, StoreError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM avatars WHERE id = $1"))
+        .await?;
+    let row = client.query_opt(&statement, &[&avatar_id]).await?;
+    Ok(row.as_ref().map(AvatarView::from_row).transpose()?)
+}

@@ -1,0 +1,216 @@
+//! One verified callback → one transaction: lock the avatar, record the delivery (its unique
+//! key turns a redelivery into a duplicate), apply the state machine's decision, commit.
+
+use deadpool_postgres::Pool;
+use uuid::Uuid;
+
+use super::avatars::{AvatarView, VIEW_COLUMNS};
+use super::StoreError;
+use crate::avatar::{self, AvatarStatus, Decision};
+use crate::fal::FalCallback;
+use crate::verify::Scheme;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingType {
+    Portrait,
+    Style,
+}
+
+impl TrainingType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainingType::Portrait => "portrait",
+            TrainingType::Style => "style",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "portrait" => Some(TrainingType::Portrait),
+            "style" => Some(TrainingType::Style),
+            _ => None,
+        }
+    }
+}
+
+/// A verified, parsed delivery and where it came from.
+pub struct Delivery<'a> {
+    pub callback: &'a FalCallback,
+    /// The raw body, stored as the event's payload (valid JSON: it parsed).
+    pub body: &'a str,
+    pub scheme: Scheme,
+    pub http_request_id: &'a str,
+    pub instance_id: &'a str,
+    pub training_type: Option<TrainingType>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    Unmatched,
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Unmatched => "unmatched",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Ingested {
+    pub outcome: Outcome,
+    pub event_id: i64,
+    /// The avatar as committed, when this delivery changed it.
+    pub changed: Option<AvatarView>,
+}
+
+const LOCK_AVATAR: &str = "SELECT id, status::text, COALESCE(training_progress, 0) FROM avatars \
+     WHERE fal_request_id = $1 ORDER BY created_at DESC NULLS LAST LIMIT 1 FOR UPDATE";
+
+/// The upsert takes the event row's lock, so concurrent redeliveries wait for the first one's
+/// commit and then see it. `xmax = 0` tells a fresh insert from a conflict.
+const RECORD_EVENT: &str = "INSERT INTO webhook_events \
+     (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
+      signature_scheme, http_request_id, instance_id, training_type, payload) \
+     VALUES ('fal', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb) \
+     ON CONFLICT (delivery_key) DO UPDATE SET \
+       deliveries = webhook_events.deliveries + 1, last_delivered_at = now() \
+     RETURNING id, (xmax = 0) AS inserted, outcome";
+
+/// A delivery first recorded as `unmatched` is applied when it arrives again after the avatar
+/// got its `fal_request_id`.
+const REMATCH_EVENT: &str =
+    "UPDATE webhook_events SET avatar_id = $2, outcome = $3, outcome_reason = $4 \
+     WHERE id = $1";
+
+fn apply_change_sql() -> String {
+    format!(
+        "UPDATE avatars SET \
+           status = $2, \
+           training_progress = COALESCE($3, training_progress), \
+           training_started_at = CASE WHEN $2 = 'training' \
+             THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
+           training_completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE training_completed_at END, \
+           diffusers_lora_file_url = COALESCE($4, diffusers_lora_file_url), \
+           config_file_url = COALESCE($5, config_file_url), \
+           training_error = COALESCE($6, training_error), \
+           fal_response_data = CASE WHEN $2 IN ('completed', 'error') \
+             THEN $7::text::jsonb ELSE fal_response_data END, \
+           training_type = COALESCE(training_type, $8), \
+           last_status_check = now(), \
+           updated_at = now() \
+         WHERE id = $1 RETURNING {VIEW_COLUMNS}"
+    )
+}
+
+pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, StoreError> {
+    let callback = delivery.callback;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+
+    let avatar = tx
+        .query_opt(
+            &tx.prepare_cached(LOCK_AVATAR).await?,
+            &[&callback.request_id],
+        )
+        .await?;
+    let (avatar_id, decision) = match &avatar {
+        None => (None, None),
+        Some(row) => {
+            let id: Uuid = row.try_get(0)?;
+            let status: String = row.try_get(1)?;
+            let decision = match status.parse::<AvatarStatus>() {
+                Ok(status) => avatar::decide(
+                    avatar::Current {
+                        status,
+                        progress: row.try_get(2)?,
+                    },
+                    &callback.event,
+                ),
+                Err(_) => Decision::Ignore("avatar has a status callbacks do not change"),
+            };
+            (Some(id), Some(decision))
+        }
+    };
+    let (outcome, reason) = match &decision {
+        None => (
+            Outcome::Unmatched,
+            Some("no avatar has this fal_request_id"),
+        ),
+        Some(Decision::Apply(_)) => (Outcome::Applied, None),
+        Some(Decision::Ignore(reason)) => (Outcome::Ignored, Some(*reason)),
+    };
+
+    let training_type = delivery.training_type.map(TrainingType::as_str);
+    let recorded = tx
+        .query_one(
+            &tx.prepare_cached(RECORD_EVENT).await?,
+            &[
+                &callback.delivery_key(),
+                &callback.request_id,
+                &callback.event.kind(),
+                &avatar_id,
+                &outcome.as_str(),
+                &reason,
+                &delivery.scheme.as_str(),
+                &delivery.http_request_id,
+                &delivery.instance_id,
+                &training_type,
+                &delivery.body,
+            ],
+        )
+        .await?;
+    let event_id: i64 = recorded.try_get(0)?;
+    let inserted: bool = recorded.try_get(1)?;
+    if !inserted {
+        let first_outcome: String = recorded.try_get(2)?;
+        if first_outcome != Outcome::Unmatched.as_str() || avatar_id.is_none() {
+            tx.commit().await?;
+            return Ok(Ingested {
+                outcome: Outcome::Duplicate,
+                event_id,
+                changed: None,
+            });
+        }
+        tx.execute(
+            &tx.prepare_cached(REMATCH_EVENT).await?,
+            &[&event_id, &avatar_id, &outcome.as_str(), &reason],
+        )
+        .await?;
+    }
+
+    let changed = match (&decision, avatar_id) {
+        (Some(Decision::Apply(change)), Some(id)) => {
+            let row = tx
+                .query_one(
+                    &tx.prepare_cached(&apply_change_sql()).await?,
+                    &[
+                        &id,
+                        &change.status.as_str(),
+                        &change.progress,
+                        &change.files.lora.as_ref().map(|f| f.url.as_str()),
+                        &change.files.config.as_ref().map(|f| f.url.as_str()),
+                        &change.error,
+                        &delivery.body,
+                        &training_type,
+                    ],
+                )
+                .await?;
+            Some(AvatarView::from_row(&row)?)
+        }
+        _ => None,
+    };
+    tx.commit().await?;
+    Ok(Ingested {
+        outcome,
+        event_id,
+        changed,
+    })
+}

@@ -1,0 +1,92 @@
+//! PostgreSQL, the source of truth: pool, migrations, the ingest transaction, avatar reads.
+
+pub mod avatars;
+pub mod ingest;
+pub mod migrations;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::config::DatabaseConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or asked us to come back later: the sender should retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0:#}")]
+    Unexpected(anyhow::Error),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let retryable = match e.code() {
+            // No SQLSTATE: the connection itself failed or closed.
+            None => true,
+            Some(code) => {
+                let code = code.code();
+                code.starts_with("08") // connection exception
+                    || code.starts_with("53") // insufficient resources
+                    || code.starts_with("57P") // admin shutdown, cannot connect now
+                    || code == "40001" // serialization failure
+                    || code == "40P01" // deadlock detected
+            }
+        };
+        if retryable {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Unexpected(anyhow::Error::new(e))
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+pub fn connect_pool(config: &DatabaseConfig) -> Pool {
+    let mut pg = config.pg.clone();
+    pg.connect_timeout(Duration::from_secs(5));
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let timeout = Some(Duration::from_secs(5));
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .build()
+        .expect("a pool with a runtime and timeouts builds")
+}
+
+/// Runs `work` with an upper bound, so a hung database turns into a retryable answer.
+pub async fn within<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "no answer within {limit:?}"
+        )))
+    })
+}
+
+/// `SELECT 1` round trip, for health checks.
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! FAL's public keys: fetched from `FAL_JWKS_URL` (https, http or file://), cached for at most
+//! `max_age`, refetched early (at most once per `refetch_interval`) when a signature fails
+//! against the cached keys, which is how a key rotation at FAL reaches us.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use tokio::sync::{Mutex, RwLock};
+
+use super::fal_ed25519::parse_jwks;
+
+pub type Keys = Arc<[VerifyingKey]>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("FAL's JWKS could not be loaded from {url}: {reason}")]
+pub struct JwksUnavailable {
+    pub url: String,
+    pub reason: String,
+}
+
+pub struct JwksCache {
+    url: String,
+    max_age: Duration,
+    refetch_interval: Duration,
+    http: reqwest::Client,
+    cached: RwLock<Option<Cached>>,
+    /// One fetch at a time: a burst of webhooks after a rotation causes a single request.
+    fetch: Mutex<Option<Instant>>,
+}
+
+struct Cached {
+    keys: Keys,
+    fetched_at: Instant,
+}
+
+impl JwksCache {
+    pub fn new(url: String, max_age: Duration, refetch_interval: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("a default reqwest client builds");
+        Self {
+            url,
+            max_age,
+            refetch_interval,
+            http,
+            cached: RwLock::new(None),
+            fetch: Mutex::new(None),
+        }
+    }
+
+    /// The cached keys, loading them when there are none or they are older than `max_age`.
+    pub async fn keys(&self) -> Result<Keys, JwksUnavailable> {
+        if let Some(keys) = self.fresh_keys().await {
+            return Ok(keys);
+        }
+        let mut last_fetch = self.fetch.lock().await;
+        // Another task may have loaded them while this one waited for the lock.
+        if let Some(keys) = self.fresh_keys().await {
+            return Ok(keys);
+        }
+        self.fetch_locked(&mut last_fetch).await
+    }
+
+    /// Called after a signature failed against `stale`: returns fresher keys when a refetch
+    /// is allowed (or another task already refetched), `None` when nothing new can be had.
+    pub async fn refresh_after_mismatch(&self, stale: &Keys) -> Option<Keys> {
+        let mut last_fetch = self.fetch.lock().await;
+        if let Some(cached) = self.cached.read().await.as_ref() {
+            if !Arc::ptr_eq(&cached.keys, stale) {
+                return Some(cached.keys.clone());
+            }
+        }
+        if last_fetch.is_some_and(|at| at.elapsed() < self.refetch_interval) {
+            return None;
+        }
+        match self.fetch_locked(&mut last_fetch).await {
+            Ok(keys) => Some(keys),
+            Err(e) => {
+                tracing::warn!(error = %e, "refetching FAL JWKS after a signature mismatch failed");
+                None
+            }
+        }
+    }
+
+    async fn fresh_keys(&self) -> Option<Keys> {
+        let cached = self.cached.read().await;
+        let cached = cached.as_ref()?;
+        (cached.fetched_at.elapsed() < self.max_age).then(|| cached.keys.clone())
+    }
+
+    async fn fetch_locked(
+        &self,
+        last_fetch: &mut Option<Instant>,
+    ) -> Result<Keys, JwksUnavailable> {
+        *last_fetch = Some(Instant::now());
+        let keys: Keys = self.load().await?.into();
+        *self.cached.write().await = Some(Cached {
+            keys: keys.clone(),
+            fetched_at: Instant::now(),
+        });
+        tracing::info!(url = %self.url, keys = keys.len(), "loaded FAL JWKS");
+        Ok(keys)
+    }
+
+    async fn load(&self) -> Result<Vec<VerifyingKey>, JwksUnavailable> {
+        let unavailable = |reason: String| JwksUnavailable {
+            url: self.url.clone(),
+            reason,
+        };
+        let bytes = if let Some(path) = self.url.strip_prefix("file://") {
+            tokio::fs::read(path)
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+        } else {
+            let response = self
+                .http
+                .get(&self.url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| unavailable(e.to_string()))?;
+            response
+                .bytes()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+                .to_vec()
+        };
+        parse_jwks(&bytes).map_err(|e| unavailable(e.to_string()))
+    }
+}

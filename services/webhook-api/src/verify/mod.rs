@@ -1,0 +1,118 @@
+//! Who sent this body? Signature schemes checked on the raw bytes, before anything is parsed.
+
+pub mod fal_ed25519;
+pub mod hmac;
+pub mod jwks;
+
+use http::HeaderMap;
+
+use crate::config::{Secret, VerifyConfig};
+use jwks::JwksCache;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    FalEd25519,
+    Hmac,
+    Unsigned,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::FalEd25519 => "fal_ed25519",
+            Scheme::Hmac => "hmac",
+            Scheme::Unsigned => "unsigned",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("request is not signed: expected X-Fal-Webhook-Signature (with its X-Fal-Webhook-* headers) or X-Signature")]
+    Unsigned,
+    #[error("header {0} is missing")]
+    MissingHeader(&'static str),
+    #[error("header {0} is malformed: {1}")]
+    Malformed(&'static str, &'static str),
+    #[error("X-Fal-Webhook-Timestamp is more than 300 s away from the server's clock")]
+    StaleTimestamp,
+    #[error("signature does not match the body")]
+    Mismatch,
+    #[error("X-Signature sent, but no shared secret is configured for HMAC signatures")]
+    HmacNotConfigured,
+    /// Not the sender's fault: answered 503 so FAL retries once the keys can be loaded.
+    #[error("FAL's public keys are unavailable right now")]
+    KeysUnavailable,
+}
+
+impl VerifyError {
+    /// Metric label for `webhook_signature_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Unsigned => "unsigned",
+            VerifyError::MissingHeader(_) => "missing_header",
+            VerifyError::Malformed(..) => "malformed",
+            VerifyError::StaleTimestamp => "stale_timestamp",
+            VerifyError::Mismatch => "mismatch",
+            VerifyError::HmacNotConfigured => "hmac_not_configured",
+            VerifyError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+pub struct Verifier {
+    hmac_secrets: Vec<Secret>,
+    jwks: JwksCache,
+    allow_unsigned: bool,
+    tolerance_secs: i64,
+}
+
+impl Verifier {
+    pub fn new(config: &VerifyConfig) -> Self {
+        Self {
+            hmac_secrets: config.hmac_secrets.clone(),
+            jwks: JwksCache::new(
+                config.fal_jwks_url.clone(),
+                config.jwks_max_age,
+                config.jwks_refetch_interval,
+            ),
+            allow_unsigned: config.allow_unsigned,
+            tolerance_secs: config.timestamp_tolerance_secs,
+        }
+    }
+
+    /// FAL's headers win when present; then `X-Signature`; unsigned only when configured.
+    pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Scheme, VerifyError> {
+        if headers.contains_key(fal_ed25519::SIGNATURE) {
+            self.verify_fal(headers, body).await?;
+            return Ok(Scheme::FalEd25519);
+        }
+        if let Some(value) = headers.get(hmac::HEADER) {
+            let value = value
+                .to_str()
+                .map_err(|_| VerifyError::Malformed("X-Signature", "not ASCII"))?;
+            hmac::verify(&self.hmac_secrets, body, value)?;
+            return Ok(Scheme::Hmac);
+        }
+        if self.allow_unsigned {
+            return Ok(Scheme::Unsigned);
+        }
+        Err(VerifyError::Unsigned)
+    }
+
+    async fn verify_fal(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
+        let signed = fal_ed25519::SignatureHeaders::from_headers(headers)?;
+        let now = chrono::Utc::now().timestamp();
+        let keys = self.jwks.keys().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot verify FAL signature");
+            VerifyError::KeysUnavailable
+        })?;
+        match fal_ed25519::verify(&keys, &signed, body, now, self.tolerance_secs) {
+            Err(VerifyError::Mismatch) => match self.jwks.refresh_after_mismatch(&keys).await {
+                Some(fresh) => fal_ed25519::verify(&fresh, &signed, body, now, self.tolerance_secs),
+                None => Err(VerifyError::Mismatch),
+            },
+            other => other,
+        }
+    }
+}
