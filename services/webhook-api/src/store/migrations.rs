@@ -8,7 +8,7 @@ mod embedded {
 }
 
 /// Any constant shared by all instances; "webhook" in ASCII.
-const MIGRATION_LOCK_KEY: i64 = 0x7765_6268_6f6f_6b;
+const MIGRATION_LOCK_KEY: i64 = 0x0077_6562_686f_6f6b;
 
 pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
     client

@@ -25,7 +25,8 @@ pub struct JwksCache {
     refetch_interval: Duration,
     http: reqwest::Client,
     cached: RwLock<Option<Cached>>,
-    /// One fetch at a time: a burst of webhooks after a rotation causes a single request.
+    /// One fetch at a time (a burst of webhooks after a rotation causes a single request);
+    /// holds when a signature mismatch last caused a refetch.
     fetch: Mutex<Option<Instant>>,
 }
 
@@ -55,27 +56,28 @@ impl JwksCache {
         if let Some(keys) = self.fresh_keys().await {
             return Ok(keys);
         }
-        let mut last_fetch = self.fetch.lock().await;
+        let _one_fetch = self.fetch.lock().await;
         // Another task may have loaded them while this one waited for the lock.
         if let Some(keys) = self.fresh_keys().await {
             return Ok(keys);
         }
-        self.fetch_locked(&mut last_fetch).await
+        self.fetch_locked().await
     }
 
     /// Called after a signature failed against `stale`: returns fresher keys when a refetch
     /// is allowed (or another task already refetched), `None` when nothing new can be had.
     pub async fn refresh_after_mismatch(&self, stale: &Keys) -> Option<Keys> {
-        let mut last_fetch = self.fetch.lock().await;
+        let mut last_refetch = self.fetch.lock().await;
         if let Some(cached) = self.cached.read().await.as_ref() {
             if !Arc::ptr_eq(&cached.keys, stale) {
                 return Some(cached.keys.clone());
             }
         }
-        if last_fetch.is_some_and(|at| at.elapsed() < self.refetch_interval) {
+        if last_refetch.is_some_and(|at| at.elapsed() < self.refetch_interval) {
             return None;
         }
-        match self.fetch_locked(&mut last_fetch).await {
+        *last_refetch = Some(Instant::now());
+        match self.fetch_locked().await {
             Ok(keys) => Some(keys),
             Err(e) => {
                 tracing::warn!(error = %e, "refetching FAL JWKS after a signature mismatch failed");
@@ -90,11 +92,8 @@ impl JwksCache {
         (cached.fetched_at.elapsed() < self.max_age).then(|| cached.keys.clone())
     }
 
-    async fn fetch_locked(
-        &self,
-        last_fetch: &mut Option<Instant>,
-    ) -> Result<Keys, JwksUnavailable> {
-        *last_fetch = Some(Instant::now());
+    /// Callers hold `self.fetch`.
+    async fn fetch_locked(&self) -> Result<Keys, JwksUnavailable> {
         let keys: Keys = self.load().await?.into();
         *self.cached.write().await = Some(Cached {
             keys: keys.clone(),

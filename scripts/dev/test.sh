@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace against real PostgreSQL and Redis.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: scripts/dev/test.sh [--help] [-- CARGO_TEST_ARGS...]
+
+Installs and starts the local PostgreSQL and Redis (scripts/dev/deps.sh), then runs
+  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test.
+Settings (environment, defaults shown):
+  CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}   where builds are cached
+  SKIP_LINT=${SKIP_LINT:-0}                  1 skips fmt, clippy and shellcheck
+  plus those of scripts/dev/deps.sh (see its --help).
+USAGE
+}
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  --) shift ;;
+esac
+
+cd "$(dirname "$0")/../.."
+step() { echo "==> $*" >&2; }
+
+step "dependencies"
+deps_env=$(scripts/dev/deps.sh)
+TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$deps_env")
+TEST_REDIS_URL=$(sed -n 's/^REDIS_URL=//p' <<<"$deps_env")
+export TEST_DATABASE_URL TEST_REDIS_URL
+
+if [[ "${SKIP_LINT:-0}" != 1 ]]; then
+  if ! command -v shellcheck >/dev/null 2>&1; then
+    step "installing shellcheck"
+    if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq shellcheck >/dev/null; else sudo apt-get install -y -qq shellcheck >/dev/null; fi
+  fi
+  step "cargo fmt --check"
+  cargo fmt --all -- --check
+  step "cargo clippy"
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  step "shellcheck"
+  git ls-files -z '*.sh' .ci/run | xargs -0 shellcheck
+fi
+
+step "cargo test"
+cargo test --workspace --locked "$@"

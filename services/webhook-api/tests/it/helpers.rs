@@ -1,0 +1,460 @@
+//! Test harness: the real app on a free port with its own database and Redis key prefix,
+//! signing helpers that speak FAL's format, and a TCP proxy that can cut PostgreSQL away.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use webhook_api::config::{Config, Secret};
+use webhook_api::startup::Application;
+use webhook_api::verify::{fal_ed25519, hmac};
+
+pub const HMAC_SECRET: &str = "it-shared-secret";
+pub const STATUS_UPDATE: &str = "/api/v1/avatar/status_update";
+
+/// Where the shared test PostgreSQL and Redis are (started by scripts/dev/deps.sh).
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://webhook:webhook@127.0.0.1:5432/webhook".into())
+}
+
+pub fn shared_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/fal/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to test PostgreSQL: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A fresh, empty database of its own; dropped (with its connections) when the guard goes.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin = pg_connect(&admin_database_url()).await;
+        let name = format!("it_{}", Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        let url = url_with_dbname(&admin_database_url(), &name);
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = pg_connect(&admin_database_url()).await;
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+fn url_with_dbname(url: &str, dbname: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{dbname}")
+}
+
+/// Signs bodies the way FAL does, with a key whose public half is in the app's JWKS.
+pub struct FalSigner {
+    pub key: SigningKey,
+}
+
+impl FalSigner {
+    pub fn new(seed: u8) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&[seed; 32]),
+        }
+    }
+
+    pub fn headers(&self, body: &str) -> Vec<(&'static str, String)> {
+        self.headers_at(body, chrono::Utc::now().timestamp())
+    }
+
+    pub fn headers_at(&self, body: &str, timestamp: i64) -> Vec<(&'static str, String)> {
+        let (request_id, user_id, timestamp) = (
+            "gw-req-1".to_string(),
+            "fal-user-1".to_string(),
+            timestamp.to_string(),
+        );
+        let message =
+            fal_ed25519::signed_message(&request_id, &user_id, &timestamp, body.as_bytes());
+        let signature = hex::encode(self.key.sign(&message).to_bytes());
+        vec![
+            ("X-Fal-Webhook-Request-Id", request_id),
+            ("X-Fal-Webhook-User-Id", user_id),
+            ("X-Fal-Webhook-Timestamp", timestamp),
+            ("X-Fal-Webhook-Signature", signature),
+        ]
+    }
+
+    pub fn jwks(signers: &[&FalSigner]) -> String {
+        let keys: Vec<_> = signers.iter().map(|s| s.key.verifying_key()).collect();
+        fal_ed25519::jwks_json(&keys)
+    }
+}
+
+pub fn hmac_header(body: &str) -> (&'static str, String) {
+    (
+        "X-Signature",
+        format!(
+            "sha256={}",
+            hmac::sign(&Secret::new(HMAC_SECRET), body.as_bytes())
+        ),
+    )
+}
+
+/// Settings a test may change before the app starts.
+#[derive(Default)]
+pub struct AppOptions {
+    pub env: HashMap<&'static str, String>,
+    /// Use this PostgreSQL address (a `ChaosProxy`) instead of the server itself.
+    pub database_via: Option<SocketAddr>,
+}
+
+impl AppOptions {
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.env.insert(name, value.into());
+        self
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub db: tokio_postgres::Client,
+    pub redis: redis::aio::MultiplexedConnection,
+    pub prefix: String,
+    pub signer: FalSigner,
+    shutdown: CancellationToken,
+    _jwks_dir: tempfile::TempDir,
+    _database: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(AppOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: AppOptions) -> Self {
+        let database = TestDatabase::create().await;
+        let signer = FalSigner::new(1);
+        let jwks_dir = tempfile::tempdir().unwrap();
+        let jwks_path = jwks_dir.path().join("jwks.json");
+        std::fs::write(&jwks_path, FalSigner::jwks(&[&signer])).unwrap();
+        let prefix = format!("it{}:", Uuid::new_v4().simple());
+
+        let app_database_url = match options.database_via {
+            Some(proxy) => {
+                let mut url = url_with_dbname(&admin_database_url(), &database.name);
+                let host_port = url
+                    .split('@')
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .expect("TEST_DATABASE_URL has user@host:port")
+                    .to_string();
+                url = url.replace(&host_port, &proxy.to_string());
+                url
+            }
+            None => database.url.clone(),
+        };
+        let mut env: HashMap<&str, String> = HashMap::from([
+            ("ENVIRONMENT", "test".to_string()),
+            ("HOST", "127.0.0.1".to_string()),
+            ("PORT", "0".to_string()),
+            ("INSTANCE_ID", "it-instance".to_string()),
+            ("DATABASE_URL", app_database_url),
+            ("REDIS_URL", shared_redis_url()),
+            ("REDIS_KEY_PREFIX", prefix.clone()),
+            (
+                "FAL_WEBHOOK_SECRET",
+                format!("retired-secret,{HMAC_SECRET}"),
+            ),
+            ("FAL_JWKS_URL", format!("file://{}", jwks_path.display())),
+            ("LOG_LEVEL", "warn".to_string()),
+            ("DB_STARTUP_WAIT_SECS", "5".to_string()),
+            ("DB_TIMEOUT_SECS", "5".to_string()),
+        ]);
+        env.extend(options.env);
+        let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test config");
+        let redis_url = config.redis.url.expose().to_string();
+        webhook_api::telemetry::init(&config.log);
+
+        let app = Application::build(config).await.expect("app starts");
+        let address = format!("http://{}", app.local_addr());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.run(shutdown.clone()));
+
+        let redis = redis::Client::open(redis_url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("test Redis reachable");
+        Self {
+            address,
+            http: reqwest::Client::new(),
+            db: pg_connect(&database.url).await,
+            redis,
+            prefix,
+            signer,
+            shutdown,
+            _jwks_dir: jwks_dir,
+            _database: database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// POSTs a callback body signed with FAL's scheme.
+    pub async fn post_fal(&self, body: &str) -> Answer {
+        let headers = self.signer.headers(body);
+        self.post(STATUS_UPDATE, body, &headers).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str, headers: &[(&str, String)]) -> Answer {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        Answer::from(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Answer::from(
+            self.http
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request sent"),
+        )
+        .await
+    }
+
+    /// Inserts an avatar the way the bot does when it submits a training to FAL.
+    pub async fn insert_training_avatar(&self, fal_request_id: &str) -> Uuid {
+        self.db
+            .query_one(
+                "INSERT INTO avatars (user_id, name, status, training_type, fal_request_id, training_progress) \
+                 VALUES (gen_random_uuid(), 'Anna', 'training', 'portrait', $1, 10) RETURNING id",
+                &[&fal_request_id],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    pub async fn avatar(&self, id: Uuid) -> AvatarRow {
+        let row = self
+            .db
+            .query_one(
+                "SELECT status, training_progress, diffusers_lora_file_url, config_file_url, \
+                 training_error, updated_at, training_completed_at, fal_response_data IS NOT NULL \
+                 FROM avatars WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        AvatarRow {
+            status: row.get(0),
+            progress: row.get(1),
+            lora_url: row.get(2),
+            config_url: row.get(3),
+            error: row.get(4),
+            updated_at: row.get(5),
+            completed_at: row.get(6),
+            has_response_data: row.get(7),
+        }
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        self.db
+            .query_one("SELECT count(*) FROM webhook_events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    pub async fn stream_len(&self) -> usize {
+        let mut redis = self.redis.clone();
+        redis::cmd("XLEN")
+            .arg(format!("{}avatar:events", self.prefix))
+            .query_async(&mut redis)
+            .await
+            .unwrap()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AvatarRow {
+    pub status: String,
+    pub progress: i32,
+    pub lora_url: Option<String>,
+    pub config_url: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub has_response_data: bool,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    async fn from(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        Self {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    pub fn result(&self) -> &str {
+        self.json["result"].as_str().unwrap_or("<none>")
+    }
+
+    pub fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("<none>")
+    }
+}
+
+/// Forwards TCP to a real server until `cut`, which drops every live connection and refuses
+/// new ones until `restore`: PostgreSQL becoming unreachable, as the app sees it.
+pub struct ChaosProxy {
+    pub address: SocketAddr,
+    open: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl ChaosProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let live: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (accept_open, accept_live) = (open.clone(), live.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accept_open.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                accept_live.lock().unwrap().push(task);
+            }
+        });
+        Self {
+            address,
+            open,
+            live,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for task in self.live.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The PostgreSQL server address behind `TEST_DATABASE_URL`.
+pub fn database_socket() -> SocketAddr {
+    let config: tokio_postgres::Config = admin_database_url().parse().unwrap();
+    let host = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        #[allow(unreachable_patterns)]
+        _ => panic!("TEST_DATABASE_URL must use TCP"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let host = if host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        host
+    };
+    format!("{host}:{port}").parse().unwrap()
+}
+
+/// Polls `check` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A free port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

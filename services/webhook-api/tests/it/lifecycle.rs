@@ -1,0 +1,308 @@
+//! Start, health, observability and shutdown: including the real binary, as operators run it.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{
+    eventually, fixture, free_port, hmac_header, pg_connect, shared_redis_url, TestApp,
+    TestDatabase, HMAC_SECRET, STATUS_UPDATE,
+};
+
+#[tokio::test]
+async fn health_endpoints_report_instance_version_and_dependencies() {
+    let app = TestApp::spawn().await;
+    let live = app.get("/health/live").await;
+    assert_eq!(live.status, 200);
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, 200);
+    let health = app.get("/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json["status"], "ok");
+    assert_eq!(health.json["instance_id"], "it-instance");
+    assert_eq!(health.json["version"], env!("CARGO_PKG_VERSION"));
+    for dependency in ["postgres", "redis"] {
+        assert_eq!(health.json["checks"][dependency]["status"], "ok");
+        assert!(health.json["checks"][dependency]["latency_ms"].is_number());
+    }
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_or_generated() {
+    let app = TestApp::spawn().await;
+    let given = app
+        .http
+        .get(app.url("/health/live"))
+        .header("X-Request-ID", "nginx-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "nginx-abc-123");
+    let generated = app.get("/health/live").await;
+    let id = generated.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 32, "a fresh id: {id}");
+    // The id is stored with the delivery, so a log line leads to the event.
+    app.insert_training_avatar("test-123").await;
+    let body = fixture("legacy_in_progress.json");
+    let mut headers = vec![hmac_header(&body)];
+    headers.push(("X-Request-ID", "trace-me-42".to_string()));
+    app.post(STATUS_UPDATE, &body, &headers).await;
+    let stored: String = app
+        .db
+        .query_one("SELECT http_request_id FROM webhook_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, "trace-me-42");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_outcomes_and_signature_failures() {
+    let app = TestApp::spawn().await;
+    app.insert_training_avatar("test-123").await;
+    let body = fixture("legacy_in_progress.json");
+    app.post_fal(&body).await;
+    app.post_fal(&body).await;
+    app.post(STATUS_UPDATE, &body, &[("X-Signature", "00".into())])
+        .await;
+
+    let metrics = app.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = metrics.json.as_str().unwrap();
+    for expected in [
+        "webhook_callbacks_total{outcome=\"applied\"} 1",
+        "webhook_callbacks_total{outcome=\"duplicate\"} 1",
+        "webhook_signature_failures_total{reason=\"mismatch\"} 1",
+        "webhook_http_requests_total{method=\"POST\",route=\"status_update\",status=\"200\"} 2",
+        "webhook_http_requests_total{method=\"POST\",route=\"status_update\",status=\"401\"} 1",
+        "webhook_db_pool_connections{state=\"size\"}",
+        "webhook_http_request_duration_seconds_bucket{route=\"status_update\"",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn migrations_keep_the_bots_existing_avatars_table_and_data() {
+    let database = TestDatabase::create().await;
+    let db = pg_connect(&database.url).await;
+    // The bot's table as it may already exist: fewer columns, its own data.
+    db.batch_execute(
+        "CREATE TABLE avatars (
+             id uuid PRIMARY KEY, user_id uuid NOT NULL, name text NOT NULL,
+             status text NOT NULL, fal_request_id text, photo_count int NOT NULL DEFAULT 0,
+             created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO avatars (id, user_id, name, status, fal_request_id, photo_count) VALUES
+             ('11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222',
+              'Existing', 'training', 'bot-req-1', 12);",
+    )
+    .await
+    .unwrap();
+
+    let mut instance = Instance::start(&database.url);
+    instance.wait_ready().await;
+    let body = r#"{"request_id":"bot-req-1","status":"completed"}"#;
+    let answer = instance.post_hmac(body).await;
+    assert_eq!(answer, 200);
+
+    let row = db
+        .query_one(
+            "SELECT name, photo_count, status, training_progress, lora_object_key FROM avatars",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Existing");
+    assert_eq!(
+        row.get::<_, i32>(1),
+        12,
+        "the bot's own columns are untouched"
+    );
+    assert_eq!(row.get::<_, String>(2), "completed");
+    assert_eq!(row.get::<_, i32>(3), 100);
+    assert_eq!(
+        row.get::<_, Option<String>>(4),
+        None,
+        "our columns were added"
+    );
+    instance.stop();
+}
+
+#[tokio::test]
+async fn two_instances_migrating_an_empty_database_at_once_both_start() {
+    let database = TestDatabase::create().await;
+    let mut first = Instance::start(&database.url);
+    let mut second = Instance::start(&database.url);
+    first.wait_ready().await;
+    second.wait_ready().await;
+    let db = pg_connect(&database.url).await;
+    let applied: i64 = db
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(applied, 2, "each migration recorded once");
+    first.stop();
+    second.stop();
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_request_finish_then_exits_promptly() {
+    let database = TestDatabase::create().await;
+    let mut instance = Instance::start(&database.url);
+    instance.wait_ready().await;
+    pg_connect(&database.url)
+        .await
+        .execute(
+            "INSERT INTO avatars (user_id, status, fal_request_id) VALUES (gen_random_uuid(), 'training', 'slow-1')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // A sender mid-way through its body when the instance is told to stop.
+    let body = r#"{"request_id":"slow-1","status":"completed"}"#;
+    let signature = hmac_header(body).1;
+    let port = instance.port;
+    let (head_sent, head_sent_rx) = std::sync::mpsc::channel();
+    let (finish, finish_rx) = std::sync::mpsc::channel::<()>();
+    let sender = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            stream,
+            "POST {STATUS_UPDATE} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             X-Signature: {signature}\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..10]
+        )
+        .unwrap();
+        head_sent.send(()).unwrap();
+        finish_rx.recv().unwrap();
+        stream.write_all(&body.as_bytes()[10..]).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    });
+    head_sent_rx.recv().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = Instant::now();
+    instance.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Draining: no new connections are taken.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    finish.send(()).unwrap();
+    let answer = sender.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"applied\""), "{answer}");
+
+    let status = instance.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+}
+
+/// The real binary, configured through its environment as in production.
+struct Instance {
+    child: Child,
+    port: u16,
+}
+
+impl Instance {
+    fn start(database_url: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
+            .arg("serve")
+            .env_clear()
+            .env(
+                "DATABASE_URL",
+                database_url.replacen("postgresql://", "postgresql+asyncpg://", 1),
+            )
+            .env("REDIS_URL", shared_redis_url())
+            .env("REDIS_KEY_PREFIX", format!("it{port}:"))
+            .env("FAL_WEBHOOK_SECRET", HMAC_SECRET)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("ENVIRONMENT", "production")
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("webhook-api binary");
+        Self { child, port }
+    }
+
+    async fn wait_ready(&mut self) {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.port);
+        let ready = eventually(Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        if !ready {
+            let status = self.child.try_wait();
+            panic!(
+                "instance on port {} never became ready ({status:?})",
+                self.port
+            );
+        }
+        // `healthcheck`, as the container's HEALTHCHECK runs it, agrees.
+        let healthcheck = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
+            .arg("healthcheck")
+            .env("PORT", self.port.to_string())
+            .status()
+            .unwrap();
+        assert!(healthcheck.success());
+    }
+
+    async fn post_hmac(&self, body: &str) -> u16 {
+        let (name, value) = hmac_header(body);
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}{STATUS_UPDATE}", self.port))
+            .header("Content-Type", "application/json")
+            .header(name, value)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(10));
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

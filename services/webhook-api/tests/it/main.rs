@@ -1,0 +1,10 @@
+//! Integration tests: the real app against the real PostgreSQL and Redis that
+//! `scripts/dev/deps.sh` starts. One binary, so the build is linked once.
+
+mod avatar_status;
+mod bad_input;
+mod helpers;
+mod lifecycle;
+mod resilience;
+mod status_update;
+mod verification;

@@ -1,0 +1,119 @@
+//! Dependencies failing under the service: Redis is optional, PostgreSQL is not.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{
+    database_socket, eventually, fixture, free_port, AppOptions, ChaosProxy, TestApp,
+};
+
+/// A Redis server of the test's own, so the test can stop it.
+struct OwnRedis {
+    child: Child,
+    url: String,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (scripts/dev/deps.sh installs it)");
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let up = eventually(Duration::from_secs(5), || {
+            let client = client.clone();
+            async move { client.get_multiplexed_async_connection().await.is_ok() }
+        })
+        .await;
+        assert!(up, "own redis-server did not start");
+        Self { child, url }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded() {
+    let mut redis = OwnRedis::start().await;
+    let app = TestApp::spawn_with(AppOptions::default().with("REDIS_URL", redis.url.clone())).await;
+    let avatar = app.insert_training_avatar("test-123").await;
+    let health = app.get("/health").await;
+    assert_eq!(health.json["status"], "ok", "{:?}", health.json);
+
+    redis.stop();
+
+    let answer = app.post_fal(&fixture("legacy_completed.json")).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+    assert_eq!(answer.result(), "applied");
+    assert_eq!(app.avatar(avatar).await.status, "completed");
+    let health = app.get("/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json["status"], "degraded");
+    assert_eq!(health.json["checks"]["redis"]["status"], "fail");
+    assert_eq!(health.json["checks"]["postgres"]["status"], "ok");
+    // The status endpoint falls back to PostgreSQL.
+    let status = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json["status"], "completed");
+    let metrics = app.get("/metrics").await;
+    let text = metrics.json.as_str().unwrap_or_default().to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("webhook_redis_errors_total{operation=\"publish\"}")),
+        "Redis failures are counted"
+    );
+}
+
+#[tokio::test]
+async fn with_postgres_unreachable_callbacks_get_503_and_nothing_is_half_written() {
+    let proxy = ChaosProxy::start(database_socket()).await;
+    let app = TestApp::spawn_with(AppOptions {
+        database_via: Some(proxy.address),
+        ..AppOptions::default()
+    })
+    .await;
+    let avatar = app.insert_training_avatar("test-123").await;
+    let before = app.avatar(avatar).await;
+    let body = fixture("legacy_completed.json");
+
+    proxy.cut();
+    let answer = app.post_fal(&body).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.json);
+    assert_eq!(answer.error(), "database_unavailable");
+    assert!(answer.headers.contains_key("retry-after"));
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, 503);
+    let health = app.get("/health").await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.json["status"], "fail");
+
+    proxy.restore();
+    assert_eq!(app.event_count().await, 0, "nothing recorded");
+    assert_eq!(app.avatar(avatar).await, before, "nothing applied");
+    // FAL's retry goes through once the database is back.
+    let retried = app.post_fal(&body).await;
+    assert_eq!(retried.status, 200, "{:?}", retried.json);
+    assert_eq!(retried.result(), "applied");
+    assert_eq!(app.get("/health/ready").await.status, 200);
+}
