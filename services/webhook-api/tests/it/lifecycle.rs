@@ -205,6 +205,89 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_promptly() {
     assert!(signalled.elapsed() < Duration::from_secs(10));
 }
 
+#[test]
+fn a_bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
+    let run = |env: &[(&str, &str)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (code, stderr) = run(&[("REDIS_URL", "redis://127.0.0.1:6379")]);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        stderr.trim(),
+        "webhook-api: configuration: DATABASE_URL: is required but not set"
+    );
+
+    let (code, stderr) = run(&[
+        ("DATABASE_URL", "postgresql://u:hunter2@127.0.0.1/db"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("ENVIRONMENT", "production"),
+        ("WEBHOOK_ALLOW_UNSIGNED", "true"),
+        ("FAL_WEBHOOK_SECRET", "topsecret"),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("WEBHOOK_ALLOW_UNSIGNED"), "{stderr}");
+    assert!(!stderr.contains("hunter2") && !stderr.contains("topsecret"));
+}
+
+#[tokio::test]
+async fn production_logs_are_json_lines_carrying_the_request_id() {
+    let database = TestDatabase::create().await;
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
+        .env_clear()
+        .env("DATABASE_URL", &database.url)
+        .env("REDIS_URL", shared_redis_url())
+        .env("FAL_WEBHOOK_SECRET", HMAC_SECRET)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("ENVIRONMENT", "production")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut instance = Instance { child, port };
+    instance.wait_ready().await;
+    let body = r#"{"request_id":"log-1","status":"in_progress"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{STATUS_UPDATE}"))
+        .header("Content-Type", "application/json")
+        .header("X-Request-ID", "log-trace-7")
+        .header(hmac_header(body).0, hmac_header(body).1)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    instance.stop();
+
+    let mut logs = String::new();
+    instance
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let committed = lines
+        .iter()
+        .find(|l| l["message"] == "callback committed")
+        .expect("a log line for the committed callback");
+    assert_eq!(committed["span"]["request_id"], "log-trace-7");
+    assert_eq!(committed["outcome"], "unmatched");
+    assert!(!logs.contains(HMAC_SECRET), "secrets never logged");
+}
+
 /// The real binary, configured through its environment as in production.
 struct Instance {
     child: Child,
