@@ -32,6 +32,12 @@ command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit
 deps_env=$(scripts/dev/deps.sh)
 admin_url=$(sed -n 's/^DATABASE_URL=//p' <<<"$deps_env")
 redis_url=$(sed -n 's/^REDIS_URL=//p' <<<"$deps_env")
+# The S3 settings are required; the file worker is off (FILE_WORKERS=0) so that the CDN URLs in
+# the generated callbacks are never fetched.
+while IFS= read -r line; do
+  [[ "$line" == MINIO_* ]] && export "${line?}"
+done <<<"$deps_env"
+export MINIO_BUCKET_NAME=quick-load FILE_WORKERS=0
 db="quickload_$$"
 db_url="${admin_url%/*}/$db"
 work=$(mktemp -d)

@@ -6,7 +6,7 @@ usage() {
   cat <<USAGE
 Usage: scripts/dev/test.sh [--help] [-- CARGO_TEST_ARGS...]
 
-Installs and starts the local PostgreSQL and Redis (scripts/dev/deps.sh), then runs
+Installs and starts the local PostgreSQL, Redis and S3 server (scripts/dev/deps.sh), then runs
   cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test.
 Settings (environment, defaults shown):
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}   where builds are cached
@@ -26,7 +26,10 @@ step "dependencies"
 deps_env=$(scripts/dev/deps.sh)
 TEST_DATABASE_URL=$(sed -n 's/^DATABASE_URL=//p' <<<"$deps_env")
 TEST_REDIS_URL=$(sed -n 's/^REDIS_URL=//p' <<<"$deps_env")
-export TEST_DATABASE_URL TEST_REDIS_URL
+TEST_MINIO_ENDPOINT=$(sed -n 's/^MINIO_ENDPOINT=//p' <<<"$deps_env")
+TEST_MINIO_ACCESS_KEY=$(sed -n 's/^MINIO_ACCESS_KEY=//p' <<<"$deps_env")
+TEST_MINIO_SECRET_KEY=$(sed -n 's/^MINIO_SECRET_KEY=//p' <<<"$deps_env")
+export TEST_DATABASE_URL TEST_REDIS_URL TEST_MINIO_ENDPOINT TEST_MINIO_ACCESS_KEY TEST_MINIO_SECRET_KEY
 
 if [[ "${SKIP_LINT:-0}" != 1 ]]; then
   if ! command -v shellcheck >/dev/null 2>&1; then

@@ -82,6 +82,7 @@ pub struct Config {
     pub verify: VerifyConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub files: FilesConfig,
     /// How long in-flight requests get to finish after SIGTERM before the process exits.
     pub shutdown_grace: Duration,
 }
@@ -131,6 +132,37 @@ pub struct HttpConfig {
     /// Bounds reading the request head and the body; hyper also closes a kept-alive
     /// connection that sends no new request within it (the upstream keep-alive timeout).
     pub read_timeout: Duration,
+}
+
+/// Copying trained files from FAL's CDN into S3 (MinIO).
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    pub s3: S3Config,
+    /// Hosts files may come from; an entry also allows its subdomains.
+    pub host_allowlist: Vec<String>,
+    /// Test-only: accept `http://` file URLs. Refused when ENVIRONMENT=production.
+    pub allow_http: bool,
+    pub max_bytes: u64,
+    /// Multipart part size: the memory one copy holds at most twice.
+    pub part_size: usize,
+    pub max_attempts: i32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// A claimed job not renewed within this is taken over by another worker.
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub workers: usize,
+    /// A download that sends no bytes for this long is abandoned (and retried).
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint_url: String,
+    pub region: String,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    pub bucket: String,
 }
 
 #[derive(Debug, Clone)]
@@ -225,9 +257,77 @@ impl Config {
                 filter: log_filter,
                 format: log_format,
             },
+            files: files_config(&env, environment)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20)?,
         })
     }
+}
+
+fn files_config(env: &Env<'_>, environment: Environment) -> Result<FilesConfig, ConfigError> {
+    let allow_http = env.flag("FILE_ALLOW_HTTP", false)?;
+    if allow_http && environment == Environment::Production {
+        return Err(ConfigError::new(
+            "FILE_ALLOW_HTTP",
+            "is a test-only setting and must not be true when ENVIRONMENT=production",
+        ));
+    }
+    let secure = env.flag("MINIO_SECURE", false)?;
+    let endpoint = env.required("MINIO_ENDPOINT")?;
+    let endpoint_url = if endpoint.contains("://") {
+        endpoint
+    } else {
+        format!("{}://{endpoint}", if secure { "https" } else { "http" })
+    };
+    reqwest::Url::parse(&endpoint_url)
+        .ok()
+        .filter(|url| url.has_host())
+        .ok_or_else(|| ConfigError::new("MINIO_ENDPOINT", "expected host:port or a URL"))?;
+    let host_allowlist: Vec<String> = env
+        .optional("FILE_HOST_ALLOWLIST")
+        .unwrap_or_else(|| "fal.media,storage.googleapis.com".into())
+        .split(',')
+        .map(|h| {
+            h.trim()
+                .trim_start_matches("*.")
+                .trim_start_matches('.')
+                .to_ascii_lowercase()
+        })
+        .filter(|h| !h.is_empty())
+        .collect();
+    if host_allowlist.is_empty() {
+        return Err(ConfigError::new("FILE_HOST_ALLOWLIST", "names no host"));
+    }
+    let part_size: usize = env.parsed("FILE_PART_SIZE_BYTES", 8 * 1024 * 1024)?;
+    if part_size < 5 * 1024 * 1024 {
+        return Err(ConfigError::new(
+            "FILE_PART_SIZE_BYTES",
+            "must be at least 5 MiB (the S3 minimum part size)",
+        ));
+    }
+    Ok(FilesConfig {
+        s3: S3Config {
+            endpoint_url,
+            region: env
+                .optional("MINIO_REGION")
+                .unwrap_or_else(|| "us-east-1".into()),
+            access_key: Secret::new(env.required("MINIO_ACCESS_KEY")?),
+            secret_key: Secret::new(env.required("MINIO_SECRET_KEY")?),
+            bucket: env.required("MINIO_BUCKET_NAME")?,
+        },
+        host_allowlist,
+        allow_http,
+        max_bytes: env.parsed("FILE_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
+        part_size,
+        max_attempts: env.parsed("FILE_JOB_MAX_ATTEMPTS", 8)?,
+        retry_base: Duration::from_millis(env.parsed("FILE_JOB_RETRY_BASE_MS", 2000)?),
+        retry_max: env.seconds("FILE_JOB_RETRY_MAX_SECS", 600)?,
+        lease: env
+            .seconds("FILE_JOB_LEASE_SECS", 120)?
+            .max(Duration::from_secs(1)),
+        poll_interval: Duration::from_millis(env.parsed("FILE_JOB_POLL_MS", 2000)?),
+        workers: env.parsed("FILE_WORKERS", 2)?,
+        read_timeout: env.seconds("FILE_READ_TIMEOUT_SECS", 60)?,
+    })
 }
 
 /// Typed helpers so every variable fails the same clear way.
@@ -322,9 +422,13 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
-    const BASE: [(&str, &str); 2] = [
+    const BASE: [(&str, &str); 6] = [
         ("DATABASE_URL", "postgresql://bot:s3cret@db:5432/aisha"),
         ("REDIS_URL", "redis://:redispw@redis:6379/0"),
+        ("MINIO_ENDPOINT", "minio:9000"),
+        ("MINIO_ACCESS_KEY", "minio-access"),
+        ("MINIO_SECRET_KEY", "minio-secret-key"),
+        ("MINIO_BUCKET_NAME", "avatars"),
     ];
 
     #[test]
@@ -336,6 +440,24 @@ mod tests {
         assert_eq!(cfg.http.max_body_bytes, 1024 * 1024);
         assert!(!cfg.verify.allow_unsigned);
         assert_eq!(cfg.database.pg.get_dbname(), Some("aisha"));
+        assert_eq!(cfg.files.s3.endpoint_url, "http://minio:9000");
+        assert_eq!(
+            cfg.files.host_allowlist,
+            ["fal.media", "storage.googleapis.com"]
+        );
+        assert_eq!(cfg.files.max_bytes, 2 * 1024 * 1024 * 1024);
+    }
+
+    #[test]
+    fn minio_secure_selects_https_and_http_file_urls_are_refused_in_production() {
+        let mut vars = BASE.to_vec();
+        vars.push(("MINIO_SECURE", "true"));
+        assert_eq!(
+            config(&vars).unwrap().files.s3.endpoint_url,
+            "https://minio:9000"
+        );
+        vars.extend([("ENVIRONMENT", "production"), ("FILE_ALLOW_HTTP", "true")]);
+        assert_eq!(config(&vars).unwrap_err().var, "FILE_ALLOW_HTTP");
     }
 
     #[test]
@@ -347,18 +469,16 @@ mod tests {
 
     #[test]
     fn missing_variable_is_named() {
-        let err = config(&[("REDIS_URL", "redis://r")]).unwrap_err();
+        let err = config(&BASE[1..]).unwrap_err();
         assert_eq!(err.var, "DATABASE_URL");
         assert!(err.to_string().contains("DATABASE_URL: is required"));
     }
 
     #[test]
     fn malformed_database_url_never_echoes_the_password() {
-        let err = config(&[
-            ("DATABASE_URL", "mysql://bot:topsecretpw@db/aisha"),
-            ("REDIS_URL", "redis://r"),
-        ])
-        .unwrap_err();
+        let mut vars = BASE.to_vec();
+        vars[0] = ("DATABASE_URL", "mysql://bot:topsecretpw@db/aisha");
+        let err = config(&vars).unwrap_err();
         assert_eq!(err.var, "DATABASE_URL");
         assert!(!err.to_string().contains("topsecretpw"));
     }
@@ -380,7 +500,7 @@ mod tests {
             ("WEBHOOK_ALLOW_UNSIGNED", "true"),
         ]);
         assert_eq!(config(&vars).unwrap_err().var, "WEBHOOK_ALLOW_UNSIGNED");
-        vars[2] = ("ENVIRONMENT", "development");
+        vars[BASE.len()] = ("ENVIRONMENT", "development");
         assert!(config(&vars).unwrap().verify.allow_unsigned);
     }
 
@@ -392,7 +512,13 @@ mod tests {
         assert_eq!(cfg.verify.hmac_secrets.len(), 2);
         assert_eq!(cfg.verify.hmac_secrets[1].expose(), "new-secret");
         let debug = format!("{cfg:?}");
-        for secret in ["old-secret", "new-secret", "s3cret", "redispw"] {
+        for secret in [
+            "old-secret",
+            "new-secret",
+            "s3cret",
+            "redispw",
+            "minio-secret-key",
+        ] {
             assert!(!debug.contains(secret), "{secret} leaked into Debug output");
         }
     }

@@ -2,15 +2,18 @@
 //!
 //! The path of one webhook: `http` (read, limits) → `verify` (signature on the raw bytes) →
 //! `fal` (parse) → `store::ingest` (one transaction, using the `avatar` state machine) →
-//! `cache` (Redis status and events stream, after commit).
+//! `cache` (Redis status and events stream, after commit). A completion also enqueues a file
+//! job, which `worker` (in every instance) copies from FAL's CDN into S3 through `files`.
 
 pub mod avatar;
 pub mod cache;
 pub mod config;
 pub mod fal;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod verify;
+pub mod worker;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use webhook_api::config::Config;
 use webhook_api::startup::{self, Application};
+use webhook_api::store::jobs;
 use webhook_api::{store, telemetry};
 
 /// Receives FAL AI training callbacks and applies them to avatars.
@@ -26,6 +27,25 @@ enum Command {
     Migrate,
     /// GET http://127.0.0.1:$PORT/health/ready; exit 0 when ready, 1 otherwise (container health checks).
     Healthcheck,
+    /// See and re-queue the jobs that copy trained files into S3.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List recent jobs, newest first.
+    List {
+        /// Only jobs in this state: pending, running, done, failed, dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Re-queue one job (pending, failed or dead) with a fresh attempt budget.
+    Retry { id: i64 },
+    /// Re-queue every dead job.
+    RetryDead,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +71,7 @@ fn main() -> ExitCode {
                         let pool = store::connect_pool(&config.database);
                         startup::migrate(&pool, config.database.startup_wait).await
                     }
+                    Command::Jobs(jobs) => jobs_command(&config, jobs).await,
                     _ => serve(config).await,
                 }
             });
@@ -70,6 +91,39 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_to_shutdown(shutdown.clone()));
     app.run(shutdown).await;
+    Ok(())
+}
+
+async fn jobs_command(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
+    let pool = store::connect_pool(&config.database);
+    match command {
+        JobsCommand::List { state, limit } => {
+            let jobs = jobs::list(&pool, state.as_deref(), limit).await?;
+            println!(
+                "{:>8}  {:<8}  {:>8}  {:<20}  {:<36}  last error",
+                "id", "state", "attempts", "updated", "avatar"
+            );
+            for job in jobs {
+                println!(
+                    "{:>8}  {:<8}  {:>8}  {:<20}  {:<36}  {}",
+                    job.id,
+                    job.state,
+                    job.attempts,
+                    job.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                    job.avatar_id,
+                    job.last_error.unwrap_or_default()
+                );
+            }
+        }
+        JobsCommand::Retry { id } => match jobs::requeue(&pool, Some(id)).await? {
+            0 => anyhow::bail!("job {id} not found, or running or done: nothing re-queued"),
+            _ => println!("job {id} re-queued"),
+        },
+        JobsCommand::RetryDead => {
+            let count = jobs::requeue(&pool, None).await?;
+            println!("{count} dead job(s) re-queued");
+        }
+    }
     Ok(())
 }
 

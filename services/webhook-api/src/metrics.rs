@@ -1,9 +1,11 @@
 //! Prometheus metrics, one registry per instance, rendered at `GET /metrics`.
 
-use deadpool_postgres::Pool;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::store::jobs::QueueStats;
 
 pub struct Metrics {
     registry: Registry,
@@ -12,7 +14,11 @@ pub struct Metrics {
     pub signature_failures: IntCounterVec,
     pub outcomes: IntCounterVec,
     pub redis_errors: IntCounterVec,
+    pub file_jobs_settled: IntCounterVec,
+    pub file_bytes_copied: IntCounter,
     db_pool: IntGaugeVec,
+    file_jobs: IntGaugeVec,
+    oldest_pending_job_age: Gauge,
 }
 
 impl Metrics {
@@ -70,6 +76,29 @@ impl Metrics {
             &["state"],
         )
         .unwrap();
+        let file_jobs_settled = IntCounterVec::new(
+            Opts::new(
+                "webhook_file_job_runs_total",
+                "File job runs by result: done, retry, failed, dead, released, lease_lost, error",
+            ),
+            &["result"],
+        )
+        .unwrap();
+        let file_bytes_copied = IntCounter::new(
+            "webhook_file_bytes_copied_total",
+            "Bytes of trained files stored in S3",
+        )
+        .unwrap();
+        let file_jobs = IntGaugeVec::new(
+            Opts::new("webhook_file_jobs", "File jobs by state (whole cluster)"),
+            &["state"],
+        )
+        .unwrap();
+        let oldest_pending_job_age = Gauge::new(
+            "webhook_file_job_oldest_pending_age_seconds",
+            "Age of the oldest file job not yet done (0 when none)",
+        )
+        .unwrap();
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -77,6 +106,10 @@ impl Metrics {
             Box::new(outcomes.clone()),
             Box::new(redis_errors.clone()),
             Box::new(db_pool.clone()),
+            Box::new(file_jobs_settled.clone()),
+            Box::new(file_bytes_copied.clone()),
+            Box::new(file_jobs.clone()),
+            Box::new(oldest_pending_job_age.clone()),
         ] {
             registry
                 .register(collector)
@@ -89,12 +122,30 @@ impl Metrics {
             signature_failures,
             outcomes,
             redis_errors,
+            file_jobs_settled,
+            file_bytes_copied,
             db_pool,
+            file_jobs,
+            oldest_pending_job_age,
         }
     }
 
-    /// The text exposition format, with the pool gauges read at scrape time.
-    pub fn render(&self, pool: &Pool) -> String {
+    /// The text exposition format, with the gauges read at scrape time (queue stats are
+    /// skipped when the database does not answer).
+    pub fn render(&self, pool: &deadpool_postgres::Pool, queue: Option<&QueueStats>) -> String {
+        if let Some(queue) = queue {
+            for (state, count) in [
+                ("pending", queue.pending),
+                ("running", queue.running),
+                ("done", queue.done),
+                ("failed", queue.failed),
+                ("dead", queue.dead),
+            ] {
+                self.file_jobs.with_label_values(&[state]).set(count);
+            }
+            self.oldest_pending_job_age
+                .set(queue.oldest_pending_age_secs);
+        }
         let status = pool.status();
         self.db_pool
             .with_label_values(&["size"])

@@ -17,6 +17,7 @@ use crate::http::{server, AppState};
 use crate::metrics::Metrics;
 use crate::store;
 use crate::verify::Verifier;
+use crate::worker;
 
 pub struct Application {
     listener: TcpListener,
@@ -46,6 +47,7 @@ impl Application {
             verifier,
             metrics: Metrics::new(),
             draining: AtomicBool::new(false),
+            job_enqueued: tokio::sync::Notify::new(),
         });
         Ok(Self { listener, state })
     }
@@ -60,7 +62,8 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then drains within the configured grace period.
+    /// Serves, and runs the file worker, until `shutdown` is cancelled; then drains within the
+    /// configured grace period.
     pub async fn run(self, shutdown: CancellationToken) {
         let grace = self.state.config.shutdown_grace;
         let state = self.state.clone();
@@ -71,7 +74,10 @@ impl Application {
                 .draining
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         });
+        let worker = tokio::spawn(worker::run(self.state.clone(), shutdown.clone()));
         server::serve(self.listener, self.state, shutdown, grace).await;
+        // Cancelled with the server: a job in hand is released for another instance.
+        let _ = worker.await;
     }
 }
 

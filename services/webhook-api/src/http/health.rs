@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::error::{json_response, HttpResponse};
 use super::AppState;
-use crate::store;
+use crate::store::{self, jobs};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -33,15 +33,29 @@ pub async fn ready(state: &AppState) -> HttpResponse {
 }
 
 pub async fn full(state: &AppState) -> HttpResponse {
-    let (postgres, redis) = tokio::join!(
+    let (postgres, redis, queue) = tokio::join!(
         timed(store::within(CHECK_TIMEOUT, store::ping(&state.pool))),
         // The cache bounds its own calls by REDIS_TIMEOUT_MS.
         timed(state.cache.ping()),
+        store::within(CHECK_TIMEOUT, jobs::stats(&state.pool)),
     );
+    let dead_jobs = queue.as_ref().map_or(0, |q| q.dead);
     let (overall, status) = match (&postgres.0, &redis.0) {
         (Err(_), _) => ("fail", StatusCode::SERVICE_UNAVAILABLE),
         (Ok(()), Err(_)) => ("degraded", StatusCode::OK),
+        (Ok(()), Ok(())) if dead_jobs > 0 => ("degraded", StatusCode::OK),
         (Ok(()), Ok(())) => ("ok", StatusCode::OK),
+    };
+    let file_jobs = match &queue {
+        Ok(q) => json!({
+            "status": if q.dead > 0 { "degraded" } else { "ok" },
+            "pending": q.pending,
+            "running": q.running,
+            "failed": q.failed,
+            "dead": q.dead,
+            "oldest_pending_age_secs": q.oldest_pending_age_secs,
+        }),
+        Err(e) => json!({ "status": "unknown", "error": e.to_string() }),
     };
     let pool = state.pool.status();
     json_response(
@@ -54,6 +68,7 @@ pub async fn full(state: &AppState) -> HttpResponse {
             "checks": {
                 "postgres": check_json(&postgres),
                 "redis": check_json(&redis),
+                "file_jobs": file_jobs,
             },
             "db_pool": { "size": pool.size, "available": pool.available, "waiting": pool.waiting },
         }),

@@ -9,7 +9,7 @@ mod status_update;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::store::{self, jobs};
 use crate::verify::Verifier;
 use error::{ApiError, HttpResponse};
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set on SIGTERM: readiness answers 503 while in-flight requests finish.
     pub draining: AtomicBool,
+    /// Wakes this instance's file worker when a callback enqueued a job.
+    pub job_enqueued: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -149,8 +152,11 @@ async fn dispatch(
         Route::HealthLive => Ok(health::live()),
         Route::HealthReady => Ok(health::ready(state).await),
         Route::Metrics => {
-            let mut response =
-                Response::new(Full::new(Bytes::from(state.metrics.render(&state.pool))));
+            let queue = store::within(Duration::from_secs(2), jobs::stats(&state.pool))
+                .await
+                .ok();
+            let text = state.metrics.render(&state.pool, queue.as_ref());
+            let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),

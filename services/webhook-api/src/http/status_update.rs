@@ -62,6 +62,9 @@ pub async fn handle(
         scheme = scheme.as_str(),
         "callback committed"
     );
+    if ingested.file_job.is_some() {
+        state.job_enqueued.notify_one();
+    }
     if let Some(avatar) = &ingested.changed {
         if let Err(e) = state.cache.publish_change(avatar, STATUS_CHANGED).await {
             state

@@ -5,9 +5,10 @@ use deadpool_postgres::Pool;
 use uuid::Uuid;
 
 use super::avatars::{AvatarView, VIEW_COLUMNS};
-use super::StoreError;
+use super::{jobs, StoreError};
 use crate::avatar::{self, AvatarStatus, Decision};
 use crate::fal::FalCallback;
+use crate::files::policy::job_files;
 use crate::verify::Scheme;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct Ingested {
     pub event_id: i64,
     /// The avatar as committed, when this delivery changed it.
     pub changed: Option<AvatarView>,
+    /// The file-copy job this completion enqueued, in the same transaction.
+    pub file_job: Option<i64>,
 }
 
 const LOCK_AVATAR: &str = "SELECT id, status::text, COALESCE(training_progress, 0) FROM avatars \
@@ -177,6 +180,7 @@ pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, St
                 outcome: Outcome::Duplicate,
                 event_id,
                 changed: None,
+                file_job: None,
             });
         }
         tx.execute(
@@ -207,10 +211,22 @@ pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, St
         }
         _ => None,
     };
+    let file_job = match (&decision, avatar_id) {
+        (Some(Decision::Apply(change)), Some(id)) if change.status == AvatarStatus::Completed => {
+            let files = job_files(&change.files);
+            if files.is_empty() {
+                None
+            } else {
+                Some(jobs::enqueue(&tx, id, event_id, &files).await?)
+            }
+        }
+        _ => None,
+    };
     tx.commit().await?;
     Ok(Ingested {
         outcome,
         event_id,
         changed,
+        file_job,
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod avatars;
 pub mod ingest;
+pub mod jobs;
 pub mod migrations;
 
 use std::time::Duration;

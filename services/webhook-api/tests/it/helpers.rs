@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +30,38 @@ pub fn shared_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
 }
 
+/// The shared S3 server's settings (`MINIO_*`, as the app reads them), with a fresh bucket.
+/// Files may only come from loopback over http: no test ever fetches from the internet.
+pub fn s3_env(bucket: &str) -> Vec<(&'static str, String)> {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    vec![
+        (
+            "MINIO_ENDPOINT",
+            var("TEST_MINIO_ENDPOINT", "127.0.0.1:9000"),
+        ),
+        (
+            "MINIO_ACCESS_KEY",
+            var("TEST_MINIO_ACCESS_KEY", "devaccess"),
+        ),
+        (
+            "MINIO_SECRET_KEY",
+            var("TEST_MINIO_SECRET_KEY", "devsecretkey"),
+        ),
+        ("MINIO_BUCKET_NAME", bucket.to_string()),
+        ("FILE_HOST_ALLOWLIST", "127.0.0.1".into()),
+        ("FILE_ALLOW_HTTP", "true".into()),
+        ("FILE_JOB_POLL_MS", "100".into()),
+        ("FILE_JOB_RETRY_BASE_MS", "100".into()),
+        ("FILE_PART_SIZE_BYTES", (5 * 1024 * 1024).to_string()),
+    ]
+}
+
+/// Short: s3s-fs keeps an object's metadata in one file named after base64(bucket + key),
+/// and the contract's keys are long.
+pub fn fresh_bucket() -> String {
+    format!("it-{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
 pub fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/fal/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -46,6 +79,7 @@ pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    owned: bool,
 }
 
 impl TestDatabase {
@@ -57,12 +91,28 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let url = url_with_dbname(&admin_database_url(), &name);
-        Self { name, url }
+        Self {
+            name,
+            url,
+            owned: true,
+        }
+    }
+
+    /// Another guard's database: used, not dropped.
+    fn borrowed(url: &str) -> Self {
+        Self {
+            name: url.rsplit('/').next().unwrap_or_default().to_string(),
+            url: url.to_string(),
+            owned: false,
+        }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let name = self.name.clone();
         // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
         let _ = std::thread::spawn(move || {
@@ -141,6 +191,8 @@ pub struct AppOptions {
     pub env: HashMap<&'static str, String>,
     /// Use this PostgreSQL address (a `ChaosProxy`) instead of the server itself.
     pub database_via: Option<SocketAddr>,
+    /// Share another app's database (a second instance of the cluster).
+    pub database_url: Option<String>,
 }
 
 impl AppOptions {
@@ -159,7 +211,8 @@ pub struct TestApp {
     pub signer: FalSigner,
     shutdown: CancellationToken,
     _jwks_dir: tempfile::TempDir,
-    _database: TestDatabase,
+    pub database: TestDatabase,
+    pub config: Config,
 }
 
 impl Drop for TestApp {
@@ -174,7 +227,10 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: AppOptions) -> Self {
-        let database = TestDatabase::create().await;
+        let database = match &options.database_url {
+            Some(url) => TestDatabase::borrowed(url),
+            None => TestDatabase::create().await,
+        };
         let signer = FalSigner::new(1);
         let jwks_dir = tempfile::tempdir().unwrap();
         let jwks_path = jwks_dir.path().join("jwks.json");
@@ -211,13 +267,18 @@ impl TestApp {
             ("LOG_LEVEL", "warn".to_string()),
             ("DB_STARTUP_WAIT_SECS", "5".to_string()),
             ("DB_TIMEOUT_SECS", "5".to_string()),
+            // Ingestion tests leave completed avatars' jobs alone; file tests turn it on.
+            ("FILE_WORKERS", "0".to_string()),
         ]);
+        env.extend(s3_env(&fresh_bucket()));
         env.extend(options.env);
         let config = Config::from_lookup(|name| env.get(name).cloned()).expect("test config");
         let redis_url = config.redis.url.expose().to_string();
         webhook_api::telemetry::init(&config.log);
 
-        let app = Application::build(config).await.expect("app starts");
+        let app = Application::build(config.clone())
+            .await
+            .expect("app starts");
         let address = format!("http://{}", app.local_addr());
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run(shutdown.clone()));
@@ -236,7 +297,8 @@ impl TestApp {
             signer,
             shutdown,
             _jwks_dir: jwks_dir,
-            _database: database,
+            database,
+            config,
         }
     }
 
@@ -457,4 +519,113 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The real binary, configured through its environment as in production.
+pub struct Instance {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Instance {
+    pub fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[])
+    }
+
+    /// `env` comes last, so it overrides the defaults.
+    pub fn start_with(database_url: &str, env: &[(&str, String)]) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
+            .arg("serve")
+            .env_clear()
+            .env(
+                "DATABASE_URL",
+                database_url.replacen("postgresql://", "postgresql+asyncpg://", 1),
+            )
+            .env("REDIS_URL", shared_redis_url())
+            .env("REDIS_KEY_PREFIX", format!("it{port}:"))
+            .env("FAL_WEBHOOK_SECRET", HMAC_SECRET)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("ENVIRONMENT", "staging")
+            .env("LOG_LEVEL", "warn")
+            .envs(s3_env(&fresh_bucket()))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("webhook-api binary");
+        Self { child, port }
+    }
+
+    pub async fn wait_ready(&mut self) {
+        let url = format!("http://127.0.0.1:{}/health/ready", self.port);
+        let ready = eventually(Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        if !ready {
+            let status = self.child.try_wait();
+            panic!(
+                "instance on port {} never became ready ({status:?})",
+                self.port
+            );
+        }
+        // `healthcheck`, as the container's HEALTHCHECK runs it, agrees.
+        let healthcheck = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
+            .arg("healthcheck")
+            .env("PORT", self.port.to_string())
+            .status()
+            .unwrap();
+        assert!(healthcheck.success());
+    }
+
+    pub async fn post_hmac(&self, body: &str) -> u16 {
+        let (name, value) = hmac_header(body);
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}{STATUS_UPDATE}", self.port))
+            .header("Content-Type", "application/json")
+            .header(name, value)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(10));
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -3,6 +3,8 @@
 
 mod avatar_status;
 mod bad_input;
+mod cdn;
+mod files;
 mod helpers;
 mod lifecycle;
 mod resilience;

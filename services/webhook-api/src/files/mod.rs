@@ -1,0 +1,485 @@
+//! FAL's CDN → S3, streamed: the download feeds multipart parts while the previous part
+//! uploads, so one copy holds at most two parts in memory whatever the file's size.
+
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use reqwest::{StatusCode, Url};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+use crate::config::FilesConfig;
+use policy::{FetchPolicy, JobFile};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CopyError {
+    /// The file can never be copied as asked (bad URL, size mismatch, 404): no retry.
+    #[error("{0}")]
+    Permanent(String),
+    /// Network, 5xx, S3 trouble: worth another attempt later.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Where a copy reports each multipart upload it starts, before any part is sent, so that an
+/// attempt that dies can have its upload aborted by the next one.
+pub trait UploadJournal: Sync {
+    fn started(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl std::future::Future<Output = Result<(), CopyError>> + Send;
+}
+
+/// A multipart upload that an earlier attempt started.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpenUpload {
+    pub key: String,
+    pub upload_id: String,
+}
+
+/// What landed in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub key: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+pub struct Copier {
+    http: reqwest::Client,
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    policy: Arc<FetchPolicy>,
+    part_size: usize,
+    read_timeout: Duration,
+}
+
+impl Copier {
+    pub fn new(config: &FilesConfig) -> Self {
+        let policy = Arc::new(FetchPolicy::new(config));
+        let redirect_policy = policy.clone();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            // Every hop must pass the same rules as the first URL.
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    return attempt.error("more than 5 redirects");
+                }
+                match redirect_policy.check(attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(reason) => attempt.error(format!("redirected to a refused URL: {reason}")),
+                }
+            }))
+            .build()
+            .expect("a reqwest client with rustls builds");
+        Self {
+            http,
+            s3: s3_client(config),
+            bucket: config.s3.bucket.clone(),
+            policy,
+            part_size: config.part_size,
+            read_timeout: config.read_timeout,
+        }
+    }
+
+    /// Creates the bucket when it is missing.
+    pub async fn ensure_bucket(&self) -> Result<(), CopyError> {
+        if self
+            .s3
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        match self.s3.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => {
+                tracing::info!(bucket = %self.bucket, "created bucket");
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(s3_error("creating the bucket", e)),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub async fn copy(
+        &self,
+        file: &JobFile,
+        key: &str,
+        journal: &impl UploadJournal,
+    ) -> Result<Stored, CopyError> {
+        let source = &file.source;
+        let url = Url::parse(&source.url).map_err(|e| {
+            CopyError::Permanent(format!("{} URL is not a URL: {e}", file.kind.as_str()))
+        })?;
+        self.policy.check(&url).map_err(CopyError::Permanent)?;
+
+        let mut response = self.http.get(url).send().await.map_err(download_error)?;
+        check_status(response.status())?;
+        let max = self.policy.max_bytes;
+        if let Some(length) = response.content_length() {
+            if length > max {
+                return Err(CopyError::Permanent(format!(
+                    "file is {length} bytes, over the limit of {max} (FILE_MAX_BYTES)"
+                )));
+            }
+            check_declared_size(source.file_size, length)?;
+        }
+
+        let mut upload = MultipartUpload::new(self.s3.clone(), &self.bucket, key);
+        let result = async {
+            let mut hasher = Sha256::new();
+            let mut size: u64 = 0;
+            let mut buffer = BytesMut::with_capacity(self.part_size);
+            loop {
+                let chunk = tokio::time::timeout(self.read_timeout, response.chunk())
+                    .await
+                    .map_err(|_| {
+                        CopyError::Transient(format!(
+                            "download stalled: no bytes for {:?} after {size} bytes",
+                            self.read_timeout
+                        ))
+                    })?
+                    .map_err(download_error)?;
+                let Some(chunk) = chunk else { break };
+                size += chunk.len() as u64;
+                if size > max {
+                    return Err(CopyError::Permanent(format!(
+                        "file is over the limit of {max} bytes (FILE_MAX_BYTES)"
+                    )));
+                }
+                hasher.update(&chunk);
+                buffer.extend_from_slice(&chunk);
+                if buffer.len() >= self.part_size {
+                    upload.send_part(buffer.split().freeze(), journal).await?;
+                }
+            }
+            check_declared_size(source.file_size, size)?;
+            upload.finish(buffer.freeze(), journal).await?;
+            Ok(Stored {
+                key: key.to_string(),
+                sha256: hex::encode(hasher.finalize()),
+                size,
+            })
+        }
+        .await;
+        match result {
+            Ok(stored) => {
+                self.verify_stored(&stored).await?;
+                Ok(stored)
+            }
+            Err(e) => {
+                upload.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The object as S3 now reports it must have the size we streamed.
+    async fn verify_stored(&self, stored: &Stored) -> Result<(), CopyError> {
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&stored.key)
+            .send()
+            .await
+            .map_err(|e| s3_error("checking the stored object", e))?;
+        match head.content_length() {
+            Some(length) if length as u64 == stored.size => Ok(()),
+            other => Err(CopyError::Transient(format!(
+                "stored object has {other:?} bytes, expected {}",
+                stored.size
+            ))),
+        }
+    }
+
+    /// Aborts an upload an earlier attempt left open. An upload that is already gone is fine.
+    pub async fn abort_upload(&self, upload: &OpenUpload) -> Result<(), CopyError> {
+        let aborted = self
+            .s3
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.upload_id)
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+            Err(e) => Err(s3_error("aborting a stale multipart upload", e)),
+        }
+    }
+}
+
+/// The S3 client for `MINIO_*`: path-style addressing, static credentials.
+pub fn s3_client(config: &FilesConfig) -> aws_sdk_s3::Client {
+    let s3 = &config.s3;
+    let credentials = Credentials::new(
+        s3.access_key.expose(),
+        s3.secret_key.expose(),
+        None,
+        None,
+        "webhook-api-config",
+    );
+    let sdk_config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&s3.endpoint_url)
+        .region(Region::new(s3.region.clone()))
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        // MinIO and other S3 servers differ on the SDK's newer default checksums; sha256 is
+        // checked by us while streaming.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .timeout_config(
+            aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(sdk_config)
+}
+
+/// A multipart upload started on the first full part; small files become one `PutObject`.
+/// At most one part uploads while the next one is being downloaded.
+struct MultipartUpload {
+    s3: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    in_flight: Option<JoinHandle<Result<CompletedPart, CopyError>>>,
+}
+
+impl MultipartUpload {
+    fn new(s3: aws_sdk_s3::Client, bucket: &str, key: &str) -> Self {
+        Self {
+            s3,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: None,
+            parts: Vec::new(),
+            in_flight: None,
+        }
+    }
+
+    async fn send_part(
+        &mut self,
+        body: Bytes,
+        journal: &impl UploadJournal,
+    ) -> Result<(), CopyError> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let created = self
+                    .s3
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type("application/octet-stream")
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("starting the multipart upload", e))?;
+                let id = created
+                    .upload_id()
+                    .ok_or_else(|| CopyError::Transient("S3 returned no upload id".into()))?
+                    .to_string();
+                self.upload_id = Some(id.clone());
+                journal.started(&self.key, &id).await?;
+                id
+            }
+        };
+        self.wait_for_part_in_flight().await?;
+        let part_number = self.parts.len() as i32 + 1;
+        let request = self
+            .s3
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .body(ByteStream::from(body));
+        self.in_flight = Some(tokio::spawn(async move {
+            let uploaded = request
+                .send()
+                .await
+                .map_err(|e| s3_error("uploading a part", e))?;
+            Ok(CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                .build())
+        }));
+        Ok(())
+    }
+
+    async fn wait_for_part_in_flight(&mut self) -> Result<(), CopyError> {
+        if let Some(handle) = self.in_flight.take() {
+            let part = handle
+                .await
+                .map_err(|e| CopyError::Transient(format!("part upload task failed: {e}")))??;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, last: Bytes, journal: &impl UploadJournal) -> Result<(), CopyError> {
+        if self.upload_id.is_none() {
+            self.s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type("application/octet-stream")
+                .body(ByteStream::from(last))
+                .send()
+                .await
+                .map_err(|e| s3_error("uploading the object", e))?;
+            return Ok(());
+        }
+        if !last.is_empty() {
+            self.send_part(last, journal).await?;
+        }
+        self.wait_for_part_in_flight().await?;
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_upload_id(self.upload_id.clone())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| s3_error("completing the multipart upload", e))?;
+        self.upload_id = None;
+        Ok(())
+    }
+
+    /// Leaves nothing partial behind after a failure.
+    async fn abort(&mut self) {
+        if let Some(handle) = self.in_flight.take() {
+            handle.abort();
+        }
+        if let Some(upload_id) = self.upload_id.take() {
+            let aborted = self
+                .s3
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            if let Err(e) = aborted {
+                // The next attempt's stale-upload sweep gets another chance.
+                tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload");
+            }
+        }
+    }
+}
+
+fn check_status(status: StatusCode) -> Result<(), CopyError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = format!("CDN answered {status}");
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        Err(CopyError::Transient(message))
+    } else {
+        Err(CopyError::Permanent(message))
+    }
+}
+
+fn check_declared_size(declared: Option<u64>, actual: u64) -> Result<(), CopyError> {
+    match declared {
+        Some(declared) if declared != actual => Err(CopyError::Permanent(format!(
+            "declared file_size {declared} does not match the {actual} bytes the CDN sent"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn download_error(e: reqwest::Error) -> CopyError {
+    let message = format!("download failed: {}", error_chain(&e));
+    if e.is_redirect() || e.is_builder() {
+        CopyError::Permanent(message)
+    } else {
+        CopyError::Transient(message)
+    }
+}
+
+fn s3_error<E: std::error::Error + 'static>(what: &str, e: E) -> CopyError {
+    CopyError::Transient(format!("S3 {what}: {}", error_chain(&e)))
+}
+
+/// `e` and its sources, so the recorded reason says what really happened.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_split_into_retry_and_give_up() {
+        assert!(check_status(StatusCode::OK).is_ok());
+        for retry in [500, 502, 503, 429, 408] {
+            assert!(matches!(
+                check_status(StatusCode::from_u16(retry).unwrap()),
+                Err(CopyError::Transient(_))
+            ));
+        }
+        for give_up in [403, 404, 410] {
+            assert!(matches!(
+                check_status(StatusCode::from_u16(give_up).unwrap()),
+                Err(CopyError::Permanent(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn declared_size_must_match() {
+        assert!(check_declared_size(None, 10).is_ok());
+        assert!(check_declared_size(Some(10), 10).is_ok());
+        assert!(matches!(
+            check_declared_size(Some(11), 10),
+            Err(CopyError::Permanent(_))
+        ));
+    }
+}
