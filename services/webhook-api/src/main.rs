@@ -49,6 +49,7 @@ enum JobsCommand {
 }
 
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,6 +84,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// File copies allocate multi-MiB part buffers. glibc raises its mmap threshold after the
+/// first such buffer is freed, after which freed parts stay in the heap and count as RSS;
+/// a fixed threshold keeps them mmapped, so a copy's memory is returned as soon as it is done.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; it is called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

@@ -169,9 +169,18 @@ impl Copier {
                     )));
                 }
                 hasher.update(&chunk);
-                buffer.extend_from_slice(&chunk);
-                if buffer.len() >= self.part_size {
-                    upload.send_part(buffer.split().freeze(), journal).await?;
+                // Parts are filled to exactly `part_size` in buffers allocated at that size, so
+                // no buffer ever grows (and doubles) past it.
+                let mut rest = &chunk[..];
+                while !rest.is_empty() {
+                    let take = rest.len().min(self.part_size - buffer.len());
+                    buffer.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if buffer.len() == self.part_size {
+                        let part =
+                            std::mem::replace(&mut buffer, BytesMut::with_capacity(self.part_size));
+                        upload.send_part(part.freeze(), journal).await?;
+                    }
                 }
             }
             check_declared_size(source.file_size, size)?;
