@@ -1,5 +1,7 @@
 //! The avatar status view: what the bot reads from the cache and from `GET .../status`.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::{Deserialize, Serialize};
@@ -59,11 +61,12 @@ impl AvatarView {
     }
 }
 
+static FIND: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {VIEW_COLUMNS} FROM avatars WHERE id = $1"));
+
 pub async fn find(pool: &Pool, avatar_id: Uuid) -> Result<Option<AvatarView>, StoreError> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(&format!("SELECT {VIEW_COLUMNS} FROM avatars WHERE id = $1"))
-        .await?;
+    let statement = client.prepare_cached(&FIND).await?;
     let row = client.query_opt(&statement, &[&avatar_id]).await?;
     Ok(row.as_ref().map(AvatarView::from_row).transpose()?)
 }

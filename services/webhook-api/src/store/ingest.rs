@@ -1,6 +1,8 @@
 //! One verified callback → one transaction: lock the avatar, record the delivery (its unique
 //! key turns a redelivery into a duplicate), apply the state machine's decision, commit.
 
+use std::sync::LazyLock;
+
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
@@ -93,7 +95,7 @@ const REMATCH_EVENT: &str =
     "UPDATE webhook_events SET avatar_id = $2, outcome = $3, outcome_reason = $4 \
      WHERE id = $1";
 
-fn apply_change_sql() -> String {
+static APPLY_CHANGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "UPDATE avatars SET \
            status = $2, \
@@ -111,7 +113,7 @@ fn apply_change_sql() -> String {
            updated_at = now() \
          WHERE id = $1 RETURNING {VIEW_COLUMNS}"
     )
-}
+});
 
 pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, StoreError> {
     let callback = delivery.callback;
@@ -194,7 +196,7 @@ pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, St
         (Some(Decision::Apply(change)), Some(id)) => {
             let row = tx
                 .query_one(
-                    &tx.prepare_cached(&apply_change_sql()).await?,
+                    &tx.prepare_cached(&APPLY_CHANGE).await?,
                     &[
                         &id,
                         &change.status.as_str(),

@@ -31,11 +31,13 @@ pub async fn enqueue(
     files: &[JobFile],
 ) -> Result<i64, StoreError> {
     let files = serde_json::to_value(files).expect("job files serialize");
-    let row = client
-        .query_one(
+    let statement = client
+        .prepare_cached(
             "INSERT INTO file_jobs (avatar_id, event_id, files) VALUES ($1, $2, $3) RETURNING id",
-            &[&avatar_id, &event_id, &files],
         )
+        .await?;
+    let row = client
+        .query_one(&statement, &[&avatar_id, &event_id, &files])
         .await?;
     Ok(row.try_get(0)?)
 }
