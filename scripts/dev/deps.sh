@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (Debian packages and crates, when missing) and starts the local dependencies of the
-# service: PostgreSQL 15, Redis and an S3 server (s3s-fs), on loopback. Idempotent.
+# service: PostgreSQL 15, Redis and an S3 server (s3s-fs), on loopback; and nginx for the local
+# cluster. Idempotent.
 set -euo pipefail
 
 usage() {
@@ -47,10 +48,15 @@ missing=()
 command -v "/usr/lib/postgresql/$PG_VERSION/bin/postgres" >/dev/null 2>&1 || missing+=("postgresql-$PG_VERSION")
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v envsubst >/dev/null 2>&1 || missing+=(gettext-base)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   "${SUDO[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The package starts a default nginx on port 80; the cluster runs its own.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]]; then "${SUDO[@]}" service nginx stop >/dev/null 2>&1 || true; fi
 fi
 
 if ! pg_lsclusters -h | awk -v v="$PG_VERSION" '$1 == v && $2 == "main"' | grep -q .; then

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Renders the nginx templates into a configuration directory.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: nginx/render.sh OUTPUT_DIR
+
+Writes OUTPUT_DIR/nginx.conf, webhook.conf and webhook-proxy.conf from the templates beside
+this script. Settings (environment, defaults shown are the container's):
+  NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-80}  NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}  NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
+  WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
+  WEBHOOK_UPSTREAM_2=${WEBHOOK_UPSTREAM_2:-aisha-webhook-api-2:8000}
+  NGINX_TLS_CERT=${NGINX_TLS_CERT:-/etc/nginx/tls/fullchain.pem}
+  NGINX_TLS_KEY=${NGINX_TLS_KEY:-/etc/nginx/tls/privkey.pem}
+  NGINX_METRICS_ALLOW="${NGINX_METRICS_ALLOW:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}"   networks allowed /metrics and /nginx_status
+  WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}  WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}  per client address
+  WEBHOOK_MAX_BODY=${WEBHOOK_MAX_BODY:-1m}
+  NGINX_LOG_DIR=${NGINX_LOG_DIR:-/var/log/nginx}  NGINX_STATE_DIR=${NGINX_STATE_DIR:-/var/cache/nginx}
+  NGINX_PID_FILE=${NGINX_PID_FILE:-/run/nginx.pid}  NGINX_ACME_ROOT=${NGINX_ACME_ROOT:-/var/www/acme}
+  NGINX_MIME_TYPES=${NGINX_MIME_TYPES:-/etc/nginx/mime.types}
+  NGINX_CONF_DIR=<OUTPUT_DIR>   where nginx will read the rendered files from
+USAGE
+}
+[[ $# -eq 1 && "$1" != -h && "$1" != --help ]] || { usage; [[ "${1:-}" == -h || "${1:-}" == --help ]]; exit $?; }
+
+out=$1
+here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$out"
+
+export NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-80}
+export NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}
+export NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
+export WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
+export WEBHOOK_UPSTREAM_2=${WEBHOOK_UPSTREAM_2:-aisha-webhook-api-2:8000}
+export NGINX_TLS_CERT=${NGINX_TLS_CERT:-/etc/nginx/tls/fullchain.pem}
+export NGINX_TLS_KEY=${NGINX_TLS_KEY:-/etc/nginx/tls/privkey.pem}
+export WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}
+export WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}
+export WEBHOOK_MAX_BODY=${WEBHOOK_MAX_BODY:-1m}
+export NGINX_LOG_DIR=${NGINX_LOG_DIR:-/var/log/nginx}
+export NGINX_STATE_DIR=${NGINX_STATE_DIR:-/var/cache/nginx}
+export NGINX_PID_FILE=${NGINX_PID_FILE:-/run/nginx.pid}
+export NGINX_ACME_ROOT=${NGINX_ACME_ROOT:-/var/www/acme}
+export NGINX_MIME_TYPES=${NGINX_MIME_TYPES:-/etc/nginx/mime.types}
+export NGINX_CONF_DIR=${NGINX_CONF_DIR:-$out}
+rules=""
+for network in ${NGINX_METRICS_ALLOW:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}; do
+  rules+="allow $network; "
+done
+export NGINX_METRICS_ALLOW_RULES=$rules
+
+# Only these names are substituted; nginx's own $variables pass through untouched.
+# shellcheck disable=SC2016 # the names are for envsubst, not for this shell
+names='${NGINX_HTTP_PORT} ${NGINX_HTTPS_PORT} ${NGINX_WEBHOOK_PORT} ${WEBHOOK_UPSTREAM_1}
+${WEBHOOK_UPSTREAM_2} ${NGINX_TLS_CERT} ${NGINX_TLS_KEY} ${WEBHOOK_RATE_LIMIT} ${WEBHOOK_RATE_BURST}
+${WEBHOOK_MAX_BODY} ${NGINX_LOG_DIR} ${NGINX_STATE_DIR} ${NGINX_PID_FILE} ${NGINX_ACME_ROOT}
+${NGINX_MIME_TYPES} ${NGINX_CONF_DIR} ${NGINX_METRICS_ALLOW_RULES}'
+envsubst "$names" <"$here/nginx.conf.template" >"$out/nginx.conf"
+envsubst "$names" <"$here/webhook.conf.template" >"$out/webhook.conf"
+cp "$here/webhook-proxy.conf" "$out/webhook-proxy.conf"
+mkdir -p "$NGINX_STATE_DIR" "$NGINX_LOG_DIR" 2>/dev/null || true

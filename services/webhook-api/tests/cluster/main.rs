@@ -1,0 +1,442 @@
+//! End to end through the local cluster (`scripts/dev/cluster.sh`): nginx with TLS in front of
+//! two real instances, each test on ports and a database of its own. Failover and rolling
+//! restarts run under a steady load of signed callbacks; the sender retries on 5xx, as FAL does.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+use webhook_api::config::Secret;
+use webhook_api::verify::hmac;
+
+const SECRET: &str = "cluster-test-secret";
+const STATUS_UPDATE: &str = "/api/v1/avatar/status_update";
+
+fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://webhook:webhook@127.0.0.1:5432/webhook".into())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    env: Vec<(&'static str, String)>,
+    webhook_port: u16,
+    http_port: u16,
+    db_name: String,
+    db: tokio_postgres::Client,
+    prefix: String,
+    https: reqwest::Client,
+}
+
+impl Cluster {
+    async fn up(extra: &[(&'static str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db_name = format!("cluster_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let prefix = format!("cl{}:", &Uuid::new_v4().simple().to_string()[..8]);
+        let (webhook_port, http_port) = (free_port(), free_port());
+        let mut env = vec![
+            ("CLUSTER_DIR", dir.path().display().to_string()),
+            ("API_PORT_1", free_port().to_string()),
+            ("API_PORT_2", free_port().to_string()),
+            ("NGINX_HTTP_PORT", http_port.to_string()),
+            ("NGINX_HTTPS_PORT", free_port().to_string()),
+            ("NGINX_WEBHOOK_PORT", webhook_port.to_string()),
+            ("CLUSTER_DB", db_name.clone()),
+            (
+                "MINIO_BUCKET_NAME",
+                format!("cl-{}", &Uuid::new_v4().simple().to_string()[..12]),
+            ),
+            ("REDIS_KEY_PREFIX", prefix.clone()),
+            ("FAL_WEBHOOK_SECRET", SECRET.to_string()),
+            ("FILE_WORKERS", "0".to_string()),
+            ("LOG_LEVEL", "info".to_string()),
+            (
+                "WEBHOOK_API_BIN",
+                env!("CARGO_BIN_EXE_webhook-api").to_string(),
+            ),
+            ("WEBHOOK_RATE_LIMIT", "500r/s".to_string()),
+            ("WEBHOOK_RATE_BURST", "200".to_string()),
+        ];
+        for (name, value) in extra {
+            env.retain(|(n, _)| n != name);
+            env.push((name, value.to_string()));
+        }
+        let mut cluster_env = env.clone();
+        cluster_env.push(("PATH", std::env::var("PATH").unwrap_or_default()));
+        let status = Command::new(script())
+            .arg("up")
+            .envs(cluster_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status()
+            .expect("scripts/dev/cluster.sh runs");
+        assert!(status.success(), "cluster.sh up failed");
+
+        let cert = std::fs::read(dir.path().join("tls/ca.pem")).unwrap();
+        let https = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap();
+        let url = format!(
+            "{}/{db_name}",
+            admin_database_url().rsplit_once('/').unwrap().0
+        );
+        let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        Self {
+            dir,
+            env,
+            webhook_port,
+            http_port,
+            db_name,
+            db,
+            prefix,
+            https,
+        }
+    }
+
+    fn script(&self, args: &[&str]) {
+        let status = Command::new(script())
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cluster.sh {args:?} failed");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.webhook_port)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs").join(name)).unwrap_or_default()
+    }
+
+    async fn training_avatars(&self, count: usize) -> Vec<String> {
+        let ids: Vec<String> = (0..count)
+            .map(|_| format!("req-{}", Uuid::new_v4().simple()))
+            .collect();
+        self.db
+            .execute(
+                "INSERT INTO avatars (user_id, name, status, fal_request_id) \
+                 SELECT gen_random_uuid(), 'cluster', 'training', unnest($1::text[])",
+                &[&ids],
+            )
+            .await
+            .unwrap();
+        ids
+    }
+
+    async fn post_signed(
+        &self,
+        body: &str,
+        request_id: Option<&str>,
+    ) -> reqwest::Result<reqwest::Response> {
+        let signature = hmac::sign(&Secret::new(SECRET), body.as_bytes());
+        let mut request = self
+            .https
+            .post(self.url(STATUS_UPDATE))
+            .header("Content-Type", "application/json")
+            .header("X-Signature", format!("sha256={signature}"))
+            .body(body.to_string());
+        if let Some(id) = request_id {
+            request = request.header("X-Request-ID", id);
+        }
+        request.send().await
+    }
+
+    /// Each avatar's completion is sent once, one every `interval`, retried on 5xx or a broken
+    /// connection until it is answered 200 (as FAL retries).
+    async fn steady_load(self: &Arc<Self>, request_ids: Vec<String>, interval: Duration) -> Load {
+        let five_xx = Arc::new(AtomicUsize::new(0));
+        let mut senders = Vec::new();
+        for request_id in request_ids {
+            let (cluster, five_xx) = (self.clone(), five_xx.clone());
+            senders.push(tokio::spawn(async move {
+                let body = format!(r#"{{"request_id":"{request_id}","status":"completed"}}"#);
+                for _ in 0..50 {
+                    match cluster.post_signed(&body, None).await {
+                        Ok(r) if r.status() == 200 => return true,
+                        Ok(r) if r.status().is_server_error() => {
+                            five_xx.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => panic!("{request_id}: answered {}", r.status()),
+                        Err(_) => {
+                            five_xx.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                false
+            }));
+            tokio::time::sleep(interval).await;
+        }
+        let mut load = Load::default();
+        for sender in senders {
+            load.sent += 1;
+            if !sender.await.unwrap() {
+                load.failed += 1;
+            }
+        }
+        load.five_xx = five_xx.load(Ordering::Relaxed);
+        load
+    }
+
+    /// Every avatar completed by exactly one applied delivery, announced exactly once.
+    async fn assert_each_applied_once(&self, request_ids: &[String]) {
+        let row = self
+            .db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM avatars",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, i64>(0),
+            request_ids.len() as i64,
+            "every avatar completed"
+        );
+        let applied: i64 = self
+            .db
+            .query_one(
+                "SELECT count(*) FROM webhook_events WHERE outcome = 'applied'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            applied,
+            request_ids.len() as i64,
+            "one applied delivery per avatar"
+        );
+        let redis_url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+        let mut redis = redis::Client::open(redis_url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let announced: usize = redis::cmd("XLEN")
+            .arg(format!("{}avatar:events", self.prefix))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(announced, request_ids.len(), "each change announced once");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("down")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status();
+        let name = self.db_name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok((admin, connection)) =
+                    tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[derive(Debug, Default)]
+struct Load {
+    sent: usize,
+    failed: usize,
+    five_xx: usize,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/dev/cluster.sh")
+}
+
+#[tokio::test]
+async fn signed_callbacks_through_nginx_tls_reach_both_instances_with_their_request_ids() {
+    let cluster = Cluster::up(&[]).await;
+    let request_ids = cluster.training_avatars(10).await;
+    for (n, request_id) in request_ids.iter().enumerate() {
+        let body = format!(r#"{{"request_id":"{request_id}","status":"completed"}}"#);
+        let trace = format!("e2e-trace-{n}");
+        let response = cluster.post_signed(&body, Some(&trace)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-request-id"], trace.as_str());
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(json["result"], "applied");
+    }
+    cluster.assert_each_applied_once(&request_ids).await;
+
+    // A request without an id gets nginx's, which the instance sees and echoes.
+    let generated = cluster
+        .https
+        .get(cluster.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(generated.status(), 200);
+    assert_eq!(generated.headers()["x-request-id"].len(), 32);
+
+    tokio::time::sleep(Duration::from_millis(300)).await; // log lines are flushed per line
+    let (api_1, api_2, access) = (
+        cluster.log("api-1.log"),
+        cluster.log("api-2.log"),
+        cluster.log("access.log"),
+    );
+    for n in 0..10 {
+        let trace = format!("\"e2e-trace-{n}\"");
+        assert!(access.contains(&trace), "nginx logged {trace}");
+        assert!(
+            api_1.contains(&trace) || api_2.contains(&trace),
+            "an instance logged {trace}"
+        );
+    }
+    assert!(
+        api_1.contains("e2e-trace-") && api_2.contains("e2e-trace-"),
+        "both instances got traffic"
+    );
+    assert!(
+        access.contains("\"upstream_addr\":\"127.0.0.1:"),
+        "access log names the upstream"
+    );
+}
+
+#[tokio::test]
+async fn nginx_refuses_what_it_should_with_json_errors() {
+    let cluster = Cluster::up(&[("WEBHOOK_RATE_LIMIT", "5r/s"), ("WEBHOOK_RATE_BURST", "5")]).await;
+    let get = cluster
+        .https
+        .get(cluster.url(STATUS_UPDATE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST");
+    let unknown = cluster
+        .https
+        .get(cluster.url("/api/v1/anything"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.json::<serde_json::Value>().await.unwrap()["error"],
+        "not_found"
+    );
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let oversize = cluster.post_signed(&huge, None).await.unwrap();
+    assert_eq!(oversize.status(), 413);
+    // 127.0.0.1 is not among the private networks allowed to scrape.
+    let metrics = cluster
+        .https
+        .get(cluster.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 403);
+    let status = cluster
+        .https
+        .get(cluster.url("/nginx_status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 403);
+    // Port 80: health answers, the rest moves to HTTPS.
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let health = plain
+        .get(format!("http://127.0.0.1:{}/health", cluster.http_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let moved = plain
+        .post(format!(
+            "http://127.0.0.1:{}{STATUS_UPDATE}",
+            cluster.http_port
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 301);
+
+    let statuses = futures::future::join_all(
+        (0..30).map(|_| cluster.post_signed(r#"{"request_id":"r","status":"in_progress"}"#, None)),
+    )
+    .await;
+    let limited = statuses
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 429))
+        .count();
+    assert!(limited > 0, "a burst over the rate limit gets 429");
+}
+
+#[tokio::test]
+async fn instance_killed_under_load_nothing_lost_nothing_applied_twice() {
+    let cluster = Arc::new(Cluster::up(&[]).await);
+    let request_ids = cluster.training_avatars(150).await;
+    let load = tokio::spawn({
+        let (cluster, ids) = (cluster.clone(), request_ids.clone());
+        async move { cluster.steady_load(ids, Duration::from_millis(20)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.script(&["stop-api", "1", "KILL"]);
+    let load = load.await.unwrap();
+    println!("failover: {load:?} (5xx answers or broken connections seen by the sender)");
+
+    assert_eq!(load.failed, 0, "{load:?}");
+    cluster.assert_each_applied_once(&request_ids).await;
+    cluster.script(&["start-api", "1"]);
+    cluster.script(&["status"]);
+}
+
+#[tokio::test]
+async fn rolling_restart_under_load_fails_and_loses_nothing() {
+    let cluster = Arc::new(Cluster::up(&[]).await);
+    let request_ids = cluster.training_avatars(250).await;
+    let load = tokio::spawn({
+        let (cluster, ids) = (cluster.clone(), request_ids.clone());
+        async move { cluster.steady_load(ids, Duration::from_millis(20)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in ["1", "2"] {
+        cluster.script(&["stop-api", n, "TERM"]);
+        cluster.script(&["start-api", n]);
+    }
+    let load = load.await.unwrap();
+    println!("rolling restart: {load:?}");
+
+    assert_eq!(load.failed, 0, "{load:?}");
+    assert_eq!(
+        load.five_xx, 0,
+        "graceful restarts are invisible to senders: {load:?}"
+    );
+    cluster.assert_each_applied_once(&request_ids).await;
+}
