@@ -24,6 +24,21 @@ API_SERVICES=(aisha-webhook-api-1 aisha-webhook-api-2)
 NGINX_SERVICE=aisha-nginx-webhook
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+# The flags of the build-and-deploy scripts; the caller defines `usage`.
+# shellcheck disable=SC2034 # BUILD is read by the scripts that source this file
+BUILD=1
+# shellcheck disable=SC2034
+parse_flags() {
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) DRY_RUN=1 ;;
+      --no-build) BUILD=0 ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage; die "unknown argument $arg" ;;
+    esac
+  done
+}
 die() { log "ERROR: $*"; exit 1; }
 
 # Runs a command, or only shows it with --dry-run.

@@ -23,18 +23,10 @@ Settings (environment, else prod.env, else the default shown):
 USAGE
 }
 
-build=1
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    --no-build) build=0 ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage; die "unknown argument $arg" ;;
-  esac
-done
+parse_flags "$@"
 [[ -f "$ENV_FILE" || "$DRY_RUN" == 1 ]] || die "$ENV_FILE missing: copy prod.env.example and fill it in"
 
-if ((build)); then
+if ((BUILD)); then
   build_images
   push_images
 fi

@@ -88,6 +88,22 @@ async fn settled_job(db: &tokio_postgres::Client, avatar: Uuid, within: Duration
     job
 }
 
+/// The avatar's LoRA as stored in S3, found through the key recorded in PostgreSQL.
+async fn stored_lora(app: &TestApp, s3: &aws_sdk_s3::Client, bucket: &str, avatar: Uuid) -> Bytes {
+    let key: String = app
+        .db
+        .query_one(
+            "SELECT lora_object_key FROM avatars WHERE id = $1",
+            &[&avatar],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    object_bytes(s3, bucket, &key)
+        .await
+        .expect("object stored under the recorded key")
+}
+
 async fn object_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Bytes> {
     let object = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
     Some(object.body.collect().await.unwrap().into_bytes())
@@ -177,19 +193,8 @@ async fn completed_callback_gets_both_files_into_the_bucket_with_matching_sha256
     );
 
     // The bot hears about it: a stream entry and a refreshed cached status.
-    let mut redis = app.redis.clone();
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{}avatar:events", app.prefix))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let events: Vec<String> = entries
-        .ids
-        .iter()
-        .map(|e| e.get("event").unwrap())
-        .collect();
+    let entries = app.stream_entries().await;
+    let events: Vec<String> = entries.iter().map(|e| e.get("event").unwrap()).collect();
     assert_eq!(events, ["avatar.status_changed", "avatar.files_stored"]);
     let status = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
     assert_eq!(status.json["lora_object_key"], lora_key);
@@ -470,18 +475,7 @@ async fn s3_stopped_during_a_copy_then_restarted_gets_the_file_later() {
         finished_at > restarted_at,
         "{finished_at} vs {restarted_at}"
     );
-    let key: String = app
-        .db
-        .query_one(
-            "SELECT lora_object_key FROM avatars WHERE id = $1",
-            &[&avatar],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let stored = object_bytes(&s3, &app.config.files.s3.bucket, &key)
-        .await
-        .unwrap();
+    let stored = stored_lora(&app, &s3, &app.config.files.s3.bucket, avatar).await;
     assert_eq!(sha256_hex(&stored), sha256_hex(&lora));
 }
 
@@ -589,17 +583,8 @@ async fn an_instance_killed_mid_copy_leaves_the_job_to_another_after_its_lease()
     let job = settled_job(&first_app.db, avatar, Duration::from_secs(60)).await;
     assert_eq!((job.state.as_str(), job.attempts), ("done", 2), "{job:?}");
     assert_eq!(cdn.hits("killed.bin"), 2);
-    let key: String = first_app
-        .db
-        .query_one(
-            "SELECT lora_object_key FROM avatars WHERE id = $1",
-            &[&avatar],
-        )
-        .await
-        .unwrap()
-        .get(0);
     let s3 = webhook_api::files::s3_client(&first_app.config.files);
-    let stored = object_bytes(&s3, &bucket, &key).await.unwrap();
+    let stored = stored_lora(&first_app, &s3, &bucket, avatar).await;
     assert_eq!(sha256_hex(&stored), sha256_hex(&lora));
     assert_eq!(
         s3_server.leftover_parts(),

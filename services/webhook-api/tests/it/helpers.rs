@@ -379,6 +379,19 @@ impl TestApp {
             .get(0)
     }
 
+    /// The entries of this app's events stream, oldest first.
+    pub async fn stream_entries(&self) -> Vec<redis::streams::StreamId> {
+        let mut redis = self.redis.clone();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{}avatar:events", self.prefix))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        reply.ids
+    }
+
     pub async fn stream_len(&self) -> usize {
         let mut redis = self.redis.clone();
         redis::cmd("XLEN")

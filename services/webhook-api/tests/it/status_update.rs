@@ -46,15 +46,9 @@ async fn signed_fal_callback_moves_avatar_from_training_to_completed_with_files(
         .await
         .unwrap();
     assert!(ttl > 0, "cached status has a TTL");
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{}avatar:events", app.prefix))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(entries.ids.len(), 1);
-    let entry = &entries.ids[0];
+    let entries = app.stream_entries().await;
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
     let field = |name: &str| -> String { entry.get(name).unwrap_or_else(|| panic!("{name}")) };
     assert_eq!(field("event"), "avatar.status_changed");
     assert_eq!(field("avatar_id"), avatar.to_string());
