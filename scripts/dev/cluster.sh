@@ -20,6 +20,7 @@ Settings (environment, defaults shown):
   API_PORT_1=${API_PORT_1:-8001}  API_PORT_2=${API_PORT_2:-8002}
   NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-8080}  NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-9443}  NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
   CLUSTER_DB=${CLUSTER_DB:-webhook_cluster}        database (created when missing)
+  INSTANCE_PREFIX=${INSTANCE_PREFIX:-}            prefix of the instances' INSTANCE_ID (api-1, api-2)
   MINIO_BUCKET_NAME=${MINIO_BUCKET_NAME:-cluster-avatars}
   FAL_WEBHOOK_SECRET=<development default>   HMAC secret of the callbacks
   WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}  WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}
@@ -54,13 +55,19 @@ start_api() {
   local n=$1 port
   port=$(api_port "$n")
   if alive "api-$n"; then log "api-$n already running"; return; fi
+  local instance="${INSTANCE_PREFIX:-}api-$n"
   # shellcheck disable=SC1091 # written by `up`
   (set -a && source "$CLUSTER_DIR/api.env" && set +a &&
-    INSTANCE_ID="api-$n" PORT=$port exec "$(cat "$CLUSTER_DIR/api.bin")" serve) \
+    INSTANCE_ID="$instance" PORT=$port exec "$(cat "$CLUSTER_DIR/api.bin")" serve) \
     >>"$CLUSTER_DIR/logs/api-$n.log" 2>&1 &
   echo $! >"$CLUSTER_DIR/api-$n.pid"
-  wait_for "http://127.0.0.1:$port/health/ready" 30 ||
-    { log "api-$n did not become ready; last log lines:"; tail -20 "$CLUSTER_DIR/logs/api-$n.log" >&2; exit 1; }
+  # Ready, and really ours: a port taken by another process must not pass for this instance.
+  if ! wait_for "http://127.0.0.1:$port/health/ready" 30 || ! alive "api-$n" ||
+    ! curl -fsS "http://127.0.0.1:$port/health" | grep -q "\"instance_id\":\"$instance\""; then
+    log "api-$n did not become ready on port $port; last log lines:"
+    tail -20 "$CLUSTER_DIR/logs/api-$n.log" >&2
+    exit 1
+  fi
   log "api-$n ready on 127.0.0.1:$port"
 }
 

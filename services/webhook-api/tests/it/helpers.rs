@@ -525,13 +525,20 @@ where
     false
 }
 
-/// A free port on loopback (bound, then released).
+/// A free port for a server a test starts as a process, never the same twice in this
+/// process: asking the kernel for port 0 can hand one port to two tests running side by side
+/// before either binds it. Taken below the ephemeral range (32768 and up) so that no outgoing
+/// connection holds it meanwhile.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU16> = std::sync::OnceLock::new();
+    let next =
+        NEXT.get_or_init(|| std::sync::atomic::AtomicU16::new(rand::random_range(20_000..30_000)));
+    loop {
+        let port = next.fetch_add(1, Ordering::Relaxed);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The real binary, configured through its environment as in production.
