@@ -26,14 +26,17 @@ NGINX_SERVICE=aisha-nginx-webhook
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 # The flags of the build-and-deploy scripts; the caller defines `usage`.
-# shellcheck disable=SC2034 # BUILD is read by the scripts that source this file
+# shellcheck disable=SC2034 # BUILD and PULL are read by the scripts that source this file
 BUILD=1
+# shellcheck disable=SC2034
+PULL=1
 # shellcheck disable=SC2034
 parse_flags() {
   for arg in "$@"; do
     case "$arg" in
       --dry-run) DRY_RUN=1 ;;
       --no-build) BUILD=0 ;;
+      --no-pull) PULL=0 ;;
       -h|--help) usage; exit 0 ;;
       *) usage; die "unknown argument $arg" ;;
     esac
@@ -51,7 +54,7 @@ run() {
 }
 
 compose() { # compose with the cluster's project, env file and TAG
-  run env TAG="$TAG" REGISTRY="$REGISTRY" docker-compose -p "$COMPOSE_PROJECT" \
+  run env TAG="$TAG" REGISTRY="$REGISTRY" ENV_FILE="$ENV_FILE" docker-compose -p "$COMPOSE_PROJECT" \
     --env-file "$ENV_FILE" -f "$COMPOSE_FILE" "$@"
 }
 
@@ -73,7 +76,7 @@ build_images() {
     if [[ $image == nginx-webhook ]]; then dockerfile=$REPO_ROOT/docker/nginx/Dockerfile; target=(); fi
     log "building $REGISTRY/$image:$TAG ($ver, $rev)"
     run docker build "${args[@]}" "${target[@]}" \
-      --build-arg "VERSION=$ver" --build-arg "GIT_REVISION=$rev" \
+      --build-arg "VERSION=$ver" --build-arg "GIT_REVISION=$rev" --build-arg "IMAGE_TAG=$TAG" \
       -f "$dockerfile" \
       -t "$REGISTRY/$image:$TAG" -t "$REGISTRY/$image:$ver" -t "$REGISTRY/$image:$rev" \
       -t "$REGISTRY/$image:latest" "$REPO_ROOT"

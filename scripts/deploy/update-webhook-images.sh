@@ -40,6 +40,14 @@ replace() { # SERVICE TAG
   TAG=$2 compose up -d --no-deps --force-recreate "$1"
 }
 
+# nginx 1.22 resolves the instances' names when it (re)loads its configuration; a recreated
+# container may have a new address, so nginx reloads (gracefully) after each replacement.
+reload_nginx() {
+  if [[ "$DRY_RUN" == 1 ]] || docker inspect "$NGINX_SERVICE" >/dev/null 2>&1; then
+    run docker kill -s HUP "$NGINX_SERVICE" >/dev/null || log "nginx reload failed"
+  fi
+}
+
 for service in "${API_SERVICES[@]}"; do
   previous=$(running_tag "$service" || true)
   previous=${previous:-latest}
@@ -49,8 +57,10 @@ for service in "${API_SERVICES[@]}"; do
     log "$service: rolling back to $previous"
     replace "$service" "$previous"
     wait_healthy "$service" || log "$service: rollback did not become healthy either"
+    reload_nginx
     die "update to $new_tag failed on $service; it runs $previous again"
   fi
+  reload_nginx
 done
 
 replace "$NGINX_SERVICE" "$new_tag"

@@ -7,13 +7,14 @@ source "$(dirname "$0")/common.sh"
 
 usage() {
   cat <<USAGE
-Usage: scripts/deploy/webhook-complete.sh [--dry-run] [--no-build] [--help]
+Usage: scripts/deploy/webhook-complete.sh [--dry-run] [--no-build] [--no-pull] [--help]
 
 Builds webhook-api and nginx-webhook, tags them \$TAG, the version, the git revision and latest,
 pushes them, creates the network, replaces the containers (pulling from the registry), and waits
 for health on each container, on 127.0.0.1:8001 and :8002 and through nginx.
   --dry-run    print what would be done
   --no-build   deploy images already in the registry
+  --no-pull    use the images already on this host (restored from a backup, registry down)
 Settings (environment, else prod.env, else the default shown):
   REGISTRY=$REGISTRY   TAG=$TAG
   ENV_FILE=$ENV_FILE
@@ -31,8 +32,10 @@ if ((BUILD)); then
   push_images
 fi
 docker network inspect aisha_webhook_cluster >/dev/null 2>&1 || run docker network create aisha_webhook_cluster >/dev/null
-log "pulling $REGISTRY/*:$TAG"
-compose pull
+if ((PULL)); then
+  log "pulling $REGISTRY/*:$TAG"
+  compose pull
+fi
 log "replacing the containers"
 compose up -d --force-recreate --remove-orphans
 for container in "${API_SERVICES[@]}" "$NGINX_SERVICE"; do

@@ -7,10 +7,12 @@ usage() {
 Usage: scripts/dev/test.sh [--help] [-- CARGO_TEST_ARGS...]
 
 Installs and starts the local PostgreSQL, Redis and S3 server (scripts/dev/deps.sh), then runs
-  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test.
+  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test,
+  then the containerised cluster on the Docker engine (scripts/test/containers.sh).
 Settings (environment, defaults shown):
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}   where builds are cached
   SKIP_LINT=${SKIP_LINT:-0}                  1 skips fmt, clippy and shellcheck
+  SKIP_CONTAINERS=${SKIP_CONTAINERS:-0}            1 skips the Docker phase
   plus those of scripts/dev/deps.sh (see its --help).
 USAGE
 }
@@ -46,3 +48,12 @@ fi
 
 step "cargo test"
 cargo test --workspace --locked "$@"
+
+if [[ "${SKIP_CONTAINERS:-0}" == 1 ]]; then
+  step "containers: skipped (SKIP_CONTAINERS=1)"
+elif ! docker info >/dev/null 2>&1; then
+  step "containers: SKIPPED, no Docker engine here (docker info fails): the container proof did not run"
+else
+  step "containers (scripts/test/containers.sh)"
+  scripts/test/containers.sh
+fi

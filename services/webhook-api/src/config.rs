@@ -77,6 +77,8 @@ pub struct Config {
     pub bind_address: std::net::IpAddr,
     pub port: u16,
     pub instance_id: String,
+    /// Which image this is (`WEBHOOK_BUILD`, set by the Dockerfile: tag + git revision).
+    pub build: String,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub verify: VerifyConfig,
@@ -221,6 +223,9 @@ impl Config {
                 .optional("INSTANCE_ID")
                 .or_else(|| lookup("HOSTNAME"))
                 .unwrap_or_else(|| "webhook-api".into()),
+            build: env
+                .optional("WEBHOOK_BUILD")
+                .unwrap_or_else(|| "dev".into()),
             database: DatabaseConfig {
                 pg: parse_database_url(&env.required("DATABASE_URL")?)?,
                 pool_size: env.parsed("DB_POOL_SIZE", 32)?,

@@ -64,6 +64,7 @@ pub async fn full(state: &AppState) -> HttpResponse {
             "status": overall,
             "instance_id": state.config.instance_id,
             "version": env!("CARGO_PKG_VERSION"),
+            "build": state.config.build,
             "draining": state.is_draining(),
             "checks": {
                 "postgres": check_json(&postgres),

@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# The containerised cluster for real, on this machine's Docker engine, with the files operators
+# use: locally made base images, the reference registry, the deploy scripts, compose.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: scripts/test/containers.sh [--help]
+
+Phases (each timed): base images (debootstrap, cached) · release binary · registry · database,
+cache, S3 and CDN container · deploy (build, tag, push, start) · deploy again from the registry
+with the local images removed · health · signed callbacks and a file copy · rolling update
+under load · broken image rolled back under load · docker stop/start under load · backup,
+removal, restore · cleanup (containers, network, registry data, images it built).
+Settings (environment, defaults shown):
+  REGISTRY_PORT=${REGISTRY_PORT:-5000}   the registry listens on 127.0.0.1:REGISTRY_PORT
+  LOAD_RATE=${LOAD_RATE:-20}          signed callbacks per second during the load phases
+Uses host ports 80, 443, 8443, 8001, 8002 (as in production). Needs root and Docker.
+USAGE
+}
+[[ "${1:-}" == -h || "${1:-}" == --help ]] && { usage; exit 0; }
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+work=$(mktemp -d /tmp/webhook-containers.XXXXXX)
+REGISTRY_PORT=${REGISTRY_PORT:-5000}
+LOAD_RATE=${LOAD_RATE:-20}
+export REGISTRY="127.0.0.1:$REGISTRY_PORT"
+export ENV_FILE="$work/prod.env"
+export COMPOSE_PROJECT=aisha-webhook
+SECRET=containers-test-secret
+DEPS=aisha-webhook-test-deps
+compose=(docker-compose -p "$COMPOSE_PROJECT" --env-file "$ENV_FILE" -f "$repo/docker-compose.webhook.prod.yml")
+registry_pid=""
+load_pid=""
+
+log() { echo "containers: $*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+timings=()
+phase_name=""
+phase_start=$SECONDS
+phase() {
+  [[ -n "$phase_name" ]] && timings+=("$(printf '%-34s %4d s' "$phase_name" $((SECONDS - phase_start)))")
+  phase_name=$1
+  phase_start=$SECONDS
+  log "== $1"
+}
+
+cleanup() {
+  local status=$?
+  phase "cleanup"
+  [[ -n "$load_pid" ]] && kill "$load_pid" 2>/dev/null
+  if ((status != 0)); then
+    for c in aisha-webhook-api-1 aisha-webhook-api-2 aisha-nginx-webhook; do
+      log "--- last log lines of $c"
+      docker logs --tail 15 "$c" 2>&1 | sed 's/^/    /' >&2 || true
+    done
+  fi
+  TAG=t1 "${compose[@]}" down --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+  docker rm -f "$DEPS" >/dev/null 2>&1 || true
+  docker network rm aisha_webhook_cluster >/dev/null 2>&1 || true
+  [[ -n "$registry_pid" ]] && kill "$registry_pid" 2>/dev/null
+  docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$REGISTRY/" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+  rm -rf "$work" "$repo/dist/webhook-api"
+  timings+=("$(printf '%-34s %4d s' cleanup $((SECONDS - phase_start)))")
+  log "phase times:"
+  printf '  %s\n' "${timings[@]}" >&2
+  if ((status == 0)); then log "all phases passed in $SECONDS s"; else log "exit status $status"; fi
+}
+trap cleanup EXIT
+
+health() { curl -fsS --cacert "$work/certs/ca.pem" "$@"; }
+psql_deps() { docker exec "$DEPS" runuser -u postgres -- psql -qtA -d webhook -c "$1"; }
+container_image_tag() { docker inspect -f '{{.Config.Image}}' "$1" | sed 's/.*://'; }
+
+# Starts signed callbacks for COUNT fresh avatars in the background; `load_finish` stops
+# sending new ones, waits for the answers and prints the summary.
+load_start() { # NAME COUNT
+  local ids="$work/$1.ids"
+  seq 1 "$2" | sed "s/^/$1-/" >"$ids"
+  psql_deps "INSERT INTO avatars (user_id, name, status, fal_request_id)
+    SELECT gen_random_uuid(), 'load', 'training', '$1-' || g FROM generate_series(1, $2) g" >/dev/null
+  rm -f "$work/$1.stop"
+  python3 "$repo/scripts/test/signed-load.py" "https://localhost:8443/api/v1/avatar/status_update" \
+    "$SECRET" "$work/certs/ca.pem" "$ids" --rate "$LOAD_RATE" --stop-file "$work/$1.stop" >"$work/$1.json" &
+  load_pid=$!
+  sleep 2
+}
+load_finish() { # NAME → checks: none failed, every sent one applied exactly once
+  touch "$work/$1.stop"
+  wait "$load_pid"
+  load_pid=""
+  local summary sent failed applied
+  summary=$(cat "$work/$1.json")
+  log "$1: $summary"
+  sent=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["sent"])' <<<"$summary")
+  failed=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["failed"])' <<<"$summary")
+  ((failed == 0)) || die "$1: $failed callbacks failed"
+  applied=$(psql_deps "SELECT count(*) FROM webhook_events WHERE outcome = 'applied' AND fal_request_id LIKE '$1-%'")
+  ((applied == sent)) || die "$1: $sent sent but $applied applied"
+  local completed
+  completed=$(psql_deps "SELECT count(*) FROM avatars WHERE status = 'completed' AND fal_request_id LIKE '$1-%'")
+  ((completed == sent)) || die "$1: $sent sent but $completed avatars completed"
+}
+
+phase "prerequisites"
+docker info >/dev/null 2>&1 || die "no Docker engine (docker info fails)"
+command -v docker-compose >/dev/null || die "docker-compose missing"
+missing=()
+command -v docker-registry >/dev/null || missing+=(docker-registry)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ((${#missing[@]})); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v s3s-fs >/dev/null || cargo install --quiet --locked s3s-fs@0.14.1 --features binary
+for port in 80 443 8443 8001 8002 "$REGISTRY_PORT"; do
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "port $port is in use"
+done
+
+phase "base images"
+base=$(scripts/containers/base-images.sh)
+RUNTIME_IMAGE=$(sed -n 's/^RUNTIME_IMAGE=//p' <<<"$base")
+DEPS_IMAGE=$(sed -n 's/^DEPS_IMAGE=//p' <<<"$base")
+# The Dockerfiles are the production ones; only build arguments differ. No Rust image can be
+# pulled here, so the API image takes a binary built on this (bookworm) host.
+export BUILD_ARGS="RUNTIME_IMAGE=$RUNTIME_IMAGE NGINX_BASE_IMAGE=$RUNTIME_IMAGE"
+export API_BUILD_TARGET=prebuilt
+
+phase "release binary"
+cargo build --release --locked -q -p webhook-api
+mkdir -p dist
+cp "${CARGO_TARGET_DIR:-target}/release/webhook-api" dist/webhook-api
+strip dist/webhook-api
+
+phase "registry"
+mkdir -p "$work/registry"
+cat >"$work/registry.yml" <<YAML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+log:
+  level: warn
+YAML
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://$REGISTRY/v2/" && break; sleep 0.2; done
+curl -fsS -o /dev/null "http://$REGISTRY/v2/" || die "registry did not start: $(cat "$work/registry.log")"
+
+phase "database, cache, S3, CDN container"
+docker network create aisha_webhook_cluster >/dev/null
+mkdir -p "$work/cdn" "$work/certs" "$work/acme"
+head -c $((3 * 1024 * 1024 + 123)) /dev/urandom >"$work/cdn/lora.safetensors"
+docker run -d --name "$DEPS" --network aisha_webhook_cluster --network-alias deps \
+  -v "$(command -v s3s-fs):/usr/local/bin/s3s-fs:ro" -v "$work/cdn:/srv/cdn:ro" \
+  -v "$repo/scripts/containers/deps-entrypoint.sh:/usr/local/bin/deps-entrypoint:ro" \
+  "$DEPS_IMAGE" bash /usr/local/bin/deps-entrypoint >/dev/null
+for _ in $(seq 1 60); do docker exec "$DEPS" test -e /tmp/deps-ready 2>/dev/null && break; sleep 0.5; done
+docker exec "$DEPS" test -e /tmp/deps-ready || die "dependencies container not ready: $(docker logs "$DEPS" 2>&1 | tail -5)"
+
+# TLS for nginx: a local CA and a certificate for localhost, as an operator's certs/ folder.
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=containers test CA" \
+  -keyout "$work/certs/ca.key" -out "$work/certs/ca.pem" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+  -keyout "$work/certs/privkey.pem" -out "$work/certs/cert.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$work/certs/ext"
+openssl x509 -req -in "$work/certs/cert.csr" -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca.key" \
+  -CAcreateserial -days 2 -extfile "$work/certs/ext" -out "$work/certs/fullchain.pem" 2>/dev/null
+chmod 644 "$work/certs/privkey.pem"
+
+cat >"$ENV_FILE" <<ENV
+REGISTRY=$REGISTRY
+TAG=t1
+API_BIND_ADDRESS=127.0.0.1
+TLS_CERT_DIR=$work/certs
+ACME_DIR=$work/acme
+WEBHOOK_RATE_LIMIT=1000r/s
+WEBHOOK_RATE_BURST=1000
+DATABASE_URL=postgresql+asyncpg://webhook:webhook@deps:5432/webhook
+REDIS_URL=redis://deps:6379/0
+MINIO_ENDPOINT=deps:9000
+MINIO_ACCESS_KEY=containers-access
+MINIO_SECRET_KEY=containers-secret
+MINIO_BUCKET_NAME=avatars
+MINIO_SECURE=false
+FAL_WEBHOOK_SECRET=$SECRET
+FAL_API_KEY=unused-in-this-test
+LOG_LEVEL=info
+# The test's CDN is plain HTTP inside the network; allowed only outside production.
+ENVIRONMENT=staging
+FILE_ALLOW_HTTP=true
+FILE_HOST_ALLOWLIST=deps
+FILE_JOB_POLL_MS=500
+ENV
+
+phase "deploy t1 (build, tag, push, start)"
+TAG=t1 HEALTH_TIMEOUT=90 scripts/deploy/webhook-complete.sh
+
+phase "deploy t1 again, pulled from the registry"
+# (down cannot remove the network while the dependencies container uses it: expected)
+TAG=t1 "${compose[@]}" down --timeout 10 >/dev/null 2>&1 || true
+docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$REGISTRY/" | xargs -r docker rmi -f >/dev/null
+TAG=t1 HEALTH_TIMEOUT=90 scripts/deploy/webhook-complete.sh --no-build
+catalog=$(scripts/deploy/registry.sh all)
+log "registry: $(tr '\n' ';' <<<"$catalog")"
+grep -q "^webhook-api: .*t1" <<<"$catalog" || die "webhook-api:t1 not in the registry"
+grep -q "^nginx-webhook: .*t1" <<<"$catalog" || die "nginx-webhook:t1 not in the registry"
+
+phase "health"
+health https://localhost:8443/health | grep -q '"status":"ok"' || die "health through nginx"
+for port in 8001 8002; do
+  curl -fsS "http://127.0.0.1:$port/health" | grep -q '"build":"t1+' || die "instance on $port not t1"
+done
+for c in aisha-webhook-api-1 aisha-webhook-api-2 aisha-nginx-webhook; do
+  [[ $(docker inspect -f '{{.State.Health.Status}}' "$c") == healthy ]] || die "$c not healthy"
+done
+
+phase "signed callbacks and a file copy"
+avatar=$(psql_deps "INSERT INTO avatars (user_id, name, status, fal_request_id)
+  VALUES (gen_random_uuid(), 'c', 'training', 'containers-file-1') RETURNING id" | head -1)
+size=$(stat -c %s "$work/cdn/lora.safetensors")
+body=$(printf '{"request_id":"containers-file-1","status":"OK","error":null,"payload":{"diffusers_lora_file":{"url":"http://deps:8080/lora.safetensors","file_name":"pytorch_lora_weights.safetensors","file_size":%s}}}' "$size")
+signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+answer=$(curl -fsS --cacert "$work/certs/ca.pem" -X POST https://localhost:8443/api/v1/avatar/status_update \
+  -H 'Content-Type: application/json' -H "X-Signature: sha256=$signature" --data-binary "$body")
+grep -q '"applied"' <<<"$answer" || die "callback not applied: $answer"
+for _ in $(seq 1 60); do
+  [[ $(psql_deps "SELECT state FROM file_jobs WHERE avatar_id = '$avatar'") == "done" ]] && break
+  sleep 0.5
+done
+stored_sha=$(psql_deps "SELECT sha256 FROM avatar_files WHERE avatar_id = '$avatar'")
+[[ "$stored_sha" == "$(sha256sum "$work/cdn/lora.safetensors" | cut -d' ' -f1)" ]] ||
+  die "file not copied: job $(psql_deps "SELECT state, last_error FROM file_jobs WHERE avatar_id = '$avatar'")"
+key=$(psql_deps "SELECT lora_object_key FROM avatars WHERE id = '$avatar'")
+docker exec "$DEPS" test -s "/srv/s3/avatars/$key" || die "object $key not in the S3 server"
+log "file copied: $key ($size bytes, sha256 $stored_sha)"
+
+phase "rolling update to t2 under load"
+load_start rolling 5000
+TAG=t2 HEALTH_TIMEOUT=90 scripts/deploy/update-webhook-images.sh
+load_finish rolling
+for port in 8001 8002; do
+  curl -fsS "http://127.0.0.1:$port/health" | grep -q '"build":"t2+' || die "instance on $port does not report t2"
+done
+
+phase "broken t3 rolled back under load"
+cp dist/webhook-api "$work/webhook-api.good"
+printf '#!/bin/sh\necho "broken build" >&2\nexit 1\n' >dist/webhook-api
+load_start broken 5000
+if TAG=t3 HEALTH_TIMEOUT=30 scripts/deploy/update-webhook-images.sh; then
+  die "the update to a broken image succeeded"
+fi
+load_finish broken
+cp "$work/webhook-api.good" dist/webhook-api
+[[ $(container_image_tag aisha-webhook-api-1) == t2 ]] || die "api-1 was not rolled back to t2"
+[[ $(container_image_tag aisha-webhook-api-2) == t2 ]] || die "api-2 should still run t2"
+[[ $(docker inspect -f '{{.State.Health.Status}}' aisha-webhook-api-1) == healthy ]] || die "api-1 unhealthy after rollback"
+
+phase "docker stop / start of api-1 under load"
+requests_on_api_1() {
+  curl -fsS http://127.0.0.1:8001/metrics |
+    awk '/^webhook_http_requests_total\{.*route="status_update"/ {sum += $2} END {print sum + 0}'
+}
+load_start stop 5000
+docker stop aisha-webhook-api-1 >/dev/null
+sleep 5
+docker start aisha-webhook-api-1 >/dev/null
+TAG=t2 HEALTH_TIMEOUT=60 bash -c "source scripts/deploy/common.sh && wait_healthy aisha-webhook-api-1"
+before=$(requests_on_api_1)
+sleep 5
+after=$(requests_on_api_1)
+load_finish stop
+((after > before)) || die "api-1 did not rejoin: $before -> $after status_update requests"
+log "api-1 rejoined: $before -> $after requests"
+
+phase "backup, remove, restore"
+TAG=t2 BACKUP_DIR="$work/backups" scripts/deploy/backup-images.sh
+TAG=t2 "${compose[@]}" down --timeout 10 >/dev/null 2>&1 || true
+docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$REGISTRY/" | xargs -r docker rmi -f >/dev/null
+# Without the registry: the cluster must come back from the archive alone.
+kill "$registry_pid"
+wait "$registry_pid" 2>/dev/null || true
+registry_pid=""
+TAG=t2 BACKUP_DIR="$work/backups" scripts/deploy/restore-images.sh
+TAG=t2 HEALTH_TIMEOUT=90 scripts/deploy/webhook-complete.sh --no-build --no-pull
+health https://localhost:8443/health | grep -q '"build":"t2+' || die "restored cluster not serving t2"
