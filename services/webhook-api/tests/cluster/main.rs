@@ -9,32 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
+
+#[path = "../support/mod.rs"]
+mod support;
+use support::{admin_database_url, free_port};
 use webhook_api::config::Secret;
 use webhook_api::verify::hmac;
 
 const SECRET: &str = "cluster-test-secret";
 const STATUS_UPDATE: &str = "/api/v1/avatar/status_update";
-
-fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://webhook:webhook@127.0.0.1:5432/webhook".into())
-}
-
-/// A free port, never the same twice in this process: the clusters of tests running side by
-/// side must not share one (asking the kernel for port 0 can hand the same port to two tests
-/// before either binds it). Taken below the ephemeral range (32768 and up) so that no
-/// outgoing connection holds it meanwhile.
-fn free_port() -> u16 {
-    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU16> = std::sync::OnceLock::new();
-    let next =
-        NEXT.get_or_init(|| std::sync::atomic::AtomicU16::new(rand::random_range(20_000..30_000)));
-    loop {
-        let port = next.fetch_add(1, Ordering::Relaxed);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 struct Cluster {
     dir: tempfile::TempDir,

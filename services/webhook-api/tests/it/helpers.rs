@@ -20,11 +20,7 @@ use webhook_api::verify::{fal_ed25519, hmac};
 pub const HMAC_SECRET: &str = "it-shared-secret";
 pub const STATUS_UPDATE: &str = "/api/v1/avatar/status_update";
 
-/// Where the shared test PostgreSQL and Redis are (started by scripts/dev/deps.sh).
-pub fn admin_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://webhook:webhook@127.0.0.1:5432/webhook".into())
-}
+pub use crate::support::{admin_database_url, free_port};
 
 pub fn shared_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
@@ -523,22 +519,6 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
-}
-
-/// A free port for a server a test starts as a process, never the same twice in this
-/// process: asking the kernel for port 0 can hand one port to two tests running side by side
-/// before either binds it. Taken below the ephemeral range (32768 and up) so that no outgoing
-/// connection holds it meanwhile.
-pub fn free_port() -> u16 {
-    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU16> = std::sync::OnceLock::new();
-    let next =
-        NEXT.get_or_init(|| std::sync::atomic::AtomicU16::new(rand::random_range(20_000..30_000)));
-    loop {
-        let port = next.fetch_add(1, Ordering::Relaxed);
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// The real binary, configured through its environment as in production.

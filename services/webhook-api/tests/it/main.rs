@@ -9,4 +9,6 @@ mod helpers;
 mod lifecycle;
 mod resilience;
 mod status_update;
+#[path = "../support/mod.rs"]
+mod support;
 mod verification;
