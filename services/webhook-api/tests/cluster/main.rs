@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 #[path = "../support/mod.rs"]
 mod support;
-use support::{admin_database_url, free_port};
+use support::{admin_database_url, drop_database, free_port};
 use webhook_api::config::Secret;
 use webhook_api::verify::hmac;
 
@@ -260,24 +260,7 @@ impl Drop for Cluster {
             .arg("down")
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .status();
-        let name = self.db_name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok((admin, connection)) =
-                    tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(connection);
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        drop_database(&self.db_name);
     }
 }
 

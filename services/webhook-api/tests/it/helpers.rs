@@ -20,7 +20,7 @@ use webhook_api::verify::{fal_ed25519, hmac};
 pub const HMAC_SECRET: &str = "it-shared-secret";
 pub const STATUS_UPDATE: &str = "/api/v1/avatar/status_update";
 
-pub use crate::support::{admin_database_url, free_port};
+pub use crate::support::{admin_database_url, drop_database, free_port};
 
 pub fn shared_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
@@ -109,21 +109,7 @@ impl Drop for TestDatabase {
         if !self.owned {
             return;
         }
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = pg_connect(&admin_database_url()).await;
-                let _ = admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            });
-        })
-        .join();
+        drop_database(&self.name);
     }
 }
 

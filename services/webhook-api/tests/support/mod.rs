@@ -23,3 +23,26 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Drops a test database and its connections. Callable from `Drop` inside a test's runtime:
+/// the async work runs on a thread of its own.
+pub fn drop_database(name: &str) {
+    let name = name.to_string();
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if let Ok((admin, connection)) =
+                tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await
+            {
+                tokio::spawn(connection);
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    })
+    .join();
+}
