@@ -40,9 +40,15 @@ impl Application {
             version = env!("CARGO_PKG_VERSION"),
             "listening"
         );
+        let committer = store::group::GroupCommitter::start(
+            pool.clone(),
+            config.database.group_commit_loops,
+            config.database.group_commit_max,
+        );
         let state = Arc::new(AppState {
             config,
             pool,
+            committer,
             cache,
             verifier,
             metrics: Metrics::new(),

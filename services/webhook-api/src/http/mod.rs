@@ -30,6 +30,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct AppState {
     pub config: Config,
     pub pool: deadpool_postgres::Pool,
+    /// Commits callbacks, batching those that arrive together.
+    pub committer: store::group::GroupCommitter,
     pub cache: Cache,
     pub verifier: Verifier,
     pub metrics: Metrics,

@@ -35,20 +35,20 @@ pub async fn handle(
 
     let training_type = training_type(parts.uri.query())?;
     let callback = fal::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let body_text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let body_text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
 
     let delivery = ingest::Delivery {
-        callback: &callback,
+        callback: callback.clone(),
         body: body_text,
         scheme,
-        http_request_id: request_id,
-        instance_id: &state.config.instance_id,
+        http_request_id: request_id.to_string(),
+        instance_id: state.config.instance_id.clone(),
         training_type,
     };
     let ingested = store::within(
         state.config.database.statement_timeout,
-        ingest::ingest(&state.pool, &delivery),
+        state.committer.ingest(delivery),
     )
     .await?;
 

@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction};
 use uuid::Uuid;
 
 use super::avatars::{AvatarView, VIEW_COLUMNS};
@@ -37,13 +37,14 @@ impl TrainingType {
 }
 
 /// A verified, parsed delivery and where it came from.
-pub struct Delivery<'a> {
-    pub callback: &'a FalCallback,
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub callback: FalCallback,
     /// The raw body, stored as the event's payload (valid JSON: it parsed).
-    pub body: &'a str,
+    pub body: String,
     pub scheme: Scheme,
-    pub http_request_id: &'a str,
-    pub instance_id: &'a str,
+    pub http_request_id: String,
+    pub instance_id: String,
     pub training_type: Option<TrainingType>,
 }
 
@@ -115,10 +116,19 @@ static APPLY_CHANGE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, StoreError> {
-    let callback = delivery.callback;
+/// One delivery in a transaction of its own.
+pub async fn ingest(pool: &Pool, delivery: &Delivery) -> Result<Ingested, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    let ingested = ingest_in(&tx, delivery).await?;
+    tx.commit().await?;
+    Ok(ingested)
+}
+
+/// The delivery's work inside `tx`, which the caller commits (alone, or with others: see
+/// `store::group`).
+pub async fn ingest_in(tx: &Transaction<'_>, delivery: &Delivery) -> Result<Ingested, StoreError> {
+    let callback = &delivery.callback;
 
     let avatar = tx
         .query_opt(
@@ -177,7 +187,6 @@ pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, St
     if !inserted {
         let first_outcome: String = recorded.try_get(2)?;
         if first_outcome != Outcome::Unmatched.as_str() || avatar_id.is_none() {
-            tx.commit().await?;
             return Ok(Ingested {
                 outcome: Outcome::Duplicate,
                 event_id,
@@ -219,12 +228,11 @@ pub async fn ingest(pool: &Pool, delivery: &Delivery<'_>) -> Result<Ingested, St
             if files.is_empty() {
                 None
             } else {
-                Some(jobs::enqueue(&tx, id, event_id, &files).await?)
+                Some(jobs::enqueue(tx, id, event_id, &files).await?)
             }
         }
         _ => None,
     };
-    tx.commit().await?;
     Ok(Ingested {
         outcome,
         event_id,

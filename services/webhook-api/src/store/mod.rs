@@ -1,6 +1,7 @@
 //! PostgreSQL, the source of truth: pool, migrations, the ingest transaction, avatar reads.
 
 pub mod avatars;
+pub mod group;
 pub mod ingest;
 pub mod jobs;
 pub mod migrations;

@@ -1,0 +1,106 @@
+//! Group commit: deliveries that arrive together share one transaction, so one WAL flush
+//! acknowledges many callbacks instead of one. Each is still committed before it is answered.
+//!
+//! A few loops take turns draining a queue: while one batch commits, the next gathers. Within
+//! a batch, deliveries run in delivery-key order (the key starts with FAL's request id), so
+//! every batch locks avatars in the same order and batches cannot deadlock each other. If a
+//! batch fails as a whole, its deliveries are committed one by one, so one bad delivery costs
+//! the others nothing but a retry.
+
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::ingest::{self, Delivery, Ingested};
+use super::StoreError;
+
+struct Pending {
+    delivery: Delivery,
+    reply: oneshot::Sender<Result<Ingested, StoreError>>,
+}
+
+#[derive(Clone)]
+pub struct GroupCommitter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl GroupCommitter {
+    /// `loops` batches may be in flight at once, each of at most `max_batch` deliveries.
+    pub fn start(pool: Pool, loops: usize, max_batch: usize) -> Self {
+        let (queue, receiver) = mpsc::channel(max_batch * loops.max(1) * 4);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..loops.max(1) {
+            tokio::spawn(commit_loop(
+                pool.clone(),
+                receiver.clone(),
+                max_batch.max(1),
+            ));
+        }
+        Self { queue }
+    }
+
+    /// Commits the delivery (with whatever else is queued) and returns its outcome.
+    pub async fn ingest(&self, delivery: Delivery) -> Result<Ingested, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { delivery, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unexpected(anyhow::anyhow!("group commit loop ended without an answer"))
+        })?
+    }
+}
+
+async fn commit_loop(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, max_batch: usize) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < max_batch {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        commit_batch(&pool, batch).await;
+    }
+}
+
+async fn commit_batch(pool: &Pool, mut batch: Vec<Pending>) {
+    batch.sort_by_cached_key(|p| p.delivery.callback.delivery_key());
+    if batch.len() > 1 {
+        match together(pool, &batch).await {
+            Ok(results) => {
+                for (pending, result) in batch.into_iter().zip(results) {
+                    let _ = pending.reply.send(Ok(result));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, size = batch.len(), "batch failed; committing one by one")
+            }
+        }
+    }
+    for pending in batch {
+        let result = ingest::ingest(pool, &pending.delivery).await;
+        let _ = pending.reply.send(result);
+    }
+}
+
+async fn together(pool: &Pool, batch: &[Pending]) -> Result<Vec<Ingested>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for pending in batch {
+        results.push(ingest::ingest_in(&tx, &pending.delivery).await?);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
