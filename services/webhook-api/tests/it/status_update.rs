@@ -271,3 +271,34 @@ async fn training_type_query_is_recorded_and_validated() {
         .get(0);
     assert_eq!(stored.as_deref(), Some("style"));
 }
+
+#[tokio::test]
+async fn a_delivery_the_database_rejects_does_not_take_its_batch_down() {
+    let app = TestApp::spawn().await;
+    let mut avatars = Vec::new();
+    for n in 0..20 {
+        avatars.push(app.insert_training_avatar(&format!("req-batch-{n}")).await);
+    }
+    // Valid JSON that PostgreSQL's jsonb refuses (\u0000): it fails inside the transaction it
+    // shares with whatever arrived at the same time.
+    let poisoned = r#"{"request_id":"req-batch-0","status":"failed","error":"nul \u0000 byte"}"#;
+    let bodies: Vec<String> = (0..20)
+        .map(|n| format!(r#"{{"request_id":"req-batch-{n}","status":"completed"}}"#))
+        .chain([poisoned.to_string()])
+        .collect();
+
+    let answers = futures::future::join_all(bodies.iter().map(|b| app.post_fal(b))).await;
+
+    let (poisoned_answer, valid) = answers.split_last().unwrap();
+    assert!(poisoned_answer.status >= 500, "{poisoned_answer:?}");
+    assert!(
+        valid
+            .iter()
+            .all(|a| a.status == 200 && a.result() == "applied"),
+        "{valid:?}"
+    );
+    for avatar in avatars {
+        assert_eq!(app.avatar(avatar).await.status, "completed");
+    }
+    assert_eq!(app.event_count().await, 20);
+}
