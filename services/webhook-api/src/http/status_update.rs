@@ -38,8 +38,11 @@ pub async fn handle(
     let body_text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
 
+    // What the answer and the log need; the callback itself moves into the commit queue.
+    let fal_request_id = callback.request_id.clone();
+    let event = callback.event.kind();
     let delivery = ingest::Delivery {
-        callback: callback.clone(),
+        callback,
         body: body_text,
         scheme,
         http_request_id: request_id.to_string(),
@@ -56,8 +59,8 @@ pub async fn handle(
     state.metrics.outcomes.with_label_values(&[outcome]).inc();
     tracing::info!(
         outcome,
-        fal_request_id = %callback.request_id,
-        event = callback.event.kind(),
+        %fal_request_id,
+        event,
         event_id = ingested.event_id,
         scheme = scheme.as_str(),
         "callback committed"
@@ -77,7 +80,7 @@ pub async fn handle(
     }
     Ok(ok_json(&serde_json::json!({
         "result": outcome,
-        "request_id": callback.request_id,
+        "request_id": fal_request_id,
         "event_id": ingested.event_id,
     })))
 }
