@@ -44,6 +44,7 @@ impl ApiError {
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(StoreError::Rejected(_)) => StatusCode::BAD_REQUEST,
             ApiError::Store(StoreError::Unexpected(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +62,7 @@ impl ApiError {
             ApiError::Signature(_) => "invalid_signature",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Store(StoreError::Unavailable(_)) => "database_unavailable",
+            ApiError::Store(StoreError::Rejected(_)) => "unstorable_body",
             ApiError::Store(StoreError::Unexpected(_)) => "internal_error",
         }
     }

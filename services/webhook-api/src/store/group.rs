@@ -12,6 +12,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::batch::{self, BatchError};
 use super::ingest::{self, Delivery, Ingested};
 use super::StoreError;
 
@@ -84,7 +85,7 @@ async fn commit_batch(pool: &Pool, mut batch: Vec<Pending>) {
                 return;
             }
             Err(e) => {
-                tracing::debug!(error = %e, size = batch.len(), "batch failed; committing one by one")
+                tracing::debug!(error = %e, size = batch.len(), "batch not committed as a whole; committing one by one")
             }
         }
     }
@@ -94,13 +95,11 @@ async fn commit_batch(pool: &Pool, mut batch: Vec<Pending>) {
     }
 }
 
-async fn together(pool: &Pool, batch: &[Pending]) -> Result<Vec<Ingested>, StoreError> {
-    let mut client = pool.get().await?;
+async fn together(pool: &Pool, batch: &[Pending]) -> Result<Vec<Ingested>, BatchError> {
+    let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in batch {
-        results.push(ingest::ingest_in(&tx, &pending.delivery).await?);
-    }
+    let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
+    let results = batch::ingest_all(&tx, &deliveries).await?;
     tx.commit().await?;
     Ok(results)
 }

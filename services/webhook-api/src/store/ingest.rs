@@ -96,25 +96,115 @@ const REMATCH_EVENT: &str =
     "UPDATE webhook_events SET avatar_id = $2, outcome = $3, outcome_reason = $4 \
      WHERE id = $1";
 
+/// The avatar columns a change writes, with the change's values named by the caller: `$n`
+/// parameters for one delivery, the columns of an `unnest` for a batch (`store::batch`).
+pub(super) struct ChangeValues<'a> {
+    pub status: &'a str,
+    pub progress: &'a str,
+    pub lora_url: &'a str,
+    pub config_url: &'a str,
+    pub error: &'a str,
+    pub body: &'a str,
+    pub training_type: &'a str,
+}
+
+impl ChangeValues<'_> {
+    pub(super) fn set_clause(&self) -> String {
+        let ChangeValues {
+            status,
+            progress,
+            lora_url,
+            config_url,
+            error,
+            body,
+            training_type,
+        } = self;
+        format!(
+            "status = {status}, \
+             training_progress = COALESCE({progress}, training_progress), \
+             training_started_at = CASE WHEN {status} = 'training' \
+               THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
+             training_completed_at = CASE WHEN {status} = 'completed' THEN now() ELSE training_completed_at END, \
+             diffusers_lora_file_url = COALESCE({lora_url}, diffusers_lora_file_url), \
+             config_file_url = COALESCE({config_url}, config_file_url), \
+             training_error = COALESCE({error}, training_error), \
+             fal_response_data = CASE WHEN {status} IN ('completed', 'error') \
+               THEN {body}::text::jsonb ELSE fal_response_data END, \
+             training_type = COALESCE(training_type, {training_type}), \
+             last_status_check = now(), \
+             updated_at = now()"
+        )
+    }
+}
+
 static APPLY_CHANGE: LazyLock<String> = LazyLock::new(|| {
+    let values = ChangeValues {
+        status: "$2",
+        progress: "$3",
+        lora_url: "$4",
+        config_url: "$5",
+        error: "$6",
+        body: "$7",
+        training_type: "$8",
+    };
     format!(
-        "UPDATE avatars SET \
-           status = $2, \
-           training_progress = COALESCE($3, training_progress), \
-           training_started_at = CASE WHEN $2 = 'training' \
-             THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
-           training_completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE training_completed_at END, \
-           diffusers_lora_file_url = COALESCE($4, diffusers_lora_file_url), \
-           config_file_url = COALESCE($5, config_file_url), \
-           training_error = COALESCE($6, training_error), \
-           fal_response_data = CASE WHEN $2 IN ('completed', 'error') \
-             THEN $7::text::jsonb ELSE fal_response_data END, \
-           training_type = COALESCE(training_type, $8), \
-           last_status_check = now(), \
-           updated_at = now() \
-         WHERE id = $1 RETURNING {VIEW_COLUMNS}"
+        "UPDATE avatars SET {} WHERE id = $1 RETURNING {VIEW_COLUMNS}",
+        values.set_clause()
     )
 });
+
+/// The avatar a delivery is for, as locked at the start of its transaction.
+#[derive(Debug, Clone)]
+pub(super) struct LockedAvatar {
+    pub id: Uuid,
+    /// `None` when the bot gave it a status callbacks do not change.
+    pub current: Option<avatar::Current>,
+}
+
+impl LockedAvatar {
+    /// Reads `id, status::text, progress` starting at column `first`.
+    pub(super) fn from_row(row: &tokio_postgres::Row, first: usize) -> Result<Self, StoreError> {
+        let status: String = row.try_get(first + 1)?;
+        Ok(Self {
+            id: row.try_get(first)?,
+            current: match status.parse::<AvatarStatus>() {
+                Ok(status) => Some(avatar::Current {
+                    status,
+                    progress: row.try_get(first + 2)?,
+                }),
+                Err(_) => None,
+            },
+        })
+    }
+}
+
+/// What a delivery will do, decided before anything is written.
+pub(super) struct Planned {
+    pub outcome: Outcome,
+    pub reason: Option<&'static str>,
+    /// `None` when no avatar matched.
+    pub decision: Option<Decision>,
+}
+
+pub(super) fn plan(avatar: Option<&LockedAvatar>, callback: &FalCallback) -> Planned {
+    let decision = avatar.map(|avatar| match avatar.current {
+        Some(current) => avatar::decide(current, &callback.event),
+        None => Decision::Ignore("avatar has a status callbacks do not change"),
+    });
+    let (outcome, reason) = match &decision {
+        None => (
+            Outcome::Unmatched,
+            Some("no avatar has this fal_request_id"),
+        ),
+        Some(Decision::Apply(_)) => (Outcome::Applied, None),
+        Some(Decision::Ignore(reason)) => (Outcome::Ignored, Some(*reason)),
+    };
+    Planned {
+        outcome,
+        reason,
+        decision,
+    }
+}
 
 /// One delivery in a transaction of its own.
 pub async fn ingest(pool: &Pool, delivery: &Delivery) -> Result<Ingested, StoreError> {
@@ -135,33 +225,15 @@ pub async fn ingest_in(tx: &Transaction<'_>, delivery: &Delivery) -> Result<Inge
             &tx.prepare_cached(LOCK_AVATAR).await?,
             &[&callback.request_id],
         )
-        .await?;
-    let (avatar_id, decision) = match &avatar {
-        None => (None, None),
-        Some(row) => {
-            let id: Uuid = row.try_get(0)?;
-            let status: String = row.try_get(1)?;
-            let decision = match status.parse::<AvatarStatus>() {
-                Ok(status) => avatar::decide(
-                    avatar::Current {
-                        status,
-                        progress: row.try_get(2)?,
-                    },
-                    &callback.event,
-                ),
-                Err(_) => Decision::Ignore("avatar has a status callbacks do not change"),
-            };
-            (Some(id), Some(decision))
-        }
-    };
-    let (outcome, reason) = match &decision {
-        None => (
-            Outcome::Unmatched,
-            Some("no avatar has this fal_request_id"),
-        ),
-        Some(Decision::Apply(_)) => (Outcome::Applied, None),
-        Some(Decision::Ignore(reason)) => (Outcome::Ignored, Some(*reason)),
-    };
+        .await?
+        .map(|row| LockedAvatar::from_row(&row, 0))
+        .transpose()?;
+    let avatar_id = avatar.as_ref().map(|a| a.id);
+    let Planned {
+        outcome,
+        reason,
+        decision,
+    } = plan(avatar.as_ref(), callback);
 
     let training_type = delivery.training_type.map(TrainingType::as_str);
     let recorded = tx

@@ -1,6 +1,7 @@
 //! PostgreSQL, the source of truth: pool, migrations, the ingest transaction, avatar reads.
 
 pub mod avatars;
+pub mod batch;
 pub mod group;
 pub mod ingest;
 pub mod jobs;
@@ -18,6 +19,10 @@ pub enum StoreError {
     /// The database cannot be reached or asked us to come back later: the sender should retry.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The content itself cannot be stored (a data exception, e.g. `\u0000` in jsonb): sending
+    /// it again cannot succeed.
+    #[error("the database cannot store this content: {0}")]
+    Rejected(String),
     #[error("database error: {0:#}")]
     Unexpected(anyhow::Error),
 }
@@ -38,6 +43,11 @@ impl From<tokio_postgres::Error> for StoreError {
         };
         if retryable {
             StoreError::Unavailable(e.to_string())
+        } else if let Some(db) = e
+            .as_db_error()
+            .filter(|db| db.code().code().starts_with("22"))
+        {
+            StoreError::Rejected(db.message().to_string())
         } else {
             StoreError::Unexpected(anyhow::Error::new(e))
         }

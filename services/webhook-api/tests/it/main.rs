@@ -3,6 +3,7 @@
 
 mod avatar_status;
 mod bad_input;
+mod batch;
 mod cdn;
 mod files;
 mod helpers;

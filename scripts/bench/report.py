@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""The table of a benchmark run (scripts/bench/run.sh): each figure with its baseline and ratio.
+
+Usage: scripts/bench/report.py RESULTS.jsonl   (prints Markdown)
+"""
+import json
+import sys
+
+WARMUP_SECONDS = 2  # loadgen_run's --warmup: CPU is counted over warmup and measured time
+
+
+def main(path):
+    runs = {}
+    for line in open(path):
+        if line.strip():
+            record = json.loads(line)
+            runs[record["label"]] = record  # the last of a label wins
+
+    def get(label):
+        return runs.get(label)
+
+    out = []
+    pgbench = get("pgbench")
+    static = get("nginx static 200")
+
+    def ratio(value, base):
+        return f"{value / base:.2f}×" if value and base else "–"
+
+    out.append("## Throughput at saturation\n")
+    out.append("| measurement | req/s | p50 ms | p99 ms | p99.9 ms | max ms | ratio | to |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    if pgbench:
+        out.append(f"| **pgbench**, the ingest transaction, {pgbench['connections']} connections "
+                   f"| {pgbench['throughput']:.0f} | | | | | 1.00× | baseline (avg {pgbench['latency_avg_ms']} ms) |")
+    if static:
+        row(out, "**nginx static 200** (TLS, same nginx)", static, "1.00×", "baseline")
+    for label, base, base_name in [
+        ("single saturation hmac", pgbench, "pgbench"),
+        ("single saturation ed25519", pgbench, "pgbench"),
+        ("single saturation http2", pgbench, "pgbench"),
+        ("single saturation mixed", pgbench, "pgbench"),
+        ("single saturation redeliveries", pgbench, "pgbench"),
+        ("single saturation bad signatures", static, "nginx static"),
+        ("cluster saturation hmac", pgbench, "pgbench"),
+        ("cluster saturation hmac", static, "nginx static"),
+        ("cluster saturation bad signatures", static, "nginx static"),
+    ]:
+        run = get(label)
+        if run:
+            row(out, label, run, ratio(run["throughput"], base and base["throughput"]), base_name)
+    single = get("single saturation hmac")
+    for label in sorted(runs):
+        if label.startswith("single saturation payload"):
+            row(out, label, runs[label], ratio(runs[label]["throughput"], single and single["throughput"]),
+                "single saturation hmac")
+    small, large = get("rows 1000 progress updates"), get("rows 1000000 progress updates")
+    if small:
+        row(out, "progress updates, 1 thousand avatars", small, "1.00×", "baseline")
+    if large:
+        row(out, "progress updates, 1 million avatars", large,
+            ratio(large["throughput"], small and small["throughput"]), "1 thousand avatars")
+
+    out.append("\n## Latency under a steady load (half the saturation rate)\n")
+    out.append("| measurement | rate req/s | achieved | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | p99 ÷ p50 |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label in ("single half-rate hmac", "cluster half-rate hmac"):
+        run = get(label)
+        if run:
+            l = run["latency_ms"]
+            out.append(f"| {label} | {run['target_rate']:.0f} | {run['throughput']:.0f} | {l['p50']:.2f} | "
+                       f"{l['p90']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {l['p99'] / l['p50']:.2f} |")
+
+    out.append("\n## Where the CPU goes (ms of CPU per request, during the saturation runs)\n")
+    out.append("| run | instance(s) | PostgreSQL | Redis | nginx | rest (load generator) | machine | cores busy |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, cpu in runs.items():
+        if not label.endswith(" cpu"):
+            continue
+        run = get(label[: -len(" cpu")])
+        if not run:
+            continue
+        requests = run["throughput"] * (run["seconds"] + WARMUP_SECONDS)
+        per = lambda ticks: ticks / cpu["ticks_per_second"] * 1000 / requests
+        rest = cpu["machine"] - cpu["instance"] - cpu["postgres"] - cpu["redis"] - cpu["nginx"]
+        busy = cpu["machine"] / cpu["ticks_per_second"] / (run["seconds"] + WARMUP_SECONDS)
+        out.append(f"| {run['label']} | {per(cpu['instance']):.3f} | {per(cpu['postgres']):.3f} | "
+                   f"{per(cpu['redis']):.3f} | {per(cpu['nginx']):.3f} | {per(rest):.3f} | "
+                   f"{per(cpu['machine']):.3f} | {busy:.2f} |")
+
+    out.append("\n## Memory\n")
+    out.append("| measurement | MiB |")
+    out.append("|---|---:|")
+    idle = get("single idle rss")
+    if idle:
+        out.append(f"| one instance idle (RSS) | {idle['rss_kib'] / 1024:.1f} |")
+    for label in ("single saturation hmac cpu", "cluster saturation hmac cpu"):
+        cpu = get(label)
+        if cpu and cpu["instances"]:
+            out.append(f"| peak RSS per instance, {label[:-4]} | {cpu['instances_peak_rss_kib'] / 1024 / cpu['instances']:.1f} |")
+    copy = get("file copy")
+    if copy:
+        out.append(f"| one instance idle before the copy (RSS) | {copy['idle_rss_mib']} |")
+        out.append(f"| more while copying a 200 MiB file | +{copy['copy_rss_increase_mib']} |")
+        out.append(f"\nFile copy CDN → S3, 200 MiB: worker {copy['worker_seconds']:.2f} s, baseline "
+                   f"(curl, then aws s3 cp) {copy['baseline_seconds']:.2f} s: "
+                   f"{copy['baseline_seconds'] / copy['worker_seconds']:.2f}× the baseline's speed.")
+
+    benches = {k[len("cargo bench "):]: v["ns"] for k, v in runs.items() if k.startswith("cargo bench ")}
+    cg = get("callgrind instance")
+    if benches or cg:
+        out.append("\n## CPU per request in the instance\n")
+        out.append("| measurement | per request |")
+        out.append("|---|---:|")
+        for name, ns in benches.items():
+            out.append(f"| `cargo bench` {name} | {ns / 1000:.2f} µs |")
+        if cg and cg["requests"]:
+            out.append(f"| instructions per signed completion, whole instance (callgrind, "
+                       f"{cg['requests']} requests) | {cg['instructions'] / cg['requests']:,.0f} |")
+    print("\n".join(out))
+
+
+def row(out, name, run, ratio_text, base_name):
+    l = run["latency_ms"]
+    flag = f" ({run['unexpected']} unexpected)" if run.get("unexpected") else ""
+    out.append(f"| {name}{flag} | {run['throughput']:.0f} | {l['p50']:.2f} | {l['p99']:.2f} | "
+               f"{l['p999']:.2f} | {l['max']:.2f} | {ratio_text} | {base_name} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

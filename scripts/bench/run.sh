@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# The benchmark suite: the service and the cluster side by side with the baselines that bound
+# them (pgbench running the service's transaction, nginx answering a static 200), in one run on
+# this machine. Results: one JSON line per measurement in $OUT/results.jsonl, and the table with
+# ratios (scripts/bench/report.py) in $OUT/summary.md.
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: scripts/bench/run.sh [--only SECTION[,SECTION...]] [--help]
+
+Sections, in order (all by default; about ten minutes on 2 cores):
+  pgbench    the ingest transaction in pgbench, $CONNECTIONS connections (durable-write ceiling)
+  single     one instance: saturation (HMAC, ED25519, HTTP/2, redeliveries, bad signatures),
+             latency at half the saturation rate, CPU per request by process, RSS
+  payload    one instance at saturation with larger callbacks
+  rows       progress updates against 1 thousand vs 1 million avatars
+  cluster    nginx static 200 (the proxy's ceiling) vs the cluster through nginx TLS
+  verify     cargo bench: signature checks and parsing per request
+  callgrind  instructions per callback in the instance (valgrind), and where they go
+  filecopy   a 200 MB file CDN -> S3, with RSS (scripts/bench/file-copy.sh)
+Settings (environment, defaults shown):
+  DURATION=$DURATION   measured seconds of each saturation run (fixed-rate runs: the same)
+  CONNECTIONS=$CONNECTIONS  concurrent connections of the load generator and pgbench
+  OUT=<target/bench/DATE>  where results go
+Needs: scripts/dev/deps.sh (PostgreSQL, Redis, S3), nginx, valgrind, pgbench (installed when
+missing, from Debian's packages).
+USAGE
+}
+
+DURATION=${DURATION:-15}
+CONNECTIONS=${CONNECTIONS:-32}
+ALL_SECTIONS=pgbench,single,payload,rows,cluster,verify,callgrind,filecopy
+sections=$ALL_SECTIONS
+while (($#)); do
+  case "$1" in
+    --only) sections=$2; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+done
+wants() { [[ ",$sections," == *",$1,"* ]]; }
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+OUT=${OUT:-$target_dir/bench/$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+results="$OUT/results.jsonl"
+log() { echo "bench: $*" >&2; }
+record() { echo "$1" >>"$results"; } # one JSON object
+
+missing=()
+for tool in nginx:nginx-light valgrind:valgrind pgbench:postgresql-contrib; do
+  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+deps_env=$(scripts/dev/deps.sh)
+admin_url=$(sed -n 's/^DATABASE_URL=//p' <<<"$deps_env")
+redis_url=$(sed -n 's/^REDIS_URL=//p' <<<"$deps_env")
+while IFS= read -r line; do
+  [[ "$line" == MINIO_* ]] && export "${line?}"
+done <<<"$deps_env"
+
+log "building release binaries"
+cargo build --release -q -p webhook-api -p webhook-loadgen
+api_bin="$target_dir/release/webhook-api"
+loadgen="$target_dir/release/webhook-loadgen"
+
+work=$(mktemp -d)
+pids=()
+databases=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [[ -n "${cluster_dir:-}" ]]; then CLUSTER_DIR=$cluster_dir scripts/dev/cluster.sh down >/dev/null 2>&1 || true; fi
+  for db in "${databases[@]}"; do
+    psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  redis-cli -u "$redis_url" --scan --pattern 'bench:*' | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export WEBHOOK_SECRET=bench-hmac-secret # the load generator's HMAC secret
+jwks_port=18490
+"$loadgen" jwks --listen "127.0.0.1:$jwks_port" 2>/dev/null &
+pids+=($!)
+
+new_database() { # NAME: a migrated, empty database
+  local db=$1
+  databases+=("$db")
+  psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+  DATABASE_URL="${admin_url%/*}/$db" REDIS_URL=$redis_url MINIO_BUCKET_NAME=bench-files \
+    FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET LOG_LEVEL=warn "$api_bin" migrate
+}
+
+seed_avatars() { # DB PREFIX COUNT: avatars PREFIX1..PREFIXCOUNT in training
+  psql -q "${admin_url%/*}/$1" -c "INSERT INTO avatars (user_id, name, status, fal_request_id)
+    SELECT gen_random_uuid(), 'bench', 'training', '$2' || g FROM generate_series(1, $3) g" \
+    -c "VACUUM ANALYZE avatars" >/dev/null
+}
+
+# One instance as production runs it (JSON logs at info, file worker on but idle: the CDN URLs of
+# the generated completions are never fetched because the instance has no S3 host to reach them).
+start_instance() { # NAME DB PORT: sets instance_pid
+  local name=$1 db=$2 port=$3
+  DATABASE_URL="${admin_url%/*}/$db" REDIS_URL=$redis_url REDIS_KEY_PREFIX="bench:$name:" \
+    MINIO_BUCKET_NAME=bench-files HOST=127.0.0.1 PORT=$port INSTANCE_ID="bench-$name" \
+    ENVIRONMENT=production LOG_FORMAT=json LOG_LEVEL=info FILE_WORKERS=0 \
+    FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET FAL_JWKS_URL="http://127.0.0.1:$jwks_port/" \
+    "$api_bin" serve >>"$OUT/$name.log" 2>&1 &
+  instance_pid=$!
+  pids+=("$instance_pid")
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/health/ready" 2>/dev/null && break
+    sleep 0.1
+  done
+  curl -fsS -o /dev/null "http://127.0.0.1:$port/health/ready" || { log "$name did not start"; tail "$OUT/$name.log" >&2; exit 1; }
+}
+
+rss_kib() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
+
+# CPU seconds used, per process group, while a command runs: where the time goes.
+cpu_ticks() { # PID...: user+system clock ticks
+  local total=0 pid
+  for pid in "$@"; do
+    [[ -r /proc/$pid/stat ]] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
+loadgen_run() { # LABEL URL [loadgen options...]: one run, its report appended to results
+  local label=$1 url=$2
+  shift 2
+  "$loadgen" run "$url" --label "$label" --json "$results" -c "$CONNECTIONS" \
+    --duration "$DURATION" --warmup 2 "$@" | tee -a "$OUT/loadgen.txt" >&2
+}
+
+# Saturation run with the CPU split: instance(s), PostgreSQL, Redis, nginx, the rest (the load
+# generator, mostly). Also samples the instances' RSS every 0.2 s.
+measured_run() { # LABEL URL "INSTANCE_PIDS" "NGINX_PIDS" [loadgen options...]
+  local label=$1 url=$2 instances=$3 nginx_pids=$4
+  shift 4
+  local -a instance_pids nginx_pid_list pg_pids redis_pids
+  read -r -a instance_pids <<<"$instances"
+  read -r -a nginx_pid_list <<<"$nginx_pids"
+  mapfile -t pg_pids < <(pgrep -x postgres)
+  mapfile -t redis_pids < <(pgrep -x redis-server)
+  local i0 p0 r0 n0 m0 peak=0
+  i0=$(cpu_ticks "${instance_pids[@]}"); p0=$(cpu_ticks "${pg_pids[@]}"); r0=$(cpu_ticks "${redis_pids[@]}")
+  n0=$(cpu_ticks "${nginx_pid_list[@]}"); m0=$(machine_ticks)
+  (
+    while sleep 0.2; do
+      local sum=0 pid
+      for pid in "${instance_pids[@]}"; do sum=$((sum + $(rss_kib "$pid"))); done
+      echo "$sum"
+    done
+  ) >"$work/rss.$label" &
+  local sampler=$!
+  loadgen_run "$label" "$url" "$@"
+  kill "$sampler"
+  peak=$(sort -n "$work/rss.$label" | tail -1)
+  local i1 p1 r1 n1 m1 requests
+  i1=$(cpu_ticks "${instance_pids[@]}"); p1=$(cpu_ticks "${pg_pids[@]}"); r1=$(cpu_ticks "${redis_pids[@]}")
+  n1=$(cpu_ticks "${nginx_pid_list[@]}"); m1=$(machine_ticks)
+  requests=$(tail -1 "$results" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
+  record "$(printf '{"label":"%s cpu","ticks_per_second":%s,"requests_incl_warmup_approx":%s,"instance":%s,"postgres":%s,"redis":%s,"nginx":%s,"machine":%s,"instances_peak_rss_kib":%s,"instances":%s}' \
+    "$label" "$(getconf CLK_TCK)" "$requests" $((i1 - i0)) $((p1 - p0)) $((r1 - r0)) $((n1 - n0)) $((m1 - m0)) "$peak" "${#instance_pids[@]}")"
+}
+
+saturation_of() { # LABEL: throughput of a recorded run
+  python3 - "$results" "$1" <<'PY'
+import json, sys
+path, label = sys.argv[1:]
+runs = [json.loads(l) for l in open(path) if json.loads(l).get("label") == label]
+print(int(runs[-1]["throughput"]))
+PY
+}
+
+# Every avatar a run completes is fresh: each run gets its own prefix with enough of them.
+avatars_for_run=$(( (DURATION + 3) * 9000 ))
+
+if wants pgbench; then
+  log "pgbench: the ingest transaction, $CONNECTIONS connections, ${DURATION}s"
+  new_database bench_pgbench
+  seed_avatars bench_pgbench pgb- 200000
+  pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -f scripts/bench/ingest.pgbench.sql \
+    "${admin_url%/*}/bench_pgbench" >"$OUT/pgbench.txt" 2>&1
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/pgbench.txt")
+  latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$OUT/pgbench.txt")
+  record "{\"label\":\"pgbench\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS}"
+  log "pgbench: $tps tps, average latency $latency ms"
+fi
+
+single_url="http://127.0.0.1:18401/api/v1/avatar/status_update"
+if wants single || wants payload; then
+  new_database bench_single
+  for prefix in sat- rate- ed- h2- pad16k- pad256k-; do seed_avatars bench_single "$prefix" "$avatars_for_run"; done
+  start_instance single bench_single 18401
+  single=$instance_pid
+  sleep 2
+  record "{\"label\":\"single idle rss\",\"rss_kib\":$(rss_kib "$single")}"
+fi
+if wants single; then
+  measured_run "single saturation hmac" "$single_url" "$single" "" --prefix sat- --avatars "$avatars_for_run"
+  half=$(( $(saturation_of "single saturation hmac") / 2 ))
+  loadgen_run "single half-rate hmac" "$single_url" --rate "$half" --prefix rate- --avatars "$avatars_for_run"
+  measured_run "single saturation ed25519" "$single_url" "$single" "" --scheme ed25519 --prefix ed- --avatars "$avatars_for_run"
+  loadgen_run "single saturation http2" "$single_url" --protocol http2 --prefix h2- --avatars "$avatars_for_run"
+  measured_run "single saturation redeliveries" "$single_url" "$single" "" --mix redelivery=100 --prefix sat- --avatars "$avatars_for_run"
+  measured_run "single saturation bad signatures" "$single_url" "$single" "" --mix bad=100 --prefix sat- --avatars "$avatars_for_run"
+  measured_run "single saturation mixed" "$single_url" "$single" "" --mix new=80,redelivery=10,progress=5,bad=5 --prefix sat- --avatars "$avatars_for_run"
+fi
+if wants payload; then
+  for padding in 16384:pad16k- 262144:pad256k-; do
+    loadgen_run "single saturation payload +${padding#*pad}" "$single_url" --padding "${padding%%:*}" \
+      --prefix "${padding#*:}" --avatars "$avatars_for_run" --duration $((DURATION * 2 / 3))
+  done
+fi
+
+if wants rows; then
+  for rows in 1000:1k 1000000:1m; do
+    db="bench_rows_${rows#*:}"
+    new_database "$db"
+    seed_avatars "$db" row- "${rows%%:*}"
+    port=$((18410 + ${#rows}))
+    start_instance "rows-${rows#*:}" "$db" "$port"
+    loadgen_run "rows ${rows%%:*} progress updates" "http://127.0.0.1:$port/api/v1/avatar/status_update" \
+      --mix progress=100 --prefix row- --avatars "${rows%%:*}" --duration $((DURATION * 2 / 3))
+    kill "$instance_pid"
+  done
+fi
+
+if wants cluster; then
+  cluster_dir="$work/cluster"
+  new_database bench_cluster
+  seed_avatars bench_cluster cl- "$avatars_for_run"
+  seed_avatars bench_cluster clrate- "$avatars_for_run"
+  log "cluster: two instances behind nginx (TLS), rate limit lifted for the benchmark"
+  CLUSTER_DIR=$cluster_dir CLUSTER_DB=bench_cluster API_PORT_1=18421 API_PORT_2=18422 \
+    NGINX_HTTP_PORT=18480 NGINX_HTTPS_PORT=18443 NGINX_WEBHOOK_PORT=18444 \
+    WEBHOOK_RATE_LIMIT=1000000r/s WEBHOOK_RATE_BURST=1000000 ENVIRONMENT=production LOG_LEVEL=info \
+    FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET REDIS_KEY_PREFIX=bench:cluster: MINIO_BUCKET_NAME=bench-files \
+    FILE_WORKERS=0 WEBHOOK_API_BIN=$api_bin scripts/dev/cluster.sh up 2>"$OUT/cluster.log"
+  instances="$(cat "$cluster_dir/api-1.pid") $(cat "$cluster_dir/api-2.pid")"
+  cluster_nginx=$(pgrep -f "nginx.*$cluster_dir" | tr '\n' ' ')
+  ca="$cluster_dir/tls/ca.pem"
+
+  # The proxy's ceiling: the same nginx build, TLS certificate, HTTP version and workers,
+  # answering a static 200 itself.
+  mkdir -p "$work/static/logs"
+  cat >"$work/static/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/static/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log $work/static/logs/access.log;
+  error_log $work/static/logs/error.log;
+  server {
+    listen 127.0.0.1:18445 ssl http2;
+    ssl_certificate $cluster_dir/tls/cert.pem;
+    ssl_certificate_key $cluster_dir/tls/key.pem;
+    location / { default_type application/json; return 200 '{"result":"applied"}'; }
+  }
+}
+NGINX
+  nginx -c "$work/static/nginx.conf" -p "$work/static" -e "$work/static/logs/error.log"
+  sleep 0.5
+  static_nginx=$(pgrep -f "nginx.*$work/static" | tr '\n' ' ')
+  measured_run "nginx static 200" "https://localhost:18445/api/v1/avatar/status_update" "" "$static_nginx" \
+    --ca-cert "$ca" --prefix cl- --avatars "$avatars_for_run"
+  nginx -c "$work/static/nginx.conf" -p "$work/static" -s quit
+
+  cluster_url="https://localhost:18444/api/v1/avatar/status_update"
+  measured_run "cluster saturation hmac" "$cluster_url" "$instances" "$cluster_nginx" --ca-cert "$ca" \
+    --prefix cl- --avatars "$avatars_for_run"
+  measured_run "cluster saturation bad signatures" "$cluster_url" "$instances" "$cluster_nginx" --ca-cert "$ca" \
+    --mix bad=100 --prefix cl- --avatars "$avatars_for_run"
+  half=$(( $(saturation_of "cluster saturation hmac") / 2 ))
+  loadgen_run "cluster half-rate hmac" "$cluster_url" --ca-cert "$ca" --rate "$half" \
+    --prefix clrate- --avatars "$avatars_for_run"
+  CLUSTER_DIR=$cluster_dir scripts/dev/cluster.sh down 2>/dev/null
+  cluster_dir=""
+fi
+
+if wants verify; then
+  log "cargo bench: verification and parsing"
+  cargo bench -q -p webhook-api --bench verify -- --noplot >"$OUT/cargo-bench.txt" 2>&1
+  for name in hmac_sha256_verify hmac_sha256_reject fal_ed25519_verify fal_parse_completion; do
+    ns=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["mean"]["point_estimate"], 1))' \
+      "$target_dir/criterion/$name/new/estimates.json")
+    record "{\"label\":\"cargo bench $name\",\"ns\":$ns}"
+  done
+fi
+
+if wants callgrind; then
+  log "callgrind: instructions per callback in the instance"
+  new_database bench_callgrind
+  seed_avatars bench_callgrind cg- 20000
+  seed_avatars bench_callgrind cgm- 20000
+  DATABASE_URL="${admin_url%/*}/bench_callgrind" REDIS_URL=$redis_url REDIS_KEY_PREFIX="bench:cg:" \
+    MINIO_BUCKET_NAME=bench-files HOST=127.0.0.1 PORT=18431 INSTANCE_ID=bench-cg \
+    ENVIRONMENT=production LOG_FORMAT=json LOG_LEVEL=info FILE_WORKERS=0 FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET \
+    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT/callgrind.out" \
+    "$api_bin" serve >>"$OUT/callgrind-instance.log" 2>&1 &
+  cg_pid=$!
+  pids+=("$cg_pid")
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "http://127.0.0.1:18431/health/ready" 2>/dev/null && break
+    sleep 0.2
+  done
+  # Warm the connections and statements first, then count only the measured callbacks.
+  "$loadgen" run "http://127.0.0.1:18431/api/v1/avatar/status_update" -c 8 --duration 3 --warmup 0 \
+    --prefix cg- --avatars 20000 --label warm >/dev/null
+  callgrind_control -i on "$cg_pid" >/dev/null
+  "$loadgen" run "http://127.0.0.1:18431/api/v1/avatar/status_update" -c 8 --duration 10 --warmup 0 \
+    --prefix cgm- --avatars 20000 --label "callgrind" --json "$work/cg.jsonl" >/dev/null || true
+  callgrind_control -i off "$cg_pid" >/dev/null
+  kill -TERM "$cg_pid"
+  wait "$cg_pid" 2>/dev/null || true
+  cg_requests=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["requests"])' "$work/cg.jsonl")
+  callgrind_annotate --inclusive=no "$OUT"/callgrind.out* 2>/dev/null | head -60 >"$OUT/callgrind-top.txt" || true
+  instructions=$(callgrind_annotate "$OUT"/callgrind.out* 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+  record "{\"label\":\"callgrind instance\",\"instructions\":${instructions:-0},\"requests\":$cg_requests}"
+fi
+
+if wants filecopy; then
+  log "file copy: 200 MB CDN -> S3"
+  scripts/bench/file-copy.sh 2>&1 | tee "$OUT/file-copy.txt" >&2
+  python3 - "$OUT/file-copy.txt" >>"$results" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+def grab(pattern):
+    m = re.search(pattern, text)
+    return float(m.group(1)) if m else None
+print(json.dumps({"label": "file copy", "worker_seconds": grab(r"file worker \(streamed\)\s+([0-9.]+)"),
+    "baseline_seconds": grab(r"aws s3 cp\s+([0-9.]+)"), "idle_rss_mib": grab(r"idle ([0-9.]+) MiB"),
+    "copy_rss_increase_mib": grab(r"\(\+([0-9.]+) MiB\)")}))
+PY
+fi
+
+python3 scripts/bench/report.py "$results" | tee "$OUT/summary.md"
+log "results: $OUT"

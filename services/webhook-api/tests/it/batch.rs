@@ -1,0 +1,220 @@
+//! Group commit's set-based batch must leave the database exactly as committing the same
+//! deliveries one by one does: same answers, same avatars, same events, same file jobs.
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use crate::helpers::{pg_connect, TestDatabase};
+use webhook_api::fal;
+use webhook_api::store::batch::{self, BatchError};
+use webhook_api::store::ingest::{self, Delivery, Outcome};
+use webhook_api::store::migrations;
+use webhook_api::verify::Scheme;
+
+async fn database_with_avatars() -> (TestDatabase, Pool) {
+    let database = TestDatabase::create().await;
+    let mut client = pg_connect(&database.url).await;
+    migrations::run(&mut client).await.expect("migrations");
+    client
+        .batch_execute(
+            "INSERT INTO avatars (user_id, name, status, fal_request_id) VALUES \
+               (gen_random_uuid(), 'one', 'training', 'b-1'), \
+               (gen_random_uuid(), 'two', 'training', 'b-2'), \
+               (gen_random_uuid(), 'three', 'training', 'b-3'), \
+               (gen_random_uuid(), 'four', 'training', 'b-4'), \
+               (gen_random_uuid(), 'done', 'completed', 'b-done')",
+        )
+        .await
+        .unwrap();
+    let manager = Manager::from_config(
+        database.url.parse().unwrap(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager).max_size(2).build().unwrap();
+    (database, pool)
+}
+
+fn delivery(body: &str) -> Delivery {
+    Delivery {
+        callback: fal::parse(body.as_bytes()).unwrap(),
+        body: body.to_string(),
+        scheme: Scheme::Hmac,
+        http_request_id: "it".into(),
+        instance_id: "it".into(),
+        training_type: None,
+    }
+}
+
+fn completion(request_id: &str) -> String {
+    format!(
+        r#"{{"request_id":"{request_id}","status":"OK","error":null,"payload":{{"diffusers_lora_file":{{"url":"https://v3.fal.media/files/b/{request_id}.safetensors","file_size":10}},"config_file":{{"url":"https://v3.fal.media/files/b/{request_id}.json","file_size":2}}}}}}"#
+    )
+}
+
+/// Everything a delivery can change, in a comparable form.
+async fn state(pool: &Pool) -> Vec<String> {
+    let client = pool.get().await.unwrap();
+    let mut lines = Vec::new();
+    for row in client
+        .query(
+            "SELECT fal_request_id, status, training_progress, diffusers_lora_file_url, \
+               training_error, (fal_response_data IS NOT NULL), \
+               (SELECT count(*) FROM file_jobs j WHERE j.avatar_id = a.id) \
+             FROM avatars a ORDER BY fal_request_id",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        lines.push(format!(
+            "avatar {:?} {:?} {:?} {:?} {:?} response={:?} jobs={:?}",
+            row.get::<_, Option<String>>(0),
+            row.get::<_, String>(1),
+            row.get::<_, Option<i32>>(2),
+            row.get::<_, Option<String>>(3),
+            row.get::<_, Option<String>>(4),
+            row.get::<_, bool>(5),
+            row.get::<_, i64>(6),
+        ));
+    }
+    for row in client
+        .query(
+            "SELECT delivery_key, outcome, deliveries, avatar_id IS NOT NULL, outcome_reason \
+             FROM webhook_events ORDER BY delivery_key",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        lines.push(format!(
+            "event {} {} x{} matched={} {:?}",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, i32>(2),
+            row.get::<_, bool>(3),
+            row.get::<_, Option<String>>(4),
+        ));
+    }
+    lines
+}
+
+#[tokio::test]
+async fn a_batch_ends_exactly_as_the_same_deliveries_one_by_one() {
+    let bodies = [
+        r#"{"request_id":"b-1","status":"in_progress","progress":40}"#.to_string(),
+        // The same avatar again in the same batch: applied after the first.
+        r#"{"request_id":"b-1","status":"in_progress","progress":60}"#.to_string(),
+        completion("b-2"),
+        completion("b-2"), // the same delivery twice in one batch
+        completion("b-3"), // already committed before the batch
+        completion("b-unknown"),
+        completion("b-done"), // terminal: ignored
+        r#"{"request_id":"b-4","status":"ERROR","error":"GPU fell over","payload":null}"#
+            .to_string(),
+    ];
+    let mut deliveries: Vec<Delivery> = bodies.iter().map(|b| delivery(b)).collect();
+    deliveries.sort_by_cached_key(|d| d.callback.delivery_key());
+
+    let (_batch_db, batch_pool) = database_with_avatars().await;
+    let (_single_db, single_pool) = database_with_avatars().await;
+    let earlier = delivery(&completion("b-3"));
+    for pool in [&batch_pool, &single_pool] {
+        ingest::ingest(pool, &earlier).await.unwrap();
+    }
+
+    let mut client = batch_pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let together = batch::ingest_all(&tx, &deliveries.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut one_by_one = Vec::new();
+    for d in &deliveries {
+        one_by_one.push(ingest::ingest(&single_pool, d).await.unwrap());
+    }
+
+    let outcomes = |results: &[ingest::Ingested]| -> Vec<(String, Outcome, bool, bool)> {
+        deliveries
+            .iter()
+            .zip(results)
+            .map(|(d, r)| {
+                (
+                    d.callback.delivery_key(),
+                    r.outcome,
+                    r.changed.is_some(),
+                    r.file_job.is_some(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(outcomes(&together), outcomes(&one_by_one));
+    assert_eq!(state(&batch_pool).await, state(&single_pool).await);
+
+    // And the expected answers themselves, not only the agreement.
+    let by_key = |key: &str| {
+        outcomes(&together)
+            .into_iter()
+            .filter(|(k, ..)| k == key)
+            .map(|(_, outcome, ..)| outcome)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_key("fal:b-1:in_progress:40"), [Outcome::Applied]);
+    assert_eq!(by_key("fal:b-1:in_progress:60"), [Outcome::Applied]);
+    assert_eq!(
+        by_key("fal:b-2:completed"),
+        [Outcome::Applied, Outcome::Duplicate]
+    );
+    assert_eq!(by_key("fal:b-3:completed"), [Outcome::Duplicate]);
+    assert_eq!(by_key("fal:b-unknown:completed"), [Outcome::Unmatched]);
+    assert_eq!(by_key("fal:b-done:completed"), [Outcome::Ignored]);
+    let views: Vec<_> = together.iter().filter_map(|r| r.changed.as_ref()).collect();
+    assert!(views
+        .iter()
+        .any(|v| v.fal_request_id.as_deref() == Some("b-1") && v.progress == 60));
+    let state = state(&batch_pool).await;
+    assert!(
+        state
+            .iter()
+            .any(|l| l.contains("fal:b-2:completed applied x2")),
+        "{state:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
+    let (_db, pool) = database_with_avatars().await;
+    let late = delivery(&completion("b-late"));
+    assert_eq!(
+        ingest::ingest(&pool, &late).await.unwrap().outcome,
+        Outcome::Unmatched
+    );
+    pool.get()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO avatars (user_id, name, status, fal_request_id) \
+             VALUES (gen_random_uuid(), 'late', 'training', 'b-late')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let others = delivery(&completion("b-1"));
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let result = batch::ingest_all(&tx, &[&others, &late]).await;
+    assert!(
+        matches!(result, Err(BatchError::OneByOne(_))),
+        "{:?}",
+        result.map(|r| r.len())
+    );
+    drop(tx);
+    // What the group committer then does: one by one, and the late delivery is applied.
+    assert_eq!(
+        ingest::ingest(&pool, &late).await.unwrap().outcome,
+        Outcome::Applied
+    );
+}

@@ -1,0 +1,179 @@
+//! webhook-loadgen: signed FAL callbacks against webhook-api (one instance or the cluster
+//! through nginx), at saturation or at a fixed rate; prints throughput, HDR latency
+//! percentiles and answers by status, and writes them as JSON for `scripts/bench/run.sh`.
+
+mod callbacks;
+mod client;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use callbacks::{Generator, Mix, Signer};
+use client::{Protocol, Target};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send callbacks and report.
+    Run(RunArgs),
+    /// Serve the JWKS of the ED25519 signing key (point the service's FAL_JWKS_URL here).
+    Jwks {
+        #[arg(long, default_value = "127.0.0.1:18490")]
+        listen: SocketAddr,
+        /// The key is derived from this seed, so `run --seed` signs with the same key.
+        #[arg(long, default_value = "webhook-loadgen")]
+        seed: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Scheme {
+    /// `X-Signature: sha256=<hex>` with the secret in the WEBHOOK_SECRET environment variable.
+    Hmac,
+    /// FAL's ED25519 headers, signed with the key `jwks` publishes.
+    Ed25519,
+}
+
+#[derive(Parser)]
+struct RunArgs {
+    /// The callback URL, e.g. http://127.0.0.1:8001/api/v1/avatar/status_update.
+    url: String,
+    #[arg(long, value_enum, default_value = "hmac")]
+    scheme: Scheme,
+    #[arg(long, default_value = "webhook-loadgen")]
+    seed: String,
+    /// Certificate (PEM) to trust for an https URL.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "http1")]
+    protocol: Protocol,
+    /// Concurrent requests: one kept-alive connection each over HTTP/1.1.
+    #[arg(long, short = 'c', default_value_t = 32)]
+    connections: usize,
+    /// HTTP/2: connections shared by the concurrent requests.
+    #[arg(long, default_value_t = 2)]
+    h2_connections: usize,
+    /// Measured time, in seconds.
+    #[arg(long, short = 'd', default_value_t = 20.0)]
+    duration: f64,
+    /// Seconds sent before measuring starts (connections, caches, JIT of plans).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Requests per second on a fixed schedule; saturation when omitted.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Kinds of callbacks and their weights: new, redelivery, progress, bad.
+    #[arg(long, default_value = "new=100")]
+    mix: Mix,
+    /// Avatars `{prefix}1` ..= `{prefix}{avatars}` exist in `training` before the run.
+    #[arg(long, default_value_t = 200_000)]
+    avatars: u64,
+    #[arg(long, default_value = "load-")]
+    prefix: String,
+    /// Extra bytes in each completion's payload.
+    #[arg(long, default_value_t = 0)]
+    padding: usize,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    #[arg(long, default_value = "load")]
+    label: String,
+    /// Also write the report as JSON here (appended as one line).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => run_load(args).await,
+        Command::Jwks { listen, seed } => {
+            let jwks = Signer::ed25519_from_seed(&seed)
+                .jwks()
+                .expect("an ED25519 signer has a JWKS");
+            serve_jwks(listen, jwks).await
+        }
+    }
+}
+
+async fn run_load(args: RunArgs) -> anyhow::Result<()> {
+    let signer = match args.scheme {
+        Scheme::Hmac => Signer::Hmac {
+            secret: std::env::var("WEBHOOK_SECRET")
+                .context("--scheme hmac needs the secret in WEBHOOK_SECRET")?
+                .into_bytes(),
+        },
+        Scheme::Ed25519 => Signer::ed25519_from_seed(&args.seed),
+    };
+    anyhow::ensure!(args.avatars > 0, "--avatars must be at least 1");
+    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    let generator = Generator::new(args.prefix, args.avatars, args.mix, signer, args.padding);
+    let target = Target::new(&args.url, args.protocol, args.ca_cert.as_deref())?;
+    let plan = run::Plan {
+        connections: args.connections,
+        h2_connections: args.h2_connections,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        rate: args.rate,
+        timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let report = run::run(args.label, Arc::new(target), Arc::new(generator), plan).await?;
+    run::print(&report);
+    if report.completions_sent > args.avatars {
+        println!(
+            "  note: {} completions for {} avatars: the later ones were redeliveries",
+            report.completions_sent, args.avatars
+        );
+    }
+    if let Some(path) = args.json {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(file, "{}", serde_json::to_string(&report)?)?;
+    }
+    Ok(())
+}
+
+async fn serve_jwks(listen: SocketAddr, jwks: String) -> anyhow::Result<()> {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    eprintln!("serving the JWKS on http://{listen}/");
+    let jwks = bytes::Bytes::from(jwks);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let jwks = jwks.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |_request| {
+                let jwks = jwks.clone();
+                async move {
+                    http::Response::builder()
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(jwks))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
