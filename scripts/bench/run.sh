@@ -51,8 +51,9 @@ log() { echo "bench: $*" >&2; }
 record() { echo "$1" >>"$results"; } # one JSON object
 
 missing=()
-for tool in nginx:nginx-light valgrind:valgrind pgbench:postgresql-contrib; do
-  command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+for need in cluster:nginx:nginx-light callgrind:valgrind:valgrind pgbench:pgbench:postgresql-contrib; do
+  IFS=: read -r section tool package <<<"$need"
+  if wants "$section" && ! command -v "$tool" >/dev/null; then missing+=("$package"); fi
 done
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
@@ -123,6 +124,12 @@ start_instance() { # NAME DB PORT: sets instance_pid
   curl -fsS -o /dev/null "http://127.0.0.1:$port/health/ready" || { log "$name did not start"; tail "$OUT/$name.log" >&2; exit 1; }
 }
 
+nginx_pids() { # PID_FILE: the master and its workers
+  local master
+  master=$(cat "$1")
+  echo "$master $(pgrep -P "$master" | tr '\n' ' ')"
+}
+
 rss_kib() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
 
 # CPU seconds used, per process group, while a command runs: where the time goes.
@@ -136,11 +143,23 @@ cpu_ticks() { # PID...: user+system clock ticks
 }
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
+# Each run starts from the same state: dirty pages of the previous run (or of seeding) written
+# out now, not by a checkpoint or the kernel's writeback in the middle of the next measurement.
+settle() {
+  runuser -u postgres -- psql -qc CHECKPOINT >/dev/null
+  sync
+}
+
 loadgen_run() { # LABEL URL [loadgen options...]: one run, its report appended to results
+  settle
+  loadgen_now "$@"
+}
+
+loadgen_now() { # LABEL URL [loadgen options...]: the run, without settling first
   local label=$1 url=$2
   shift 2
   "$loadgen" run "$url" --label "$label" --json "$results" -c "$CONNECTIONS" \
-    --duration "$DURATION" --warmup 2 "$@" | tee -a "$OUT/loadgen.txt" >&2
+    --duration "$DURATION" --warmup 2 --timeline "$@" | tee -a "$OUT/loadgen.txt" >&2
 }
 
 # Saturation run with the CPU split: instance(s), PostgreSQL, Redis, nginx, the rest (the load
@@ -154,6 +173,7 @@ measured_run() { # LABEL URL "INSTANCE_PIDS" "NGINX_PIDS" [loadgen options...]
   mapfile -t pg_pids < <(pgrep -x postgres)
   mapfile -t redis_pids < <(pgrep -x redis-server)
   local i0 p0 r0 n0 m0 peak=0
+  settle
   i0=$(cpu_ticks "${instance_pids[@]}"); p0=$(cpu_ticks "${pg_pids[@]}"); r0=$(cpu_ticks "${redis_pids[@]}")
   n0=$(cpu_ticks "${nginx_pid_list[@]}"); m0=$(machine_ticks)
   (
@@ -164,7 +184,7 @@ measured_run() { # LABEL URL "INSTANCE_PIDS" "NGINX_PIDS" [loadgen options...]
     done
   ) >"$work/rss.$label" &
   local sampler=$!
-  loadgen_run "$label" "$url" "$@"
+  loadgen_now "$label" "$url" "$@"
   kill "$sampler"
   peak=$(sort -n "$work/rss.$label" | tail -1)
   local i1 p1 r1 n1 m1 requests
@@ -191,6 +211,7 @@ if wants pgbench; then
   log "pgbench: the ingest transaction, $CONNECTIONS connections, ${DURATION}s"
   new_database bench_pgbench
   seed_avatars bench_pgbench pgb- 200000
+  settle
   pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -f scripts/bench/ingest.pgbench.sql \
     "${admin_url%/*}/bench_pgbench" >"$OUT/pgbench.txt" 2>&1
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/pgbench.txt")
@@ -219,9 +240,9 @@ if wants single; then
   measured_run "single saturation mixed" "$single_url" "$single" "" --mix new=80,redelivery=10,progress=5,bad=5 --prefix sat- --avatars "$avatars_for_run"
 fi
 if wants payload; then
-  for padding in 16384:pad16k- 262144:pad256k-; do
-    loadgen_run "single saturation payload +${padding#*pad}" "$single_url" --padding "${padding%%:*}" \
-      --prefix "${padding#*:}" --avatars "$avatars_for_run" --duration $((DURATION * 2 / 3))
+  for padding in 16384:16k 262144:256k; do
+    DURATION=$((DURATION * 2 / 3)) loadgen_run "single saturation payload +${padding#*:}B" "$single_url" \
+      --padding "${padding%%:*}" --prefix "pad${padding#*:}-" --avatars "$avatars_for_run"
   done
 fi
 
@@ -232,8 +253,8 @@ if wants rows; then
     seed_avatars "$db" row- "${rows%%:*}"
     port=$((18410 + ${#rows}))
     start_instance "rows-${rows#*:}" "$db" "$port"
-    loadgen_run "rows ${rows%%:*} progress updates" "http://127.0.0.1:$port/api/v1/avatar/status_update" \
-      --mix progress=100 --prefix row- --avatars "${rows%%:*}" --duration $((DURATION * 2 / 3))
+    DURATION=$((DURATION * 2 / 3)) loadgen_run "rows ${rows%%:*} progress updates" \
+      "http://127.0.0.1:$port/api/v1/avatar/status_update" --mix progress=100 --prefix row- --avatars "${rows%%:*}"
     kill "$instance_pid"
   done
 fi
@@ -250,7 +271,7 @@ if wants cluster; then
     FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET REDIS_KEY_PREFIX=bench:cluster: MINIO_BUCKET_NAME=bench-files \
     FILE_WORKERS=0 WEBHOOK_API_BIN=$api_bin scripts/dev/cluster.sh up 2>"$OUT/cluster.log"
   instances="$(cat "$cluster_dir/api-1.pid") $(cat "$cluster_dir/api-2.pid")"
-  cluster_nginx=$(pgrep -f "nginx.*$cluster_dir" | tr '\n' ' ')
+  cluster_nginx=$(nginx_pids "$cluster_dir/nginx.pid")
   ca="$cluster_dir/tls/ca.pem"
 
   # The proxy's ceiling: the same nginx build, TLS certificate, HTTP version and workers,
@@ -273,7 +294,7 @@ http {
 NGINX
   nginx -c "$work/static/nginx.conf" -p "$work/static" -e "$work/static/logs/error.log"
   sleep 0.5
-  static_nginx=$(pgrep -f "nginx.*$work/static" | tr '\n' ' ')
+  static_nginx=$(nginx_pids "$work/static/nginx.pid")
   measured_run "nginx static 200" "https://localhost:18445/api/v1/avatar/status_update" "" "$static_nginx" \
     --ca-cert "$ca" --prefix cl- --avatars "$avatars_for_run"
   nginx -c "$work/static/nginx.conf" -p "$work/static" -s quit
@@ -300,35 +321,44 @@ if wants verify; then
   done
 fi
 
-if wants callgrind; then
-  log "callgrind: instructions per callback in the instance"
-  new_database bench_callgrind
-  seed_avatars bench_callgrind cg- 20000
-  seed_avatars bench_callgrind cgm- 20000
+# Instructions are counted for the instance's whole life, so it runs twice under callgrind,
+# each time warmed up first (database connections: SCRAM authentication alone is millions of
+# instructions), the second time with 10 s more of callbacks: the difference divided by the
+# difference in callbacks is the cost of one, whatever start-up, warm-up and shutdown cost.
+callgrind_instance() { # NAME JSON [loadgen options...]: prints total instructions
+  local name=$1 json=$2
+  shift 2
   DATABASE_URL="${admin_url%/*}/bench_callgrind" REDIS_URL=$redis_url REDIS_KEY_PREFIX="bench:cg:" \
     MINIO_BUCKET_NAME=bench-files HOST=127.0.0.1 PORT=18431 INSTANCE_ID=bench-cg \
     ENVIRONMENT=production LOG_FORMAT=json LOG_LEVEL=info FILE_WORKERS=0 FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET \
-    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$OUT/callgrind.out" \
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$name.out" \
     "$api_bin" serve >>"$OUT/callgrind-instance.log" 2>&1 &
-  cg_pid=$!
-  pids+=("$cg_pid")
+  local pid=$!
+  pids+=("$pid")
   for _ in $(seq 1 300); do
     curl -fsS -o /dev/null "http://127.0.0.1:18431/health/ready" 2>/dev/null && break
     sleep 0.2
   done
-  # Warm the connections and statements first, then count only the measured callbacks.
   "$loadgen" run "http://127.0.0.1:18431/api/v1/avatar/status_update" -c 8 --duration 3 --warmup 0 \
-    --prefix cg- --avatars 20000 --label warm >/dev/null
-  callgrind_control -i on "$cg_pid" >/dev/null
-  "$loadgen" run "http://127.0.0.1:18431/api/v1/avatar/status_update" -c 8 --duration 10 --warmup 0 \
-    --prefix cgm- --avatars 20000 --label "callgrind" --json "$work/cg.jsonl" >/dev/null || true
-  callgrind_control -i off "$cg_pid" >/dev/null
-  kill -TERM "$cg_pid"
-  wait "$cg_pid" 2>/dev/null || true
-  cg_requests=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["requests"])' "$work/cg.jsonl")
-  callgrind_annotate --inclusive=no "$OUT"/callgrind.out* 2>/dev/null | head -60 >"$OUT/callgrind-top.txt" || true
-  instructions=$(callgrind_annotate "$OUT"/callgrind.out* 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
-  record "{\"label\":\"callgrind instance\",\"instructions\":${instructions:-0},\"requests\":$cg_requests}"
+    --prefix "cg-$name-warm-" --avatars 20000 --json "$json" >/dev/null
+  if (($#)); then
+    "$loadgen" run "http://127.0.0.1:18431/api/v1/avatar/status_update" --warmup 0 "$@" --json "$json" >/dev/null
+  fi
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+  callgrind_annotate "$OUT/callgrind.$name.out" 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,
+}
+
+if wants callgrind; then
+  log "callgrind: instructions per callback in the instance"
+  new_database bench_callgrind
+  for prefix in cg- cg-base-warm- cg-loaded-warm-; do seed_avatars bench_callgrind "$prefix" 20000; done
+  base=$(callgrind_instance base "$work/cg-base.jsonl")
+  loaded=$(callgrind_instance loaded "$work/cg-loaded.jsonl" -c 8 --duration 10 --prefix cg- --avatars 20000)
+  sent() { python3 -c 'import json,sys; print(sum(json.loads(l)["requests"] for l in open(sys.argv[1])))' "$1"; }
+  cg_requests=$(($(sent "$work/cg-loaded.jsonl") - $(sent "$work/cg-base.jsonl")))
+  callgrind_annotate --inclusive=no "$OUT/callgrind.loaded.out" 2>/dev/null | head -60 >"$OUT/callgrind-top.txt" || true
+  record "{\"label\":\"callgrind instance\",\"instructions\":$((loaded - base)),\"requests\":$cg_requests}"
 fi
 
 if wants filecopy; then
@@ -348,3 +378,8 @@ fi
 
 python3 scripts/bench/report.py "$results" | tee "$OUT/summary.md"
 log "results: $OUT"
+# A figure is only worth something if every answer was the one expected.
+if grep -q '"unexpected":[1-9]' "$results"; then
+  log "FAILED: some runs had unexpected answers or errors (see $OUT/loadgen.txt)"
+  exit 1
+fi

@@ -7,12 +7,13 @@ usage() {
 Usage: scripts/dev/test.sh [--help] [-- CARGO_TEST_ARGS...]
 
 Installs and starts the local PostgreSQL, Redis and S3 server (scripts/dev/deps.sh), then runs
-  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test,
-  then the containerised cluster on the Docker engine (scripts/test/containers.sh).
+  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test, a short
+  run of the benchmark suite, then the containerised cluster on the Docker engine (scripts/test/containers.sh).
 Settings (environment, defaults shown):
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}   where builds are cached
   SKIP_LINT=${SKIP_LINT:-0}                  1 skips fmt, clippy and shellcheck
   SKIP_CONTAINERS=${SKIP_CONTAINERS:-0}            1 skips the Docker phase
+  SKIP_BENCH_SMOKE=${SKIP_BENCH_SMOKE:-0}           1 skips the short run of the benchmark suite
   plus those of scripts/dev/deps.sh (see its --help).
 USAGE
 }
@@ -48,6 +49,15 @@ fi
 
 step "cargo test"
 cargo test --workspace --locked "$@"
+
+# The benchmark suite must keep working: its single-instance section, briefly. It fails when
+# any answer is not the one expected. (Figures from so short a run mean nothing.)
+if [[ "${SKIP_BENCH_SMOKE:-0}" != 1 ]]; then
+  step "benchmark smoke run (scripts/bench/run.sh --only single, 2 s per run)"
+  smoke_out="${CARGO_TARGET_DIR:-target}/bench/smoke"
+  rm -rf "$smoke_out"
+  DURATION=2 OUT=$smoke_out scripts/bench/run.sh --only single >/dev/null
+fi
 
 if [[ "${SKIP_CONTAINERS:-0}" == 1 ]]; then
   step "containers: skipped (SKIP_CONTAINERS=1)"

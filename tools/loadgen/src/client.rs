@@ -23,6 +23,10 @@ pub enum Protocol {
 
 pub struct Target {
     pub uri: Uri,
+    /// What requests carry: origin-form and a Host header over HTTP/1.1 (as browsers and FAL
+    /// send it; nginx refuses a request without Host), the full URI over HTTP/2.
+    pub request_uri: Uri,
+    pub host_header: http::HeaderValue,
     address: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     pub protocol: Protocol,
@@ -64,8 +68,19 @@ impl Target {
         } else {
             None
         };
+        let request_uri = match protocol {
+            Protocol::Http1 => uri.path_and_query().map_or("/", |p| p.as_str()).parse()?,
+            Protocol::Http2 => uri.clone(),
+        };
+        let host_header = uri
+            .authority()
+            .context("the URL has no host")?
+            .as_str()
+            .parse()?;
         Ok(Self {
             address: format!("{host}:{port}"),
+            request_uri,
+            host_header,
             uri,
             tls,
             protocol,

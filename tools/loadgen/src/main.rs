@@ -90,6 +90,9 @@ struct RunArgs {
     timeout: f64,
     #[arg(long, default_value = "load")]
     label: String,
+    /// Print answers and the slowest latency of each second (to see stalls).
+    #[arg(long)]
+    timeline: bool,
     /// Also write the report as JSON here (appended as one line).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -130,7 +133,7 @@ async fn run_load(args: RunArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs_f64(args.timeout),
     };
     let report = run::run(args.label, Arc::new(target), Arc::new(generator), plan).await?;
-    run::print(&report);
+    run::print(&report, args.timeline);
     if report.completions_sent > args.avatars {
         println!(
             "  note: {} completions for {} avatars: the later ones were redeliveries",

@@ -36,6 +36,8 @@ struct Tally {
     latency_us: Option<Histogram<u64>>,
     answers: BTreeMap<(Kind, u16), u64>,
     errors: BTreeMap<String, u64>,
+    /// Per second of the measured time: answers and the slowest of them (µs).
+    seconds: Vec<(u64, u64)>,
 }
 
 impl Tally {
@@ -55,6 +57,13 @@ impl Tally {
         }
         for (key, count) in other.errors {
             *self.errors.entry(key).or_default() += count;
+        }
+        if self.seconds.len() < other.seconds.len() {
+            self.seconds.resize(other.seconds.len(), (0, 0));
+        }
+        for (mine, theirs) in self.seconds.iter_mut().zip(other.seconds) {
+            mine.0 += theirs.0;
+            mine.1 = mine.1.max(theirs.1);
         }
     }
 }
@@ -77,6 +86,8 @@ pub struct Report {
     pub unexpected: u64,
     pub errors: BTreeMap<String, u64>,
     pub completions_sent: u64,
+    /// Each second of the measured time: `[answers, slowest ms]` (stalls show here).
+    pub timeline: Vec<(u64, f64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -175,6 +186,11 @@ pub async fn run(
         unexpected,
         errors: tally.errors,
         completions_sent: generator.completions_sent(),
+        timeline: tally
+            .seconds
+            .iter()
+            .map(|(count, max)| (*count, ms(*max)))
+            .collect(),
     })
 }
 
@@ -214,7 +230,10 @@ impl Worker {
             };
             let measured = due >= self.measure_from;
             let prepared = self.generator.next(&mut rng);
-            let mut request = Request::post(self.target.uri.clone());
+            let mut request = Request::post(self.target.request_uri.clone());
+            if self.target.protocol == Protocol::Http1 {
+                request = request.header(http::header::HOST, self.target.host_header.clone());
+            }
             for (name, value) in prepared.headers {
                 request = request.header(name, value);
             }
@@ -249,6 +268,13 @@ impl Worker {
                         histogram.saturating_record(micros);
                     }
                     *tally.answers.entry((prepared.kind, status)).or_default() += 1;
+                    let second = due.duration_since(self.measure_from).as_secs() as usize;
+                    if tally.seconds.len() <= second {
+                        tally.seconds.resize(second + 1, (0, 0));
+                    }
+                    let slot = &mut tally.seconds[second];
+                    slot.0 += 1;
+                    slot.1 = slot.1.max(micros);
                 }
                 Err(error) => {
                     *tally.errors.entry(short(&error)).or_default() += 1;
@@ -271,7 +297,7 @@ fn short(error: &str) -> String {
 }
 
 /// The report for people: one block per run.
-pub fn print(report: &Report) {
+pub fn print(report: &Report, timeline: bool) {
     let mode = match report.target_rate {
         Some(rate) => format!("fixed rate {rate:.0}/s"),
         None => "saturation".into(),
@@ -295,6 +321,14 @@ pub fn print(report: &Report) {
         .map(|(key, count)| format!("{key}: {count}"))
         .collect();
     println!("  answers: {}", answers.join(", "));
+    if timeline {
+        let seconds: Vec<String> = report
+            .timeline
+            .iter()
+            .map(|(count, max)| format!("{count}/{max:.0}"))
+            .collect();
+        println!("  per second (answers/slowest ms): {}", seconds.join(" "));
+    }
     if report.unexpected > 0 {
         println!("  UNEXPECTED: {}", report.unexpected);
         for (error, count) in &report.errors {

@@ -300,7 +300,8 @@ async fn signed_callbacks_through_nginx_tls_reach_both_instances_with_their_requ
     assert_eq!(generated.status(), 200);
     assert_eq!(generated.headers()["x-request-id"].len(), 32);
 
-    tokio::time::sleep(Duration::from_millis(300)).await; // log lines are flushed per line
+    // The instances write each log line at once; nginx buffers its access log for up to 1 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (api_1, api_2, access) = (
         cluster.log("api-1.log"),
         cluster.log("api-2.log"),
