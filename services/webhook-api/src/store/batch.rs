@@ -289,45 +289,16 @@ async fn apply_changes(
             index_of_avatar.insert(*id, *index);
             columns.push(*id, change, deliveries[*index]);
         }
-        let rows = tx
-            .query(
-                &tx.prepare_cached(&APPLY_CHANGES).await?,
-                &[
-                    &columns.id,
-                    &columns.status,
-                    &columns.progress,
-                    &columns.lora_url,
-                    &columns.config_url,
-                    &columns.error,
-                    &columns.body,
-                    &columns.training_type,
-                ],
-            )
-            .await?;
-        for row in rows {
-            let view = AvatarView::from_row(&row)?;
+        for view in columns.apply(tx).await? {
             views.insert(index_of_avatar[&view.avatar_id], view);
         }
     }
     for (index, id, change) in several {
         let mut columns = ChangeColumns::default();
         columns.push(id, change, deliveries[index]);
-        let row = tx
-            .query_one(
-                &tx.prepare_cached(&APPLY_CHANGES).await?,
-                &[
-                    &columns.id,
-                    &columns.status,
-                    &columns.progress,
-                    &columns.lora_url,
-                    &columns.config_url,
-                    &columns.error,
-                    &columns.body,
-                    &columns.training_type,
-                ],
-            )
-            .await?;
-        views.insert(index, AvatarView::from_row(&row)?);
+        if let Some(view) = columns.apply(tx).await?.pop() {
+            views.insert(index, view);
+        }
     }
     Ok(views)
 }
@@ -388,6 +359,30 @@ struct ChangeColumns<'a> {
 }
 
 impl<'a> ChangeColumns<'a> {
+    /// One statement for every change pushed; the avatars as committed.
+    async fn apply(&self, tx: &Transaction<'_>) -> Result<Vec<AvatarView>, BatchError> {
+        let rows = tx
+            .query(
+                &tx.prepare_cached(&APPLY_CHANGES).await?,
+                &[
+                    &self.id,
+                    &self.status,
+                    &self.progress,
+                    &self.lora_url,
+                    &self.config_url,
+                    &self.error,
+                    &self.body,
+                    &self.training_type,
+                ],
+            )
+            .await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in &rows {
+            views.push(AvatarView::from_row(row)?);
+        }
+        Ok(views)
+    }
+
     fn push(&mut self, id: Uuid, change: &'a Change, delivery: &'a Delivery) {
         self.id.push(id);
         self.status.push(change.status.as_str());
