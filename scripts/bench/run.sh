@@ -68,7 +68,10 @@ while IFS= read -r line; do
 done <<<"$deps_env"
 
 log "building release binaries"
-cargo build --release -q -p webhook-api -p webhook-loadgen
+# One at a time: built together, cargo would unify their dependencies' features and rebuild
+# webhook-api (and aws-sdk-s3) differently from `cargo build -p webhook-api` everywhere else.
+cargo build --release -q -p webhook-api
+cargo build --release -q -p webhook-loadgen
 api_bin="$target_dir/release/webhook-api"
 loadgen="$target_dir/release/webhook-loadgen"
 
