@@ -1,8 +1,8 @@
 -- The ingest transaction webhook-api runs for a signed completion (lock the avatar, record the
 -- delivery, apply it, enqueue the file job), for pgbench: the database's ceiling for this work.
--- Setup: a migrated database with avatars 'pgb-1'..'pgb-200000' in status training. Run:
---   pgbench -n -M prepared -c 32 -j 2 -T 15 -f scripts/bench/ingest.pgbench.sql DBURL
-\set n random(1, 200000)
+-- Setup: a migrated database with avatars 'pgb-1'..'pgb-N' in status training. Run:
+--   pgbench -n -M prepared -c 32 -j 2 -T 15 -D avatars=N -f scripts/bench/ingest.pgbench.sql DBURL
+\set n random(1, :avatars)
 \set k random(1, 2000000000)
 BEGIN;
 SELECT id, status::text, COALESCE(training_progress, 0) FROM avatars WHERE fal_request_id = 'pgb-' || :n ORDER BY created_at DESC NULLS LAST LIMIT 1 FOR UPDATE;

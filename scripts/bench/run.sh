@@ -144,6 +144,18 @@ cpu_ticks() { # PID...: user+system clock ticks
   done
   echo "$total"
 }
+# Processes found by name at the end of a run: a PostgreSQL backend the pool opened during the
+# run counts from zero, not from the first snapshot (where it did not exist yet).
+ticks_by_name() { # COMM: "pid ticks" of every process with that name
+  local pid
+  for pid in $(pgrep -x "$1"); do
+    [[ -r /proc/$pid/stat ]] && echo "$pid $(awk '{print $14 + $15}' "/proc/$pid/stat")"
+  done
+  true
+}
+delta_ticks() { # BEFORE AFTER: files of "pid ticks"; the ticks used in between
+  awk 'NR == FNR {before[$1] = $2; next} {sum += $2 - (($1 in before) ? before[$1] : 0)} END {print sum + 0}' "$1" "$2"
+}
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
 # Each run starts from the same state: dirty pages of the previous run (or of seeding) written
@@ -170,15 +182,14 @@ loadgen_now() { # LABEL URL [loadgen options...]: the run, without settling firs
 measured_run() { # LABEL URL "INSTANCE_PIDS" "NGINX_PIDS" [loadgen options...]
   local label=$1 url=$2 instances=$3 nginx_pids=$4
   shift 4
-  local -a instance_pids nginx_pid_list pg_pids redis_pids
+  local -a instance_pids nginx_pid_list
   read -r -a instance_pids <<<"$instances"
   read -r -a nginx_pid_list <<<"$nginx_pids"
-  mapfile -t pg_pids < <(pgrep -x postgres)
-  mapfile -t redis_pids < <(pgrep -x redis-server)
-  local i0 p0 r0 n0 m0 peak=0
+  local i0 n0 m0 peak=0
   settle
-  i0=$(cpu_ticks "${instance_pids[@]}"); p0=$(cpu_ticks "${pg_pids[@]}"); r0=$(cpu_ticks "${redis_pids[@]}")
-  n0=$(cpu_ticks "${nginx_pid_list[@]}"); m0=$(machine_ticks)
+  ticks_by_name postgres >"$work/pg.before"
+  ticks_by_name redis-server >"$work/redis.before"
+  i0=$(cpu_ticks "${instance_pids[@]}"); n0=$(cpu_ticks "${nginx_pid_list[@]}"); m0=$(machine_ticks)
   (
     while sleep 0.2; do
       local sum=0 pid
@@ -190,12 +201,16 @@ measured_run() { # LABEL URL "INSTANCE_PIDS" "NGINX_PIDS" [loadgen options...]
   loadgen_now "$label" "$url" "$@"
   kill "$sampler"
   peak=$(sort -n "$work/rss.$label" | tail -1)
-  local i1 p1 r1 n1 m1 requests
-  i1=$(cpu_ticks "${instance_pids[@]}"); p1=$(cpu_ticks "${pg_pids[@]}"); r1=$(cpu_ticks "${redis_pids[@]}")
-  n1=$(cpu_ticks "${nginx_pid_list[@]}"); m1=$(machine_ticks)
+  local i1 n1 m1 requests
+  i1=$(cpu_ticks "${instance_pids[@]}"); n1=$(cpu_ticks "${nginx_pid_list[@]}"); m1=$(machine_ticks)
+  ticks_by_name postgres >"$work/pg.after"
+  ticks_by_name redis-server >"$work/redis.after"
+  local postgres_ticks redis_ticks
+  postgres_ticks=$(delta_ticks "$work/pg.before" "$work/pg.after")
+  redis_ticks=$(delta_ticks "$work/redis.before" "$work/redis.after")
   requests=$(tail -1 "$results" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
   record "$(printf '{"label":"%s cpu","ticks_per_second":%s,"requests_incl_warmup_approx":%s,"instance":%s,"postgres":%s,"redis":%s,"nginx":%s,"machine":%s,"instances_peak_rss_kib":%s,"instances":%s}' \
-    "$label" "$(getconf CLK_TCK)" "$requests" $((i1 - i0)) $((p1 - p0)) $((r1 - r0)) $((n1 - n0)) $((m1 - m0)) "$peak" "${#instance_pids[@]}")"
+    "$label" "$(getconf CLK_TCK)" "$requests" $((i1 - i0)) "$postgres_ticks" "$redis_ticks" $((n1 - n0)) $((m1 - m0)) "$peak" "${#instance_pids[@]}")"
 }
 
 saturation_of() { # LABEL: throughput of a recorded run
@@ -209,17 +224,21 @@ PY
 
 # Every avatar a run completes is fresh: each run gets its own prefix with enough of them.
 avatars_for_run=$(( (DURATION + 3) * 9000 ))
+# pgbench works on a table as large as the one-instance runs' (6 prefixes), so that both pay
+# the same for pages that no longer fit in shared buffers.
+table_avatars=$((6 * avatars_for_run))
 
 if wants pgbench; then
   log "pgbench: the ingest transaction, $CONNECTIONS connections, ${DURATION}s"
   new_database bench_pgbench
-  seed_avatars bench_pgbench pgb- 200000
+  seed_avatars bench_pgbench pgb- "$table_avatars"
   settle
-  pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -f scripts/bench/ingest.pgbench.sql \
+  pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -D avatars="$table_avatars" \
+    -f scripts/bench/ingest.pgbench.sql \
     "${admin_url%/*}/bench_pgbench" >"$OUT/pgbench.txt" 2>&1
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/pgbench.txt")
   latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$OUT/pgbench.txt")
-  record "{\"label\":\"pgbench\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS}"
+  record "{\"label\":\"pgbench\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS,\"avatars\":$table_avatars}"
   log "pgbench: $tps tps, average latency $latency ms"
 fi
 
