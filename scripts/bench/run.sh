@@ -201,16 +201,15 @@ measured_run() { # LABEL URL "INSTANCE_PIDS" "NGINX_PIDS" [loadgen options...]
   loadgen_now "$label" "$url" "$@"
   kill "$sampler"
   peak=$(sort -n "$work/rss.$label" | tail -1)
-  local i1 n1 m1 requests
+  local i1 n1 m1
   i1=$(cpu_ticks "${instance_pids[@]}"); n1=$(cpu_ticks "${nginx_pid_list[@]}"); m1=$(machine_ticks)
   ticks_by_name postgres >"$work/pg.after"
   ticks_by_name redis-server >"$work/redis.after"
   local postgres_ticks redis_ticks
   postgres_ticks=$(delta_ticks "$work/pg.before" "$work/pg.after")
   redis_ticks=$(delta_ticks "$work/redis.before" "$work/redis.after")
-  requests=$(tail -1 "$results" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
-  record "$(printf '{"label":"%s cpu","ticks_per_second":%s,"requests_incl_warmup_approx":%s,"instance":%s,"postgres":%s,"redis":%s,"nginx":%s,"machine":%s,"instances_peak_rss_kib":%s,"instances":%s}' \
-    "$label" "$(getconf CLK_TCK)" "$requests" $((i1 - i0)) "$postgres_ticks" "$redis_ticks" $((n1 - n0)) $((m1 - m0)) "$peak" "${#instance_pids[@]}")"
+  record "$(printf '{"label":"%s cpu","ticks_per_second":%s,"instance":%s,"postgres":%s,"redis":%s,"nginx":%s,"machine":%s,"instances_peak_rss_kib":%s,"instances":%s}' \
+    "$label" "$(getconf CLK_TCK)" $((i1 - i0)) "$postgres_ticks" "$redis_ticks" $((n1 - n0)) $((m1 - m0)) "$peak" "${#instance_pids[@]}")"
 }
 
 saturation_of() { # LABEL: throughput of a recorded run
