@@ -6,7 +6,7 @@
 \set k random(1, 2000000000)
 BEGIN;
 SELECT id, status::text, COALESCE(training_progress, 0) FROM avatars WHERE fal_request_id = 'pgb-' || :n ORDER BY created_at DESC NULLS LAST LIMIT 1 FOR UPDATE;
-INSERT INTO webhook_events (source, delivery_key, fal_request_id, event, avatar_id, outcome, signature_scheme, http_request_id, instance_id, payload) VALUES ('fal', 'pgb:' || :k, 'pgb-' || :n, 'completed', NULL, 'applied', 'hmac', 'r', 'i', '{"request_id":"x","status":"OK","payload":{"diffusers_lora_file":{"url":"https://v3.fal.media/x"}}}') ON CONFLICT (delivery_key) DO UPDATE SET deliveries = webhook_events.deliveries + 1 RETURNING id, (xmax = 0), outcome;
+INSERT INTO webhook_events (source, delivery_key, fal_request_id, event, avatar_id, outcome, signature_scheme, http_request_id, instance_id, payload, processing_ms) VALUES ('fal', 'pgb:' || :k, 'pgb-' || :n, 'completed', NULL, 'applied', 'hmac', 'r', 'i', '{"request_id":"x","status":"OK","payload":{"diffusers_lora_file":{"url":"https://v3.fal.media/x"}}}', 1.5) ON CONFLICT (delivery_key) DO UPDATE SET deliveries = webhook_events.deliveries + 1 RETURNING id, (xmax = 0), outcome;
 UPDATE avatars SET status = 'completed', training_progress = 100, training_completed_at = now(), diffusers_lora_file_url = 'https://v3.fal.media/x', updated_at = now(), last_status_check = now() WHERE fal_request_id = 'pgb-' || :n;
 INSERT INTO file_jobs (avatar_id, files) VALUES ('00000000-0000-0000-0000-000000000000', '[]') RETURNING id;
 COMMIT;

@@ -86,6 +86,29 @@ impl Cache {
             .await
     }
 
+    /// `{prefix}webhooks:{source}`: one stream per configured source.
+    pub fn source_stream(&self, source: &str) -> String {
+        format!("{}webhooks:{source}", self.prefix)
+    }
+
+    /// Announces a stored delivery of a configured source to its readers.
+    pub async fn announce_delivery(
+        &self,
+        source: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<(), CacheError> {
+        let stream = self.source_stream(source);
+        let maxlen = redis::streams::StreamMaxlen::Approx(self.stream_maxlen);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(stream).arg(maxlen).arg("*");
+        for (name, value) in fields {
+            cmd.arg(*name).arg(*value);
+        }
+        self.run(|mut conn| async move { cmd.query_async::<String>(&mut conn).await })
+            .await
+            .map(|_| ())
+    }
+
     pub async fn store_status(&self, view: &AvatarView) -> Result<(), CacheError> {
         let key = self.status_key(view.avatar_id);
         let json = serde_json::to_string(view).expect("AvatarView serializes");

@@ -27,13 +27,21 @@ impl ConfigError {
 
 /// A value that must never reach a log line or an error message.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Vec<u8>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(value.into().into_bytes())
     }
+    /// A binary key (a decoded Standard Webhooks secret).
+    pub fn from_bytes(key: Vec<u8>) -> Self {
+        Self(key)
+    }
+    /// The secret as text (empty for a binary key, which only `expose_bytes` gives).
     pub fn expose(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+    pub fn expose_bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -85,6 +93,10 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub files: FilesConfig,
+    /// The other signed senders, `POST /api/v1/webhooks/{name}` (`WEBHOOK_SOURCES`).
+    pub sources: Vec<SourceConfig>,
+    /// Deploy on a verified push; `None` unless `DEPLOY_REPOSITORY` is set.
+    pub deploy: Option<DeployConfig>,
     /// How long in-flight requests get to finish after SIGTERM before the process exits.
     pub shutdown_grace: Duration,
 }
@@ -168,6 +180,74 @@ pub struct S3Config {
     pub access_key: Secret,
     pub secret_key: Secret,
     pub bucket: String,
+}
+
+/// How a source signs its deliveries, exactly as that sender does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceScheme {
+    /// `X-Hub-Signature-256: sha256=<hex>`, `X-GitHub-Event`, `X-GitHub-Delivery`.
+    Github,
+    /// `X-Gitea-Signature: <hex>`, `X-Gitea-Event`, `X-Gitea-Delivery`.
+    Gitea,
+    /// `X-Plane-Signature: <hex>`, `X-Plane-Event`, `X-Plane-Delivery`.
+    Plane,
+    /// `X-Signature: <hex>`: the generic job-completion contract.
+    Hmac,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
+    Standard,
+}
+
+impl SourceScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceScheme::Github => "github",
+            SourceScheme::Gitea => "gitea",
+            SourceScheme::Plane => "plane",
+            SourceScheme::Hmac => "hmac",
+            SourceScheme::Standard => "standard",
+        }
+    }
+}
+
+impl FromStr for SourceScheme {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "github" => Ok(Self::Github),
+            "gitea" => Ok(Self::Gitea),
+            "plane" => Ok(Self::Plane),
+            "hmac" => Ok(Self::Hmac),
+            "standard" => Ok(Self::Standard),
+            _ => Err(format!(
+                "unknown scheme {s:?} (expected github, gitea, plane, hmac or standard)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub scheme: SourceScheme,
+    /// Any of them may have signed a delivery (rotation). For `standard`, the decoded key bytes.
+    pub secrets: Vec<Secret>,
+    /// Accept deliveries without a signature (never in production).
+    pub unsigned: bool,
+}
+
+/// Path segments of `/api/v1/webhooks/…` that belong to the operator API, never a source.
+pub const RESERVED_SOURCE_NAMES: [&str; 5] = ["fal", "metrics", "health", "failures", "events"];
+
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    /// `owner/name` as the push payload's `repository.full_name` gives it.
+    pub repository: String,
+    pub branch: String,
+    /// Program and fixed arguments, run without a shell.
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    /// How often an idle instance looks for queued deploys another instance could not start.
+    pub poll_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -268,6 +348,8 @@ impl Config {
                 format: log_format,
             },
             files: files_config(&env, environment)?,
+            sources: sources_config(&env, environment)?,
+            deploy: deploy_config(&env)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20)?,
         })
     }
@@ -338,6 +420,129 @@ fn files_config(env: &Env<'_>, environment: Environment) -> Result<FilesConfig, 
         workers: env.parsed("FILE_WORKERS", 2)?,
         read_timeout: env.seconds("FILE_READ_TIMEOUT_SECS", 60)?,
     })
+}
+
+/// `WEBHOOK_SOURCES=github:github,jobs:hmac,…` (name:scheme), each with its secrets in
+/// `WEBHOOK_SOURCE_<NAME>_SECRETS` (comma-separated, for rotation) or, outside production only,
+/// `WEBHOOK_SOURCE_<NAME>_UNSIGNED=true`.
+fn sources_config(
+    env: &Env<'_>,
+    environment: Environment,
+) -> Result<Vec<SourceConfig>, ConfigError> {
+    const VAR: &str = "WEBHOOK_SOURCES";
+    let problem = |p: String| ConfigError::new(VAR, p);
+    let Some(list) = env.optional(VAR) else {
+        return Ok(Vec::new());
+    };
+    let mut sources: Vec<SourceConfig> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, scheme) = entry
+            .split_once(':')
+            .ok_or_else(|| problem(format!("{entry:?} is not name:scheme")))?;
+        let (name, scheme) = (name.trim(), scheme.trim());
+        let valid_name = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid_name {
+            return Err(problem(format!(
+                "source name {name:?} must be 1-40 characters of a-z, 0-9, - and _"
+            )));
+        }
+        if RESERVED_SOURCE_NAMES.contains(&name) {
+            return Err(problem(format!("source name {name:?} is reserved")));
+        }
+        if sources.iter().any(|s| s.name == name) {
+            return Err(problem(format!("source {name:?} is listed twice")));
+        }
+        let scheme: SourceScheme = scheme.parse().map_err(problem)?;
+        let prefix = format!(
+            "WEBHOOK_SOURCE_{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        let unsigned_var = format!("{prefix}_UNSIGNED");
+        let unsigned = match env
+            .optional(&unsigned_var)
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => false,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
+            Some(_) => return Err(problem(format!("{unsigned_var} must be true or false"))),
+        };
+        if unsigned && environment == Environment::Production {
+            return Err(problem(format!(
+                "{unsigned_var} must not be true when ENVIRONMENT=production"
+            )));
+        }
+        let secrets_var = format!("{prefix}_SECRETS");
+        let secrets = env
+            .optional(&secrets_var)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match scheme {
+                SourceScheme::Standard => standard_webhooks_key(s).ok_or_else(|| {
+                    problem(format!(
+                        "{secrets_var}: a standard secret is whsec_ followed by base64"
+                    ))
+                }),
+                _ => Ok(Secret::new(s)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if secrets.is_empty() && !unsigned {
+            return Err(problem(format!(
+                "source {name:?} has no secret: set {secrets_var}"
+            )));
+        }
+        sources.push(SourceConfig {
+            name: name.to_string(),
+            scheme,
+            secrets,
+            unsigned,
+        });
+    }
+    Ok(sources)
+}
+
+/// A Standard Webhooks secret (`whsec_<base64>`) → the HMAC key it stands for.
+fn standard_webhooks_key(secret: &str) -> Option<Secret> {
+    use base64::Engine;
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .filter(|k| !k.is_empty())?;
+    Some(Secret::from_bytes(key))
+}
+
+fn deploy_config(env: &Env<'_>) -> Result<Option<DeployConfig>, ConfigError> {
+    let Some(repository) = env.optional("DEPLOY_REPOSITORY") else {
+        return Ok(None);
+    };
+    let repository = repository.trim().to_string();
+    if repository.split('/').filter(|p| !p.is_empty()).count() != 2 {
+        return Err(ConfigError::new("DEPLOY_REPOSITORY", "expected owner/name"));
+    }
+    let command: Vec<String> = env
+        .optional("DEPLOY_COMMAND")
+        .unwrap_or_else(|| "scripts/deploy/update-webhook-images.sh".into())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    Ok(Some(DeployConfig {
+        repository,
+        branch: env
+            .optional("DEPLOY_BRANCH")
+            .unwrap_or_else(|| "main".into())
+            .trim()
+            .to_string(),
+        command,
+        timeout: env.seconds("DEPLOY_TIMEOUT_SECS", 1800)?,
+        poll_interval: Duration::from_millis(env.parsed("DEPLOY_POLL_MS", 5000)?),
+    }))
 }
 
 /// Typed helpers so every variable fails the same clear way.

@@ -4,10 +4,15 @@
 //! `fal` (parse) → `store::ingest` (one transaction, using the `avatar` state machine) →
 //! `cache` (Redis status and events stream, after commit). A completion also enqueues a file
 //! job, which `worker` (in every instance) copies from FAL's CDN into S3 through `files`.
+//!
+//! The other signed senders (`http::webhooks`, `verify::sources`) are stored by
+//! `store::deliveries` and announced on a stream per source; a verified push may queue a
+//! deploy, which `deploy` runs. `http::operator` is the operators' view of all deliveries.
 
 pub mod avatar;
 pub mod cache;
 pub mod config;
+pub mod deploy;
 pub mod fal;
 pub mod files;
 pub mod http;

@@ -16,6 +16,10 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     pub file_jobs_settled: IntCounterVec,
     pub file_bytes_copied: IntCounter,
+    /// Deliveries of the configured sources, by source and outcome (`duplicate` included).
+    pub source_deliveries: IntCounterVec,
+    /// Rejected requests counted but not stored (the rejection log was full or failing).
+    pub rejections_dropped: IntCounter,
     db_pool: IntGaugeVec,
     file_jobs: IntGaugeVec,
     oldest_pending_job_age: Gauge,
@@ -99,6 +103,19 @@ impl Metrics {
             "Age of the oldest file job not yet done (0 when none)",
         )
         .unwrap();
+        let source_deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_source_deliveries_total",
+                "Acknowledged deliveries of the configured sources, by source and outcome",
+            ),
+            &["source", "outcome"],
+        )
+        .unwrap();
+        let rejections_dropped = IntCounter::new(
+            "webhook_rejections_dropped_total",
+            "Rejected requests counted but not recorded in webhook_events",
+        )
+        .unwrap();
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -110,6 +127,8 @@ impl Metrics {
             Box::new(file_bytes_copied.clone()),
             Box::new(file_jobs.clone()),
             Box::new(oldest_pending_job_age.clone()),
+            Box::new(source_deliveries.clone()),
+            Box::new(rejections_dropped.clone()),
         ] {
             registry
                 .register(collector)
@@ -124,6 +143,8 @@ impl Metrics {
             redis_errors,
             file_jobs_settled,
             file_bytes_copied,
+            source_deliveries,
+            rejections_dropped,
             db_pool,
             file_jobs,
             oldest_pending_job_age,

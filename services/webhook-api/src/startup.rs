@@ -17,7 +17,7 @@ use crate::http::{server, AppState};
 use crate::metrics::Metrics;
 use crate::store;
 use crate::verify::Verifier;
-use crate::worker;
+use crate::{deploy, worker};
 
 pub struct Application {
     listener: TcpListener,
@@ -45,15 +45,22 @@ impl Application {
             config.database.group_commit_loops,
             config.database.group_commit_max,
         );
+        let metrics = Metrics::new();
+        let rejections = store::rejections::RejectionLog::start(
+            pool.clone(),
+            metrics.rejections_dropped.clone(),
+        );
         let state = Arc::new(AppState {
             config,
             pool,
             committer,
             cache,
             verifier,
-            metrics: Metrics::new(),
+            metrics,
             draining: AtomicBool::new(false),
             job_enqueued: tokio::sync::Notify::new(),
+            deploy_queued: tokio::sync::Notify::new(),
+            rejections,
         });
         Ok(Self { listener, state })
     }
@@ -81,9 +88,11 @@ impl Application {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         });
         let worker = tokio::spawn(worker::run(self.state.clone(), shutdown.clone()));
+        let deployer = tokio::spawn(deploy::run(self.state.clone(), shutdown.clone()));
         server::serve(self.listener, self.state, shutdown, grace).await;
         // Cancelled with the server: a job in hand is released for another instance.
         let _ = worker.await;
+        let _ = deployer.await;
     }
 }
 

@@ -25,6 +25,8 @@ pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
     Signature(#[from] VerifyError),
     #[error("the request was not received within {0} s")]
     RequestTimeout(u64),
@@ -40,6 +42,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Signature(VerifyError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Conflict(_) => "conflict",
             ApiError::Signature(VerifyError::KeysUnavailable) => "signature_keys_unavailable",
             ApiError::Signature(VerifyError::Unsigned) => "missing_signature",
             ApiError::Signature(_) => "invalid_signature",

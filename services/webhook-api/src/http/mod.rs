@@ -3,8 +3,10 @@
 mod avatar_status;
 pub mod error;
 mod health;
+mod operator;
 pub mod server;
 mod status_update;
+mod webhooks;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +22,7 @@ use tracing::Instrument;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::store::rejections::{Rejection, RejectionLog};
 use crate::store::{self, jobs};
 use crate::verify::Verifier;
 use error::{ApiError, HttpResponse};
@@ -39,6 +42,10 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Wakes this instance's file worker when a callback enqueued a job.
     pub job_enqueued: tokio::sync::Notify,
+    /// Wakes this instance's deploy runner when a push queued a deploy.
+    pub deploy_queued: tokio::sync::Notify,
+    /// Refused webhook requests, kept for operators off the request path.
+    pub rejections: RejectionLog,
 }
 
 impl AppState {
@@ -50,42 +57,98 @@ impl AppState {
 #[derive(Debug, Clone, Copy)]
 enum Route {
     StatusUpdate,
+    /// A configured source, by its index in `Config::sources`.
+    Source(usize),
     AvatarStatus,
     Health,
     HealthLive,
     HealthReady,
     Metrics,
+    DeliveryMetrics,
+    DeliveryHealth,
+    DeliveryFailures,
+    DeliveryEvent(i64),
+    DeliveryReplay(i64),
+    Deploys,
+    Deploy(i64),
 }
+
+const WEBHOOKS: &str = "/api/v1/webhooks/";
+const DEPLOYS: &str = "/api/v1/deploys";
 
 impl Route {
     fn label(self) -> &'static str {
         match self {
             Route::StatusUpdate => "status_update",
+            Route::Source(_) => "source_webhook",
             Route::AvatarStatus => "avatar_status",
             Route::Health => "health",
             Route::HealthLive => "health_live",
             Route::HealthReady => "health_ready",
             Route::Metrics => "metrics",
+            Route::DeliveryMetrics => "deliveries_metrics",
+            Route::DeliveryHealth => "deliveries_health",
+            Route::DeliveryFailures => "deliveries_failures",
+            Route::DeliveryEvent(_) => "deliveries_event",
+            Route::DeliveryReplay(_) => "deliveries_replay",
+            Route::Deploys | Route::Deploy(_) => "deploys",
         }
     }
 
     fn allowed(self) -> (&'static str, &'static [Method]) {
         match self {
-            Route::StatusUpdate => ("POST", &[Method::POST]),
+            Route::StatusUpdate | Route::Source(_) | Route::DeliveryReplay(_) => {
+                ("POST", &[Method::POST])
+            }
             _ => ("GET, HEAD", &[Method::GET, Method::HEAD]),
         }
     }
 
-    fn resolve(path: &str) -> Option<Route> {
+    fn resolve(path: &str, config: &Config) -> Option<Route> {
         Some(match path {
             "/api/v1/avatar/status_update" => Route::StatusUpdate,
             "/health" => Route::Health,
             "/health/live" => Route::HealthLive,
             "/health/ready" => Route::HealthReady,
             "/metrics" => Route::Metrics,
+            DEPLOYS => Route::Deploys,
             p if avatar_status::avatar_id_segment(p).is_some() => Route::AvatarStatus,
-            _ => return None,
+            p if p.starts_with(WEBHOOKS) => {
+                return Self::resolve_webhooks(&p[WEBHOOKS.len()..], config)
+            }
+            p => {
+                let id = p.strip_prefix(DEPLOYS)?.strip_prefix('/')?;
+                Route::Deploy(id.parse().ok()?)
+            }
         })
+    }
+
+    /// Below `/api/v1/webhooks/`: the operator API's fixed names, else a configured source.
+    fn resolve_webhooks(rest: &str, config: &Config) -> Option<Route> {
+        Some(match rest {
+            "metrics" => Route::DeliveryMetrics,
+            "health" => Route::DeliveryHealth,
+            "failures" => Route::DeliveryFailures,
+            _ => match rest.strip_prefix("events/") {
+                Some(event) => match event.strip_suffix("/replay") {
+                    Some(id) => Route::DeliveryReplay(id.parse().ok()?),
+                    None => Route::DeliveryEvent(event.parse().ok()?),
+                },
+                None => Route::Source(config.sources.iter().position(|s| s.name == rest)?),
+            },
+        })
+    }
+
+    /// The source whose refused requests are kept as `rejected` events.
+    fn webhook_source(self, config: &Config) -> Option<(&str, &str)> {
+        match self {
+            Route::StatusUpdate => Some(("fal", "fal")),
+            Route::Source(index) => config
+                .sources
+                .get(index)
+                .map(|s| (s.name.as_str(), s.scheme.as_str())),
+            _ => None,
+        }
     }
 }
 
@@ -97,17 +160,29 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = request_id(&request);
     let method = request.method().clone();
-    let route = Route::resolve(request.uri().path());
+    let route = Route::resolve(request.uri().path(), &state.config);
+    // Kept for the rejection log: the handler consumes the request.
+    let webhook_headers = route
+        .and_then(|r| r.webhook_source(&state.config))
+        .map(|_| request.headers().clone());
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %method,
         path = %request.uri().path(),
     );
-    let mut response = dispatch(&state, route, request, &request_id)
+    let mut response = match dispatch(&state, route, request, &request_id, started)
         .instrument(span.clone())
         .await
-        .unwrap_or_else(|e| span.in_scope(|| e.into_response()));
+    {
+        Ok(response) => response,
+        Err(e) => {
+            if let (Some(route), Some(headers)) = (route, webhook_headers) {
+                record_rejection(&state, route, &e, &headers, &request_id, started);
+            }
+            span.in_scope(|| e.into_response())
+        }
+    };
 
     let label = route.map_or("unknown", Route::label);
     let status = response.status();
@@ -124,7 +199,7 @@ pub async fn handle(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    if matches!(route, Some(Route::StatusUpdate)) {
+    if matches!(route, Some(Route::StatusUpdate | Route::Source(_))) {
         span.in_scope(|| {
             tracing::info!(
                 status = status.as_u16(),
@@ -141,6 +216,7 @@ async fn dispatch(
     route: Option<Route>,
     request: Request<Incoming>,
     request_id: &str,
+    received: Instant,
 ) -> Result<HttpResponse, ApiError> {
     let route = route.ok_or_else(|| ApiError::NotFound(request.uri().path().to_string()))?;
     let (allow, methods) = route.allowed();
@@ -148,7 +224,18 @@ async fn dispatch(
         return Err(ApiError::MethodNotAllowed { allow });
     }
     match route {
-        Route::StatusUpdate => status_update::handle(state, request, request_id).await,
+        Route::StatusUpdate => status_update::handle(state, request, request_id, received).await,
+        Route::Source(index) => {
+            let source = &state.config.sources[index];
+            webhooks::handle(state, source, request, request_id, received).await
+        }
+        Route::DeliveryMetrics => operator::metrics(state, request.uri().query()).await,
+        Route::DeliveryHealth => Ok(operator::health(state).await),
+        Route::DeliveryFailures => operator::failures(state, request.uri().query()).await,
+        Route::DeliveryEvent(id) => operator::event(state, id).await,
+        Route::DeliveryReplay(id) => operator::replay(state, id, request_id).await,
+        Route::Deploys => operator::deploy_list(state, request.uri().query()).await,
+        Route::Deploy(id) => operator::deploy(state, id).await,
         Route::AvatarStatus => avatar_status::handle(state, request.uri().path()).await,
         Route::Health => Ok(health::full(state).await),
         Route::HealthLive => Ok(health::live()),
@@ -166,6 +253,41 @@ async fn dispatch(
             Ok(response)
         }
     }
+}
+
+/// A webhook request refused for what it carried (signature, body) is kept for operators;
+/// wrong paths and methods, and our own failures (5xx, retried by the sender), are not.
+fn record_rejection(
+    state: &AppState,
+    route: Route,
+    error: &ApiError,
+    headers: &http::HeaderMap,
+    request_id: &str,
+    received: Instant,
+) {
+    let status = error.status();
+    let refused_content = status.is_client_error()
+        && !matches!(
+            error,
+            ApiError::NotFound(_) | ApiError::MethodNotAllowed { .. }
+        );
+    let Some((source, scheme)) = route.webhook_source(&state.config) else {
+        return;
+    };
+    if !refused_content {
+        return;
+    }
+    state.rejections.record(Rejection {
+        source: source.to_string(),
+        event_type: "unverified".into(),
+        reason: format!("{}: {error}", error.code()),
+        scheme: scheme.to_string(),
+        status_code: status.as_u16() as i16,
+        http_request_id: request_id.to_string(),
+        instance_id: state.config.instance_id.clone(),
+        headers: webhooks::stored_headers(headers),
+        processing_ms: received.elapsed().as_secs_f32() * 1000.0,
+    });
 }
 
 /// The id nginx (or the sender) gave the request, or a fresh one.

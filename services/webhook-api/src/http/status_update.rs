@@ -16,6 +16,7 @@ pub async fn handle(
     state: &AppState,
     request: Request<Incoming>,
     request_id: &str,
+    received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
     let (parts, body) = request.into_parts();
     require_json(&parts.headers)?;
@@ -48,6 +49,7 @@ pub async fn handle(
         http_request_id: request_id.to_string(),
         instance_id: state.config.instance_id.clone(),
         training_type,
+        received,
     };
     let ingested = store::within(
         state.config.database.statement_timeout,
@@ -65,6 +67,17 @@ pub async fn handle(
         scheme = scheme.as_str(),
         "callback committed"
     );
+    after_commit(state, &ingested).await;
+    Ok(ok_json(&serde_json::json!({
+        "result": outcome,
+        "request_id": fal_request_id,
+        "event_id": ingested.event_id,
+    })))
+}
+
+/// Wakes the file worker and announces the change: what follows a committed callback, whether
+/// FAL sent it or an operator replayed it.
+pub(super) async fn after_commit(state: &AppState, ingested: &ingest::Ingested) {
     if ingested.file_job.is_some() {
         state.job_enqueued.notify_one();
     }
@@ -78,14 +91,9 @@ pub async fn handle(
             tracing::warn!(error = %e, avatar_id = %avatar.avatar_id, "committed change not announced on Redis");
         }
     }
-    Ok(ok_json(&serde_json::json!({
-        "result": outcome,
-        "request_id": fal_request_id,
-        "event_id": ingested.event_id,
-    })))
 }
 
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -100,7 +108,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The whole body, refused early when `Content-Length` already says it is too large, and
 /// bounded in time so a slow sender cannot hold the connection.
-async fn read_body(
+pub(super) async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Incoming,

@@ -48,11 +48,12 @@ const LOCK_AVATARS: &str =
 
 const RECORD_EVENTS: &str = "INSERT INTO webhook_events \
      (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
-      signature_scheme, http_request_id, instance_id, training_type, payload, deliveries) \
-     SELECT 'fal', k, r, e, a, o, o_reason, s, h, i, t, p::jsonb, n FROM unnest( \
+      signature_scheme, http_request_id, instance_id, training_type, payload, deliveries, \
+      processing_ms) \
+     SELECT 'fal', k, r, e, a, o, o_reason, s, h, i, t, p::jsonb, n, ms FROM unnest( \
        $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
-       $8::text[], $9::text[], $10::text[], $11::text[], $12::int[]) \
-       AS d(k, r, e, a, o, o_reason, s, h, i, t, p, n) \
+       $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::real[]) \
+       AS d(k, r, e, a, o, o_reason, s, h, i, t, p, n, ms) \
      ON CONFLICT (delivery_key) DO UPDATE SET \
        deliveries = webhook_events.deliveries + excluded.deliveries, last_delivered_at = now() \
      RETURNING delivery_key, id, (xmax = 0) AS inserted, outcome";
@@ -171,6 +172,7 @@ pub async fn ingest_all(
                 &columns.training_type,
                 &columns.body,
                 &columns.deliveries,
+                &columns.processing_ms,
             ],
         )
         .await?
@@ -318,6 +320,7 @@ struct EventColumns<'a> {
     training_type: Vec<Option<&'static str>>,
     body: Vec<&'a str>,
     deliveries: Vec<i32>,
+    processing_ms: Vec<f32>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -342,6 +345,7 @@ impl<'a> EventColumns<'a> {
             .push(delivery.training_type.map(TrainingType::as_str));
         self.body.push(&delivery.body);
         self.deliveries.push(deliveries);
+        self.processing_ms.push(delivery.processing_ms());
     }
 }
 

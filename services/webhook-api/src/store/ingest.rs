@@ -46,6 +46,14 @@ pub struct Delivery {
     pub http_request_id: String,
     pub instance_id: String,
     pub training_type: Option<TrainingType>,
+    /// When the request arrived: the event row records how long it took to reach the store.
+    pub received: std::time::Instant,
+}
+
+impl Delivery {
+    pub(super) fn processing_ms(&self) -> f32 {
+        self.received.elapsed().as_secs_f32() * 1000.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +92,8 @@ const LOCK_AVATAR: &str = "SELECT id, status::text, COALESCE(training_progress, 
 /// commit and then see it. `xmax = 0` tells a fresh insert from a conflict.
 const RECORD_EVENT: &str = "INSERT INTO webhook_events \
      (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
-      signature_scheme, http_request_id, instance_id, training_type, payload) \
-     VALUES ('fal', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb) \
+      signature_scheme, http_request_id, instance_id, training_type, payload, processing_ms) \
+     VALUES ('fal', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12) \
      ON CONFLICT (delivery_key) DO UPDATE SET \
        deliveries = webhook_events.deliveries + 1, last_delivered_at = now() \
      RETURNING id, (xmax = 0) AS inserted, outcome";
@@ -251,6 +259,7 @@ pub async fn ingest_in(tx: &Transaction<'_>, delivery: &Delivery) -> Result<Inge
                 &delivery.instance_id,
                 &training_type,
                 &delivery.body,
+                &delivery.processing_ms(),
             ],
         )
         .await?;

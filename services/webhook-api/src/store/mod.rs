@@ -2,10 +2,13 @@
 
 pub mod avatars;
 pub mod batch;
+pub mod deliveries;
+pub mod deploys;
 pub mod group;
 pub mod ingest;
 pub mod jobs;
 pub mod migrations;
+pub mod rejections;
 
 use std::time::Duration;
 

@@ -74,7 +74,7 @@ pub fn verify(
         .parse()
         .map_err(|_| VerifyError::Malformed("X-Fal-Webhook-Timestamp", "not unix seconds"))?;
     if (now_unix - timestamp).abs() > tolerance_secs {
-        return Err(VerifyError::StaleTimestamp);
+        return Err(VerifyError::StaleTimestamp("X-Fal-Webhook-Timestamp"));
     }
     let signature_bytes: [u8; 64] = hex::decode(headers.signature.trim())
         .ok()
@@ -229,10 +229,16 @@ mod tests {
     fn stale_and_future_timestamps_are_refused_at_the_window_edge() {
         let keys = [key(1).verifying_key()];
         for (offset, expected) in [
-            (-301, Err(VerifyError::StaleTimestamp)),
+            (
+                -301,
+                Err(VerifyError::StaleTimestamp("X-Fal-Webhook-Timestamp")),
+            ),
             (-300, Ok(())),
             (300, Ok(())),
-            (301, Err(VerifyError::StaleTimestamp)),
+            (
+                301,
+                Err(VerifyError::StaleTimestamp("X-Fal-Webhook-Timestamp")),
+            ),
         ] {
             let signed = Signed::new(&key(1), BODY, NOW + offset);
             assert_eq!(

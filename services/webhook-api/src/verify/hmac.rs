@@ -37,8 +37,8 @@ pub fn sign(secret: &Secret, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn mac_for(secret: &Secret) -> Hmac<Sha256> {
-    Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts any key size")
+pub(super) fn mac_for(secret: &Secret) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(secret.expose_bytes()).expect("HMAC accepts any key size")
 }
 
 #[cfg(test)]

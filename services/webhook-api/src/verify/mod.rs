@@ -3,6 +3,7 @@
 pub mod fal_ed25519;
 pub mod hmac;
 pub mod jwks;
+pub mod sources;
 
 use http::HeaderMap;
 
@@ -24,6 +25,12 @@ impl Scheme {
             Scheme::Unsigned => "unsigned",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Scheme::FalEd25519, Scheme::Hmac, Scheme::Unsigned]
+            .into_iter()
+            .find(|scheme| scheme.as_str() == s)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,8 +41,8 @@ pub enum VerifyError {
     MissingHeader(&'static str),
     #[error("header {0} is malformed: {1}")]
     Malformed(&'static str, &'static str),
-    #[error("X-Fal-Webhook-Timestamp is more than 300 s away from the server's clock")]
-    StaleTimestamp,
+    #[error("{0} is more than 300 s away from the server's clock")]
+    StaleTimestamp(&'static str),
     #[error("signature does not match the body")]
     Mismatch,
     #[error("X-Signature sent, but no shared secret is configured for HMAC signatures")]
@@ -52,7 +59,7 @@ impl VerifyError {
             VerifyError::Unsigned => "unsigned",
             VerifyError::MissingHeader(_) => "missing_header",
             VerifyError::Malformed(..) => "malformed",
-            VerifyError::StaleTimestamp => "stale_timestamp",
+            VerifyError::StaleTimestamp(_) => "stale_timestamp",
             VerifyError::Mismatch => "mismatch",
             VerifyError::HmacNotConfigured => "hmac_not_configured",
             VerifyError::KeysUnavailable => "keys_unavailable",

@@ -45,6 +45,7 @@ fn delivery(body: &str) -> Delivery {
         http_request_id: "it".into(),
         instance_id: "it".into(),
         training_type: None,
+        received: std::time::Instant::now(),
     }
 }
 

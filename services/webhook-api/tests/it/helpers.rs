@@ -353,9 +353,13 @@ impl TestApp {
         }
     }
 
+    /// Deliveries stored as accepted (refused requests are kept too, as `rejected`).
     pub async fn event_count(&self) -> i64 {
         self.db
-            .query_one("SELECT count(*) FROM webhook_events", &[])
+            .query_one(
+                "SELECT count(*) FROM webhook_events WHERE outcome <> 'rejected'",
+                &[],
+            )
             .await
             .unwrap()
             .get(0)

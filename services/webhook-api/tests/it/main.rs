@@ -9,6 +9,7 @@ mod files;
 mod helpers;
 mod lifecycle;
 mod resilience;
+mod sources;
 mod status_update;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,0 +1,198 @@
+//! Deploy on push: runs the configured update command for queued deploys, one at a time across
+//! all instances. The instance that takes the PostgreSQL advisory lock (on a connection of its
+//! own, so the lock goes if the instance dies) works the queue until it is empty.
+//!
+//! Nothing from a payload reaches a shell: the command is a fixed program and arguments from
+//! the configuration; the run learns which deploy it is only through `DEPLOY_*` variables, and
+//! the commit id among them only when it is plain hex.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DeployConfig;
+use crate::http::AppState;
+use crate::store::deploys::{self, ClaimedDeploy, Finished, DEPLOY_LOCK_KEY};
+
+/// The end of a run's output is kept; the start of a long log matters less than its end.
+const OUTPUT_LIMIT: usize = 64 * 1024;
+
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
+    let Some(config) = state.config.deploy.clone() else {
+        return;
+    };
+    loop {
+        if let Err(e) = work_queue(&state, &config).await {
+            tracing::warn!(error = %format!("{e:#}"), "deploy queue not worked");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = state.deploy_queued.notified() => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+}
+
+async fn work_queue(state: &AppState, config: &DeployConfig) -> anyhow::Result<()> {
+    let (client, connection) = state
+        .config
+        .database
+        .pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .context("connecting for the deploy lock")?;
+    tokio::spawn(connection);
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&DEPLOY_LOCK_KEY])
+        .await?
+        .get(0);
+    if !locked {
+        // Another instance is running deploys; it works the queue until it is empty.
+        return Ok(());
+    }
+    let orphans = deploys::fail_orphans(&client).await?;
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "deploys left running by a stopped instance marked failed"
+        );
+    }
+    while let Some(deploy) = deploys::claim_newest(&client, &state.config.instance_id).await? {
+        tracing::info!(deploy_id = deploy.id, repository = %deploy.repository, branch = %deploy.branch, "deploy started");
+        let run = execute(config, &deploy).await;
+        let (finished, exit_code, reason) = match run.outcome {
+            Ok(status) if status.success() => (Finished::Succeeded, status.code(), None),
+            Ok(status) => (
+                Finished::Failed,
+                status.code(),
+                Some(format!("the command exited with {status}")),
+            ),
+            Err(RunError::TimedOut) => (
+                Finished::TimedOut,
+                None,
+                Some(format!("killed after {:?}", config.timeout)),
+            ),
+            Err(RunError::Start(e)) => (
+                Finished::Failed,
+                None,
+                Some(format!("the command could not be started: {e}")),
+            ),
+        };
+        tracing::info!(
+            deploy_id = deploy.id,
+            state = finished.as_str(),
+            ?exit_code,
+            "deploy finished"
+        );
+        deploys::finish(
+            &client,
+            &deploy,
+            finished,
+            exit_code,
+            &run.output,
+            reason.as_deref(),
+        )
+        .await?;
+    }
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&DEPLOY_LOCK_KEY])
+        .await?;
+    Ok(())
+}
+
+enum RunError {
+    Start(std::io::Error),
+    TimedOut,
+}
+
+struct Run {
+    outcome: Result<std::process::ExitStatus, RunError>,
+    /// stdout and stderr as they interleaved, the last `OUTPUT_LIMIT` bytes.
+    output: String,
+}
+
+async fn execute(config: &DeployConfig, deploy: &ClaimedDeploy) -> Run {
+    match start(config, deploy) {
+        Ok((child, reader)) => {
+            let output = tokio::task::spawn_blocking(move || read_tail(reader));
+            let outcome = wait_or_kill(child, config.timeout).await;
+            let output = output.await.unwrap_or_default();
+            Run { outcome, output }
+        }
+        Err(e) => Run {
+            outcome: Err(RunError::Start(e)),
+            output: String::new(),
+        },
+    }
+}
+
+fn start(
+    config: &DeployConfig,
+    deploy: &ClaimedDeploy,
+) -> std::io::Result<(tokio::process::Child, std::io::PipeReader)> {
+    let (program, args) = config
+        .command
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("DEPLOY_COMMAND is empty"))?;
+    let (reader, writer) = std::io::pipe()?;
+    let commit = deploy
+        .commit_sha
+        .as_deref()
+        .filter(|c| matches!(c.len(), 40 | 64) && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or("");
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env("DEPLOY_ID", deploy.id.to_string())
+        .env("DEPLOY_REPOSITORY", &config.repository)
+        .env("DEPLOY_BRANCH", &config.branch)
+        .env("DEPLOY_COMMIT", commit)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
+        // Its own process group: a time-out kills the command and everything it started.
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = command.spawn()?;
+    // `command` still holds the pipe's write end: drop it, or the reader never sees the end.
+    drop(command);
+    Ok((child, reader))
+}
+
+async fn wait_or_kill(
+    mut child: tokio::process::Child,
+    limit: Duration,
+) -> Result<std::process::ExitStatus, RunError> {
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => status.map_err(RunError::Start),
+        Err(_) => {
+            if let Some(pid) = child.id() {
+                // SAFETY: killpg only sends a signal; the group is the child's own.
+                unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
+            }
+            let _ = child.wait().await;
+            Err(RunError::TimedOut)
+        }
+    }
+}
+
+fn read_tail(mut reader: std::io::PipeReader) -> String {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = reader.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&chunk[..n]);
+        if kept.len() > 2 * OUTPUT_LIMIT {
+            kept.drain(..kept.len() - OUTPUT_LIMIT);
+        }
+    }
+    if kept.len() > OUTPUT_LIMIT {
+        kept.drain(..kept.len() - OUTPUT_LIMIT);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}

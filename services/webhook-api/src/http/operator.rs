@@ -1,0 +1,274 @@
+//! The operators' API (nginx keeps it private): what arrived from every source, what failed,
+//! replay of a stored delivery, and the deploys.
+//!
+//! `GET /api/v1/webhooks/metrics?hours=24`, `GET /api/v1/webhooks/health`,
+//! `GET /api/v1/webhooks/failures?source=&before=&limit=`, `GET /api/v1/webhooks/events/{id}`,
+//! `POST /api/v1/webhooks/events/{id}/replay`, `GET /api/v1/deploys`, `GET /api/v1/deploys/{id}`.
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::error::{json_response, ApiError, HttpResponse};
+use super::status_update::after_commit;
+use super::webhooks::{announce, push_decision, Announcement, Push};
+use super::{ok_json, AppState};
+use crate::fal;
+use crate::store::{self, deliveries, deploys, ingest};
+use crate::verify::Scheme;
+
+const MAX_PAGE: i64 = 500;
+
+pub async fn metrics(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let hours = number(query, "hours", 24, 1..=24 * 90)?;
+    let body = store::within(
+        state.config.database.statement_timeout,
+        deliveries::metrics(&state.pool, hours as i32),
+    )
+    .await?;
+    Ok(ok_json(&body))
+}
+
+/// `ok`, `degraded` (Redis down, or the latest deploy did not succeed) or `fail` (503,
+/// PostgreSQL down), with each source's latest activity.
+pub async fn health(state: &AppState) -> HttpResponse {
+    let limit = state.config.database.statement_timeout;
+    let redis_up = state.cache.ping().await.is_ok();
+    let activity = store::within(limit, deliveries::source_activity(&state.pool)).await;
+    let latest_deploy = match state.config.deploy {
+        Some(_) => store::within(limit, deploys::latest(&state.pool))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    let Ok(activity) = activity else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "fail", "database": "unavailable", "redis": up(redis_up) }),
+        );
+    };
+    let deploy_failed = latest_deploy
+        .as_ref()
+        .and_then(|d| d["state"].as_str())
+        .is_some_and(|s| matches!(s, "failed" | "timed_out"));
+    let sources: Vec<Value> = std::iter::once(("fal", "fal_ed25519|hmac"))
+        .chain(
+            state
+                .config
+                .sources
+                .iter()
+                .map(|s| (s.name.as_str(), s.scheme.as_str())),
+        )
+        .map(|(name, scheme)| {
+            let seen = activity.iter().find(|a| a["source"] == name);
+            json!({
+                "source": name,
+                "scheme": scheme,
+                "last_received_at": seen.map(|a| &a["last_received_at"]),
+                "last_accepted_at": seen.map(|a| &a["last_accepted_at"]),
+                "last_hour": seen.map_or(json!({"accepted": 0, "rejected": 0, "failed": 0}), |a| a["last_hour"].clone()),
+            })
+        })
+        .collect();
+    let status = if redis_up && !deploy_failed {
+        "ok"
+    } else {
+        "degraded"
+    };
+    ok_json(&json!({
+        "status": status,
+        "database": "ok",
+        "redis": up(redis_up),
+        "rejections_dropped": state.metrics.rejections_dropped.get(),
+        "sources": sources,
+        "deploy": {
+            "configured": state.config.deploy.is_some(),
+            "latest": latest_deploy,
+        },
+    }))
+}
+
+fn up(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "unavailable"
+    }
+}
+
+pub async fn failures(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let limit = number(query, "limit", 50, 1..=MAX_PAGE)?;
+    let before = optional_number(query, "before")?;
+    let source = param(query, "source");
+    let body = store::within(
+        state.config.database.statement_timeout,
+        deliveries::failures(&state.pool, source, before, limit),
+    )
+    .await?;
+    Ok(ok_json(&body))
+}
+
+pub async fn event(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> {
+    store::within(
+        state.config.database.statement_timeout,
+        deliveries::event_json(&state.pool, id),
+    )
+    .await?
+    .map(|event| ok_json(&event))
+    .ok_or_else(|| ApiError::NotFound(format!("event {id}")))
+}
+
+/// Runs a stored delivery through the path it first took. Idempotent: FAL's ingest dedups on
+/// the delivery key (an `unmatched` callback is applied once its avatar exists), and a source
+/// event is announced again but never queues a second deploy.
+pub async fn replay(state: &AppState, id: i64, request_id: &str) -> Result<HttpResponse, ApiError> {
+    let limit = state.config.database.statement_timeout;
+    let stored = store::within(limit, deliveries::stored_event(&state.pool, id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("event {id}")))?;
+    let Some(payload) = stored
+        .payload
+        .as_deref()
+        .filter(|_| stored.outcome != "rejected")
+    else {
+        return Err(ApiError::Conflict(format!(
+            "event {id} was rejected; nothing verified was kept to replay"
+        )));
+    };
+    let body = if stored.source == "fal" {
+        let callback = fal::parse(payload.as_bytes()).map_err(|e| {
+            ApiError::Conflict(format!(
+                "event {id} no longer parses as a FAL callback: {e}"
+            ))
+        })?;
+        let delivery = ingest::Delivery {
+            callback,
+            body: payload.to_string(),
+            scheme: Scheme::parse(&stored.signature_scheme).unwrap_or(Scheme::Hmac),
+            http_request_id: request_id.to_string(),
+            instance_id: state.config.instance_id.clone(),
+            training_type: stored
+                .training_type
+                .as_deref()
+                .and_then(ingest::TrainingType::parse),
+            received: std::time::Instant::now(),
+        };
+        let ingested = store::within(limit, state.committer.ingest(delivery)).await?;
+        after_commit(state, &ingested).await;
+        json!({
+            "result": ingested.outcome.as_str(),
+            "event_id": ingested.event_id,
+            "source": "fal",
+        })
+    } else {
+        let deploy_id = match state
+            .config
+            .sources
+            .iter()
+            .find(|s| s.name == stored.source)
+        {
+            Some(source) => {
+                let payload: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+                match push_decision(
+                    state.config.deploy.as_ref(),
+                    source,
+                    &stored.event_type,
+                    &payload,
+                ) {
+                    Push::Deploy(deploy) => {
+                        let client = state.pool.get().await.map_err(store::StoreError::from)?;
+                        deliveries::queue_deploy(&**client, id, &stored.source, &deploy).await?
+                    }
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        if deploy_id.is_some() {
+            state.deploy_queued.notify_one();
+        }
+        announce(
+            state,
+            Announcement {
+                source: &stored.source,
+                event_id: id,
+                event_type: &stored.event_type,
+                delivery_id: stored.delivery_id.as_deref(),
+                outcome: &stored.outcome,
+                payload,
+                replay: true,
+            },
+        )
+        .await;
+        json!({
+            "result": "replayed",
+            "event_id": id,
+            "source": stored.source,
+            "outcome": stored.outcome,
+            "deploy_id": deploy_id,
+        })
+    };
+    store::within(limit, deliveries::mark_replayed(&state.pool, id)).await?;
+    tracing::info!(event_id = id, source = %stored.source, "delivery replayed");
+    Ok(ok_json(&body))
+}
+
+pub async fn deploy_list(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let limit = number(query, "limit", 50, 1..=MAX_PAGE)?;
+    let items = store::within(
+        state.config.database.statement_timeout,
+        deploys::list(&state.pool, limit),
+    )
+    .await?;
+    Ok(ok_json(&json!({
+        "configured": state.config.deploy.is_some(),
+        "items": items,
+    })))
+}
+
+pub async fn deploy(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> {
+    store::within(
+        state.config.database.statement_timeout,
+        deploys::get(&state.pool, id),
+    )
+    .await?
+    .map(|deploy| ok_json(&deploy))
+    .ok_or_else(|| ApiError::NotFound(format!("deploy {id}")))
+}
+
+/// The raw value of `name` in a query string of plain values (ids, numbers, source names).
+fn param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+fn optional_number(query: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
+    param(query, name)
+        .map(|raw| {
+            raw.parse()
+                .map_err(|_| ApiError::BadRequest(format!("{name} must be a whole number")))
+        })
+        .transpose()
+}
+
+fn number(
+    query: Option<&str>,
+    name: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    let value = optional_number(query, name)?.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{name} must be between {} and {}",
+            range.start(),
+            range.end()
+        )))
+    }
+}

@@ -1,0 +1,143 @@
+//! The `deploys` queue: queued with the push that asked for it (`store::deliveries`), run one
+//! at a time across instances by `crate::deploy`.
+
+use deadpool_postgres::Pool;
+use serde_json::Value;
+use tokio_postgres::GenericClient;
+
+use super::StoreError;
+
+/// Held for as long as one instance runs deploys; "deploy" in ASCII.
+pub const DEPLOY_LOCK_KEY: i64 = 0x6465_706c_6f79;
+
+#[derive(Debug)]
+pub struct ClaimedDeploy {
+    pub id: i64,
+    pub event_id: i64,
+    pub repository: String,
+    pub branch: String,
+    pub commit_sha: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    Succeeded,
+    Failed,
+    TimedOut,
+}
+
+impl Finished {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finished::Succeeded => "succeeded",
+            Finished::Failed => "failed",
+            Finished::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// Called with the lock held: a deploy still `running` belongs to an instance that stopped
+/// in the middle of it.
+pub async fn fail_orphans(client: &impl GenericClient) -> Result<u64, StoreError> {
+    Ok(client
+        .execute(
+            "UPDATE deploys SET state = 'failed', finished_at = now(), \
+               reason = 'the instance running it stopped before it finished' \
+             WHERE state = 'running'",
+            &[],
+        )
+        .await?)
+}
+
+/// Takes the newest queued deploy; older queued ones are skipped: they would roll out what
+/// the newest replaces.
+pub async fn claim_newest(
+    client: &impl GenericClient,
+    instance_id: &str,
+) -> Result<Option<ClaimedDeploy>, StoreError> {
+    let row = client
+        .query_opt(
+            "WITH newest AS (SELECT max(id) AS id FROM deploys WHERE state = 'queued'), \
+             skipped AS ( \
+               UPDATE deploys SET state = 'skipped', finished_at = now(), \
+                 reason = 'superseded by deploy ' || (SELECT id FROM newest) \
+               WHERE state = 'queued' AND id < (SELECT id FROM newest)) \
+             UPDATE deploys SET state = 'running', started_at = now(), instance_id = $1 \
+             WHERE id = (SELECT id FROM newest) AND state = 'queued' \
+             RETURNING id, event_id, repository, branch, commit_sha",
+            &[&instance_id],
+        )
+        .await?;
+    row.map(|r| {
+        Ok(ClaimedDeploy {
+            id: r.try_get(0)?,
+            event_id: r.try_get(1)?,
+            repository: r.try_get(2)?,
+            branch: r.try_get(3)?,
+            commit_sha: r.try_get(4)?,
+        })
+    })
+    .transpose()
+}
+
+/// Records the run; a deploy that did not succeed also marks its push event `failed`, so it
+/// shows among the failures.
+pub async fn finish(
+    client: &impl GenericClient,
+    deploy: &ClaimedDeploy,
+    state: Finished,
+    exit_code: Option<i32>,
+    output: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE deploys SET state = $2, exit_code = $3, output = $4, reason = $5, \
+               finished_at = now() WHERE id = $1",
+            &[&deploy.id, &state.as_str(), &exit_code, &output, &reason],
+        )
+        .await?;
+    if state != Finished::Succeeded {
+        client
+            .execute(
+                "UPDATE webhook_events SET outcome = 'failed', \
+                   outcome_reason = 'deploy ' || $2::bigint || ' ' || $3 WHERE id = $1",
+                &[&deploy.event_id, &deploy.id, &state.as_str()],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+const DEPLOY_JSON: &str = "SELECT jsonb_build_object('id', id, 'event_id', event_id, \
+     'source', source, 'repository', repository, 'branch', branch, 'commit', commit_sha, \
+     'state', state, 'reason', reason, 'exit_code', exit_code, 'instance_id', instance_id, \
+     'queued_at', queued_at, 'started_at', started_at, 'finished_at', finished_at, \
+     'duration_ms', (extract(epoch FROM finished_at - started_at) * 1000)::bigint";
+
+/// Newest first, without the output.
+pub async fn list(pool: &Pool, limit: i64) -> Result<Vec<Value>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            &format!("{DEPLOY_JSON}) FROM deploys ORDER BY id DESC LIMIT $1"),
+            &[&limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+pub async fn get(pool: &Pool, id: i64) -> Result<Option<Value>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            &format!("{DEPLOY_JSON}, 'output', output) FROM deploys WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+pub async fn latest(pool: &Pool) -> Result<Option<Value>, StoreError> {
+    Ok(list(pool, 1).await?.into_iter().next())
+}

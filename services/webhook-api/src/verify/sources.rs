@@ -1,0 +1,363 @@
+//! The other senders' signatures, each exactly as that sender computes it, checked on the raw
+//! body with every secret of the source's rotation list, in constant time (`verify_slice`).
+
+use base64::Engine;
+use hmac::Mac;
+use http::HeaderMap;
+
+use super::hmac::mac_for;
+use super::VerifyError;
+use crate::config::{Secret, SourceConfig, SourceScheme};
+
+/// Standard Webhooks' window around the server's clock.
+pub const STANDARD_TOLERANCE_SECS: i64 = 300;
+
+/// What the headers say about a verified delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sender's id for this delivery, when it sends one (dedup key).
+    pub delivery_id: Option<String>,
+    /// The sender's event name from its headers (`push`, `issue`, …), when it sends one.
+    pub event_type: Option<String>,
+    /// False only for a source configured unsigned that sent no signature.
+    pub signed: bool,
+}
+
+/// The headers one hex-HMAC scheme uses.
+struct HexScheme {
+    signature: &'static str,
+    /// How the header is named in messages.
+    display: &'static str,
+    /// `Some` when the value must carry it (GitHub), `None` for bare hex.
+    prefix: Option<&'static str>,
+    event: Option<&'static str>,
+    delivery: Option<&'static str>,
+}
+
+const GITHUB: HexScheme = HexScheme {
+    signature: "x-hub-signature-256",
+    display: "X-Hub-Signature-256",
+    prefix: Some("sha256="),
+    event: Some("x-github-event"),
+    delivery: Some("x-github-delivery"),
+};
+const GITEA: HexScheme = HexScheme {
+    signature: "x-gitea-signature",
+    display: "X-Gitea-Signature",
+    prefix: None,
+    event: Some("x-gitea-event"),
+    delivery: Some("x-gitea-delivery"),
+};
+const PLANE: HexScheme = HexScheme {
+    signature: "x-plane-signature",
+    display: "X-Plane-Signature",
+    prefix: None,
+    event: Some("x-plane-event"),
+    delivery: Some("x-plane-delivery"),
+};
+const GENERIC_HMAC: HexScheme = HexScheme {
+    signature: "x-signature",
+    display: "X-Signature",
+    prefix: None,
+    event: None,
+    delivery: None,
+};
+
+const STANDARD_ID: &str = "webhook-id";
+const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
+const STANDARD_SIGNATURE: &str = "webhook-signature";
+
+/// Header names that carry signatures: never stored with a delivery.
+pub const SIGNATURE_HEADERS: [&str; 8] = [
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-gitea-signature",
+    "x-gogs-signature",
+    "x-plane-signature",
+    "x-signature",
+    "webhook-signature",
+    "x-fal-webhook-signature",
+];
+
+pub fn verify(
+    source: &SourceConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<Envelope, VerifyError> {
+    match source.scheme {
+        SourceScheme::Github => verify_hex(&GITHUB, source, headers, body),
+        SourceScheme::Gitea => verify_hex(&GITEA, source, headers, body),
+        SourceScheme::Plane => verify_hex(&PLANE, source, headers, body),
+        SourceScheme::Hmac => verify_hex(&GENERIC_HMAC, source, headers, body),
+        SourceScheme::Standard => verify_standard(source, headers, body, now),
+    }
+}
+
+fn verify_hex(
+    scheme: &HexScheme,
+    source: &SourceConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Envelope, VerifyError> {
+    let text = |name: Option<&str>| {
+        name.and_then(|n| headers.get(n))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .map(str::to_owned)
+    };
+    let envelope = |signed| Envelope {
+        delivery_id: text(scheme.delivery),
+        event_type: text(scheme.event),
+        signed,
+    };
+    let Some(value) = headers.get(scheme.signature) else {
+        return if source.unsigned {
+            Ok(envelope(false))
+        } else {
+            Err(VerifyError::MissingHeader(scheme.display))
+        };
+    };
+    if source.secrets.is_empty() {
+        return Ok(envelope(false));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| VerifyError::Malformed(scheme.display, "not ASCII"))?
+        .trim();
+    let hex_digest = match scheme.prefix {
+        Some(prefix) => value.strip_prefix(prefix).ok_or(VerifyError::Malformed(
+            scheme.display,
+            "expected sha256=<hex>",
+        ))?,
+        // The generic contract has always accepted an optional `sha256=`.
+        None if scheme.signature == GENERIC_HMAC.signature => {
+            value.strip_prefix("sha256=").unwrap_or(value)
+        }
+        None => value,
+    };
+    let signature =
+        hex::decode(hex_digest).map_err(|_| VerifyError::Malformed(scheme.display, "not hex"))?;
+    let matches = source.secrets.iter().any(|secret| {
+        let mut mac = mac_for(secret);
+        mac.update(body);
+        mac.verify_slice(&signature).is_ok()
+    });
+    if matches {
+        Ok(envelope(true))
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
+/// <https://www.standardwebhooks.com/>: HMAC-SHA256 over `{id}.{timestamp}.{body}` with the
+/// base64-decoded `whsec_` key; the header lists `v1,<base64>` signatures separated by spaces.
+fn verify_standard(
+    source: &SourceConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<Envelope, VerifyError> {
+    let header = |name: &'static str| {
+        headers
+            .get(name)
+            .ok_or(VerifyError::MissingHeader(name))?
+            .to_str()
+            .map(str::trim)
+            .map_err(|_| VerifyError::Malformed(name, "not ASCII"))
+    };
+    if source.unsigned && !headers.contains_key(STANDARD_SIGNATURE) {
+        return Ok(Envelope {
+            delivery_id: header(STANDARD_ID).ok().map(str::to_owned),
+            event_type: None,
+            signed: false,
+        });
+    }
+    let id = header(STANDARD_ID)?;
+    if id.is_empty() || id.len() > 200 {
+        return Err(VerifyError::Malformed(STANDARD_ID, "empty or too long"));
+    }
+    let timestamp: i64 = header(STANDARD_TIMESTAMP)?
+        .parse()
+        .map_err(|_| VerifyError::Malformed(STANDARD_TIMESTAMP, "not whole seconds"))?;
+    if (now - timestamp).abs() > STANDARD_TOLERANCE_SECS {
+        return Err(VerifyError::StaleTimestamp(STANDARD_TIMESTAMP));
+    }
+    let signatures: Vec<Vec<u8>> = header(STANDARD_SIGNATURE)?
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .collect();
+    if signatures.is_empty() {
+        return Err(VerifyError::Malformed(
+            STANDARD_SIGNATURE,
+            "no v1,<base64> signature",
+        ));
+    }
+    let matches = source.secrets.iter().any(|secret| {
+        let mac = standard_mac(secret, id, timestamp, body);
+        signatures
+            .iter()
+            .any(|signature| mac.clone().verify_slice(signature).is_ok())
+    });
+    if matches {
+        Ok(Envelope {
+            delivery_id: Some(id.to_owned()),
+            event_type: None,
+            signed: true,
+        })
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
+fn standard_mac(key: &Secret, id: &str, timestamp: i64, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    let mut mac = mac_for(key);
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// The `webhook-signature` value a Standard Webhooks sender puts on a message (tests, tools).
+pub fn sign_standard(key: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let digest = standard_mac(key, id, timestamp, body)
+        .finalize()
+        .into_bytes();
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn source(scheme: SourceScheme, secrets: &[&str]) -> SourceConfig {
+        SourceConfig {
+            name: "s".into(),
+            scheme,
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            unsigned: false,
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn hex_sign(secret: &str, body: &[u8]) -> String {
+        super::super::hmac::sign(&Secret::new(secret), body)
+    }
+
+    /// GitHub's documented example ("Validating webhook deliveries"): this secret and payload
+    /// give exactly this `X-Hub-Signature-256`.
+    #[test]
+    fn github_documented_test_vector() {
+        let github = source(SourceScheme::Github, &["It's a Secret to Everybody"]);
+        let signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let h = headers(&[
+            ("x-hub-signature-256", signature),
+            ("x-github-event", "push"),
+            ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ]);
+        let envelope = verify(&github, &h, b"Hello, World!", 0).unwrap();
+        assert_eq!(envelope.event_type.as_deref(), Some("push"));
+        assert_eq!(
+            envelope.delivery_id.as_deref(),
+            Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        );
+        assert_eq!(
+            verify(&github, &h, b"Hello, World?", 0),
+            Err(VerifyError::Mismatch)
+        );
+        // GitHub always prefixes: a bare digest is malformed, not a different scheme.
+        let bare = headers(&[("x-hub-signature-256", &signature[7..])]);
+        assert!(matches!(
+            verify(&github, &bare, b"Hello, World!", 0),
+            Err(VerifyError::Malformed("X-Hub-Signature-256", _))
+        ));
+    }
+
+    #[test]
+    fn gitea_and_plane_sign_with_bare_hex() {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        for (scheme, header) in [
+            (SourceScheme::Gitea, "x-gitea-signature"),
+            (SourceScheme::Plane, "x-plane-signature"),
+        ] {
+            let s = source(scheme, &["old", "new"]);
+            for secret in ["old", "new"] {
+                let h = headers(&[(header, &hex_sign(secret, body))]);
+                assert!(verify(&s, &h, body, 0).unwrap().signed, "{scheme:?}");
+            }
+            let wrong = headers(&[(header, &hex_sign("retired", body))]);
+            assert_eq!(verify(&s, &wrong, body, 0), Err(VerifyError::Mismatch));
+            assert!(matches!(
+                verify(&s, &HeaderMap::new(), body, 0),
+                Err(VerifyError::MissingHeader(_))
+            ));
+        }
+    }
+
+    /// The example of the Standard Webhooks specification (standard-webhooks/standard-webhooks,
+    /// README): secret, message id, timestamp and payload → this signature.
+    #[test]
+    fn standard_webhooks_published_example() {
+        let key = crate::config::SourceConfig {
+            secrets: vec![Secret::from_bytes(
+                base64::engine::general_purpose::STANDARD
+                    .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                    .unwrap(),
+            )],
+            ..source(SourceScheme::Standard, &[])
+        };
+        let body = br#"{"test": 2432232314}"#;
+        let expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert_eq!(
+            sign_standard(
+                &key.secrets[0],
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                body
+            ),
+            expected
+        );
+        let h = headers(&[
+            ("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            ("webhook-timestamp", "1614265330"),
+            ("webhook-signature", &format!("v1,bm90IGl0 {expected}")),
+        ]);
+        let envelope = verify(&key, &h, body, 1614265330 + 10).unwrap();
+        assert_eq!(
+            envelope.delivery_id.as_deref(),
+            Some("msg_p5jXN8AQM9LWM0D4loKWxJek")
+        );
+        assert_eq!(
+            verify(&key, &h, body, 1614265330 + 301),
+            Err(VerifyError::StaleTimestamp("webhook-timestamp"))
+        );
+        assert_eq!(
+            verify(&key, &h, br#"{"test": 2432232315}"#, 1614265330),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn unsigned_sources_accept_a_missing_signature_only() {
+        let mut s = source(SourceScheme::Gitea, &["k"]);
+        s.unsigned = true;
+        assert!(!verify(&s, &HeaderMap::new(), b"{}", 0).unwrap().signed);
+        let wrong = headers(&[("x-gitea-signature", &hex_sign("other", b"{}"))]);
+        assert_eq!(verify(&s, &wrong, b"{}", 0), Err(VerifyError::Mismatch));
+    }
+}
