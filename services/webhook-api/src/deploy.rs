@@ -37,6 +37,11 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
 }
 
 async fn work_queue(state: &AppState, config: &DeployConfig) -> anyhow::Result<()> {
+    // Polled every few seconds: ask the pool first, and open the lock's own connection (a
+    // full authentication) only when there is something to do.
+    if !deploys::has_work(&state.pool).await? {
+        return Ok(());
+    }
     let (client, connection) = state
         .config
         .database

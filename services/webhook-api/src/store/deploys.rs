@@ -36,6 +36,18 @@ impl Finished {
     }
 }
 
+/// Anything queued, or running (perhaps by an instance that stopped)?
+pub async fn has_work(pool: &Pool) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM deploys WHERE state IN ('queued', 'running'))",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Called with the lock held: a deploy still `running` belongs to an instance that stopped
 /// in the middle of it.
 pub async fn fail_orphans(client: &impl GenericClient) -> Result<u64, StoreError> {

@@ -182,6 +182,12 @@ impl AppOptions {
         self.env.insert(name, value.into());
         self
     }
+
+    /// A second instance of the cluster: the first one's database.
+    pub fn shared_database(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_string());
+        self
+    }
 }
 
 pub struct TestApp {

@@ -5,6 +5,7 @@ mod avatar_status;
 mod bad_input;
 mod batch;
 mod cdn;
+mod deploy;
 mod files;
 mod helpers;
 mod lifecycle;

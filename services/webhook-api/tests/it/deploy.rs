@@ -1,0 +1,300 @@
+//! Deploy on push, with a test command standing in for the update script: once per push across
+//! instances, never two at a time, only for the configured repository and branch.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use webhook_api::config::Secret;
+use webhook_api::verify::hmac;
+
+use crate::helpers::{AppOptions, TestApp};
+
+const GITHUB_SECRET: &str = "gh-deploy-secret";
+const GITEA_SECRET: &str = "gitea-deploy-secret";
+
+/// Records each run in `runs`, and fails loudly if another run holds `lock`.
+const STAND_IN: &str = r#"#!/bin/sh
+runs=$1 lock=$2 seconds=$3
+mkdir "$lock" 2>/dev/null || { echo "PARALLEL: another deploy is running"; echo parallel >> "$runs"; exit 3; }
+echo "deploying ${DEPLOY_COMMIT:-?} of $DEPLOY_REPOSITORY@$DEPLOY_BRANCH as deploy $DEPLOY_ID"
+echo "to stderr" >&2
+sleep "$seconds"
+echo "$DEPLOY_ID $DEPLOY_COMMIT" >> "$runs"
+rmdir "$lock"
+"#;
+
+struct StandIn {
+    dir: tempfile::TempDir,
+}
+
+impl StandIn {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("update.sh");
+        std::fs::write(&script, STAND_IN).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, seconds: &str) -> String {
+        format!(
+            "{} {} {} {seconds}",
+            self.path("update.sh").display(),
+            self.path("runs").display(),
+            self.path("lock").display()
+        )
+    }
+
+    fn runs(&self) -> Vec<String> {
+        read_lines(&self.path("runs"))
+    }
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn deploy_app(stand_in: &StandIn, seconds: &str) -> AppOptions {
+    AppOptions::default()
+        .with("WEBHOOK_SOURCES", "github:github,gitea:gitea")
+        .with("WEBHOOK_SOURCE_GITHUB_SECRETS", GITHUB_SECRET)
+        .with("WEBHOOK_SOURCE_GITEA_SECRETS", GITEA_SECRET)
+        .with("DEPLOY_REPOSITORY", "team/avatar-bot")
+        .with("DEPLOY_BRANCH", "main")
+        .with("DEPLOY_COMMAND", stand_in.command(seconds))
+        .with("DEPLOY_TIMEOUT_SECS", "10")
+        .with("DEPLOY_POLL_MS", "200")
+}
+
+fn push(repository: &str, branch: &str, commit: char) -> String {
+    json!({
+        "ref": format!("refs/heads/{branch}"),
+        "before": "0".repeat(40),
+        "after": commit.to_string().repeat(40),
+        "repository": {"full_name": repository},
+        "pusher": {"name": "dev"},
+    })
+    .to_string()
+}
+
+fn github_headers(delivery: &str, body: &str, secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "X-Hub-Signature-256",
+            format!(
+                "sha256={}",
+                hmac::sign(&Secret::new(secret), body.as_bytes())
+            ),
+        ),
+        ("X-GitHub-Event", "push".into()),
+        ("X-GitHub-Delivery", delivery.into()),
+    ]
+}
+
+fn gitea_headers(delivery: &str, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "X-Gitea-Signature",
+            hmac::sign(&Secret::new(GITEA_SECRET), body.as_bytes()),
+        ),
+        ("X-Gitea-Event", "push".into()),
+        ("X-Gitea-Delivery", delivery.into()),
+    ]
+}
+
+/// The deploys once none is queued or running any more.
+async fn settled_deploys(app: &TestApp, expected: usize) -> Vec<Value> {
+    for _ in 0..150 {
+        let list = app.get("/api/v1/deploys").await;
+        let items = list.json["items"].as_array().cloned().unwrap_or_default();
+        let settled = items
+            .iter()
+            .all(|d| !matches!(d["state"].as_str(), Some("queued" | "running")));
+        if items.len() >= expected && settled {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("deploys did not settle");
+}
+
+#[tokio::test]
+async fn a_matching_push_deploys_once_even_when_both_instances_receive_it() {
+    let stand_in = StandIn::new();
+    let api1 = TestApp::spawn_with(deploy_app(&stand_in, "0.2")).await;
+    let api2 =
+        TestApp::spawn_with(deploy_app(&stand_in, "0.2").shared_database(&api1.database.url)).await;
+
+    // The same delivery reaches both instances at once.
+    let body = push("team/avatar-bot", "main", 'a');
+    let headers = github_headers("gh-push-1", &body, GITHUB_SECRET);
+    let (first, second) = tokio::join!(
+        api1.post("/api/v1/webhooks/github", &body, &headers),
+        api2.post("/api/v1/webhooks/github", &body, &headers),
+    );
+    let mut results = [first.result().to_string(), second.result().to_string()];
+    results.sort();
+    assert_eq!(results, ["accepted", "duplicate"]);
+
+    // Not deployed: another branch, another repository (Gitea), a bad signature.
+    let other_branch = push("team/avatar-bot", "feature", 'b');
+    let answer = api1
+        .post(
+            "/api/v1/webhooks/github",
+            &other_branch,
+            &github_headers("gh-push-2", &other_branch, GITHUB_SECRET),
+        )
+        .await;
+    assert_eq!(answer.result(), "ignored");
+    let other_repo = push("team/other", "main", 'c');
+    let answer = api2
+        .post(
+            "/api/v1/webhooks/gitea",
+            &other_repo,
+            &gitea_headers("gt-1", &other_repo),
+        )
+        .await;
+    assert_eq!(answer.result(), "ignored");
+    let forged = push("team/avatar-bot", "main", 'd');
+    let answer = api1
+        .post(
+            "/api/v1/webhooks/github",
+            &forged,
+            &github_headers("gh-push-3", &forged, "not-the-secret"),
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+
+    let deploys = settled_deploys(&api1, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(deploys[0]["state"], "succeeded");
+    assert_eq!(deploys[0]["commit"], "a".repeat(40));
+    assert_eq!(
+        stand_in.runs(),
+        [format!("{} {}", deploys[0]["id"], "a".repeat(40))]
+    );
+
+    // The run's status and output, from either instance.
+    let id = deploys[0]["id"].as_i64().unwrap();
+    let detail = api2.get(&format!("/api/v1/deploys/{id}")).await;
+    assert_eq!(detail.status, 200);
+    let output = detail.json["output"].as_str().unwrap();
+    assert!(
+        output.contains(&format!(
+            "deploying {} of team/avatar-bot@main",
+            "a".repeat(40)
+        )),
+        "{output}"
+    );
+    assert!(output.contains("to stderr"), "{output}");
+    assert_eq!(detail.json["exit_code"], 0);
+    assert!(detail.json["started_at"].is_string() && detail.json["finished_at"].is_string());
+    assert_eq!(api1.get("/api/v1/deploys/999").await.status, 404);
+}
+
+#[tokio::test]
+async fn pushes_during_a_run_wait_and_never_run_in_parallel() {
+    let stand_in = StandIn::new();
+    let api1 = TestApp::spawn_with(deploy_app(&stand_in, "1.5")).await;
+    let api2 =
+        TestApp::spawn_with(deploy_app(&stand_in, "1.5").shared_database(&api1.database.url)).await;
+
+    let send = |app: &TestApp, delivery: &str, commit: char| {
+        let body = push("team/avatar-bot", "main", commit);
+        let headers = github_headers(delivery, &body, GITHUB_SECRET);
+        let path = "/api/v1/webhooks/github";
+        let app_address = app.url(path);
+        let http = app.http.clone();
+        async move {
+            let mut request = http
+                .post(app_address)
+                .header("Content-Type", "application/json")
+                .body(body);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            assert_eq!(request.send().await.unwrap().status(), 200);
+        }
+    };
+    send(&api1, "p-1", '1').await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // While the first runs: two more pushes, one to each instance.
+    send(&api2, "p-2", '2').await;
+    send(&api1, "p-3", '3').await;
+
+    let deploys = settled_deploys(&api1, 3).await;
+    let states: Vec<&str> = deploys
+        .iter()
+        .rev()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    // The second was superseded by the third before its turn came; the third waited.
+    assert_eq!(states, ["succeeded", "skipped", "succeeded"], "{deploys:?}");
+    let runs = stand_in.runs();
+    assert!(!runs.iter().any(|r| r == "parallel"), "{runs:?}");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(runs[0].ends_with(&"1".repeat(40)) && runs[1].ends_with(&"3".repeat(40)));
+    let first_end = deploys[2]["finished_at"].as_str().unwrap();
+    let third_start = deploys[0]["started_at"].as_str().unwrap();
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    assert!(parse(third_start) >= parse(first_end), "{deploys:?}");
+}
+
+#[tokio::test]
+async fn a_deploy_that_runs_too_long_is_killed_and_shown_as_a_failure() {
+    let stand_in = StandIn::new();
+    let app =
+        TestApp::spawn_with(deploy_app(&stand_in, "30").with("DEPLOY_TIMEOUT_SECS", "1")).await;
+    let body = push("team/avatar-bot", "main", 'e');
+    let answer = app
+        .post(
+            "/api/v1/webhooks/github",
+            &body,
+            &github_headers("slow", &body, GITHUB_SECRET),
+        )
+        .await;
+    let event_id = answer.json["event_id"].as_i64().unwrap();
+    let deploys = settled_deploys(&app, 1).await;
+    assert_eq!(deploys[0]["state"], "timed_out");
+    assert!(stand_in.runs().is_empty());
+    let failures = app.get("/api/v1/webhooks/failures?source=github").await;
+    assert_eq!(failures.json["items"][0]["id"], event_id);
+    assert_eq!(failures.json["items"][0]["outcome"], "failed");
+    let health = app.get("/api/v1/webhooks/health").await;
+    assert_eq!(health.json["status"], "degraded");
+    assert_eq!(health.json["deploy"]["latest"]["state"], "timed_out");
+}
+
+#[tokio::test]
+async fn without_a_configured_repository_a_push_is_only_stored() {
+    let stand_in = StandIn::new();
+    let mut options = deploy_app(&stand_in, "0");
+    options.env.remove("DEPLOY_REPOSITORY");
+    let app = TestApp::spawn_with(options).await;
+    let body = push("team/avatar-bot", "main", 'f');
+    let answer = app
+        .post(
+            "/api/v1/webhooks/github",
+            &body,
+            &github_headers("unconfigured", &body, GITHUB_SECRET),
+        )
+        .await;
+    assert_eq!(answer.result(), "accepted");
+    assert!(answer.json["deploy_id"].is_null());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let list = app.get("/api/v1/deploys").await;
+    assert_eq!(list.json["configured"], false);
+    assert_eq!(list.json["items"], json!([]));
+    assert!(stand_in.runs().is_empty());
+}
