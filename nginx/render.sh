@@ -16,6 +16,7 @@ this script. Settings (environment, defaults shown are the container's):
   NGINX_METRICS_ALLOW="${NGINX_METRICS_ALLOW:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}"   networks allowed /metrics and /nginx_status
   WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}  WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}  per client address
   WEBHOOK_MAX_BODY=${WEBHOOK_MAX_BODY:-1m}
+  WEBHOOK_SOURCES=${WEBHOOK_SOURCES:-}   name:scheme,... as the instances read it: each name gets a public POST location
   NGINX_LOG_DIR=${NGINX_LOG_DIR:-/var/log/nginx}  NGINX_STATE_DIR=${NGINX_STATE_DIR:-/var/cache/nginx}
   NGINX_PID_FILE=${NGINX_PID_FILE:-/run/nginx.pid}  NGINX_ACME_ROOT=${NGINX_ACME_ROOT:-/var/www/acme}
   NGINX_MIME_TYPES=${NGINX_MIME_TYPES:-/etc/nginx/mime.types}
@@ -56,6 +57,36 @@ names='${NGINX_HTTP_PORT} ${NGINX_HTTPS_PORT} ${NGINX_WEBHOOK_PORT} ${WEBHOOK_UP
 ${WEBHOOK_UPSTREAM_2} ${NGINX_TLS_CERT} ${NGINX_TLS_KEY} ${WEBHOOK_RATE_LIMIT} ${WEBHOOK_RATE_BURST}
 ${WEBHOOK_MAX_BODY} ${NGINX_LOG_DIR} ${NGINX_STATE_DIR} ${NGINX_PID_FILE} ${NGINX_ACME_ROOT}
 ${NGINX_MIME_TYPES} ${NGINX_CONF_DIR} ${NGINX_METRICS_ALLOW_RULES}'
+# One public location for the configured sources' paths (POST only), or none.
+sources=""
+IFS=',' read -ra entries <<<"${WEBHOOK_SOURCES:-}"
+for entry in "${entries[@]}"; do
+  name=${entry%%:*}
+  name=${name//[[:space:]]/}
+  [[ -z "$name" ]] && continue
+  if [[ ! "$name" =~ ^[a-z0-9_-]+$ ]]; then
+    echo "render.sh: WEBHOOK_SOURCES: source name '$name' must be a-z, 0-9, - and _" >&2
+    exit 1
+  fi
+  sources+="${sources:+|}$name"
+done
+if [[ -n "$sources" ]]; then
+  cat >"$out/webhook-sources.conf" <<CONF
+# Rendered from WEBHOOK_SOURCES by render.sh.
+location ~ ^/api/v1/webhooks/($sources)\$ {
+    if (\$request_method != POST) {
+        add_header Allow "POST" always;
+        add_header X-Request-ID \$webhook_request_id always;
+        return 405 '{"error":"method_not_allowed","message":"method not allowed; this path accepts POST"}';
+    }
+    limit_req zone=webhook_per_ip burst=$WEBHOOK_RATE_BURST nodelay;
+    include $NGINX_CONF_DIR/webhook-proxy.conf;
+}
+CONF
+else
+  echo "# No WEBHOOK_SOURCES: no source locations." >"$out/webhook-sources.conf"
+fi
+
 envsubst "$names" <"$here/nginx.conf.template" >"$out/nginx.conf"
 envsubst "$names" <"$here/webhook.conf.template" >"$out/webhook.conf"
 cp "$here/webhook-proxy.conf" "$out/webhook-proxy.conf"

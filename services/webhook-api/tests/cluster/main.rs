@@ -327,7 +327,61 @@ async fn signed_callbacks_through_nginx_tls_reach_both_instances_with_their_requ
 
 #[tokio::test]
 async fn nginx_refuses_what_it_should_with_json_errors() {
-    let cluster = Cluster::up(&[("WEBHOOK_RATE_LIMIT", "5r/s"), ("WEBHOOK_RATE_BURST", "5")]).await;
+    let cluster = Cluster::up(&[
+        ("WEBHOOK_RATE_LIMIT", "5r/s"),
+        ("WEBHOOK_RATE_BURST", "5"),
+        ("WEBHOOK_SOURCES", "jobs:hmac"),
+        ("WEBHOOK_SOURCE_JOBS_SECRETS", "cluster-jobs-secret"),
+    ])
+    .await;
+    // A configured source is public (POST only); the operators' API is not routed at all.
+    let job = r#"{"job_id":"cluster-1","status":"completed","processed":3}"#;
+    let signature = webhook_api::verify::hmac::sign(
+        &webhook_api::config::Secret::new("cluster-jobs-secret"),
+        job.as_bytes(),
+    );
+    let accepted = cluster
+        .https
+        .post(cluster.url("/api/v1/webhooks/jobs"))
+        .header("Content-Type", "application/json")
+        .header("X-Signature", signature)
+        .body(job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(
+        accepted.json::<serde_json::Value>().await.unwrap()["result"],
+        "accepted"
+    );
+    let get_source = cluster
+        .https
+        .get(cluster.url("/api/v1/webhooks/jobs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_source.status(), 405);
+    for private in [
+        "/api/v1/webhooks/metrics",
+        "/api/v1/webhooks/failures",
+        "/api/v1/webhooks/events/1",
+        "/api/v1/deploys",
+    ] {
+        let answer = cluster
+            .https
+            .get(cluster.url(private))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{private} is not public");
+    }
+    let replay = cluster
+        .https
+        .post(cluster.url("/api/v1/webhooks/events/1/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 404);
     let get = cluster
         .https
         .get(cluster.url(STATUS_UPDATE))
