@@ -739,6 +739,78 @@ mod tests {
     }
 
     #[test]
+    fn sources_are_read_with_their_secrets_and_checked() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            (
+                "WEBHOOK_SOURCES",
+                "github:github, ci-jobs:hmac,billing:standard",
+            ),
+            ("WEBHOOK_SOURCE_GITHUB_SECRETS", "gh-old,gh-new"),
+            ("WEBHOOK_SOURCE_CI_JOBS_SECRETS", "jobs"),
+            ("WEBHOOK_SOURCE_BILLING_SECRETS", "whsec_c2VjcmV0"),
+        ]);
+        let cfg = config(&vars).unwrap();
+        let names: Vec<_> = cfg.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["github", "ci-jobs", "billing"]);
+        assert_eq!(cfg.sources[0].secrets.len(), 2);
+        assert_eq!(cfg.sources[2].secrets[0].expose_bytes(), b"secret");
+        assert!(!format!("{cfg:?}").contains("gh-old"));
+
+        let refused = |extra: &[(&'static str, &'static str)], expected: &str| {
+            let mut vars = vars.clone();
+            for (name, value) in extra {
+                vars.retain(|(n, _)| n != name);
+                vars.push((name, value));
+            }
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.var, "WEBHOOK_SOURCES");
+            assert!(err.to_string().contains(expected), "{err}");
+            assert!(!err.to_string().contains("gh-old"), "{err}");
+        };
+        refused(&[("WEBHOOK_SOURCES", "github:gitlab")], "unknown scheme");
+        refused(&[("WEBHOOK_SOURCES", "metrics:hmac")], "reserved");
+        refused(&[("WEBHOOK_SOURCES", "Git Hub:github")], "must be 1-40");
+        refused(&[("WEBHOOK_SOURCES", "github")], "not name:scheme");
+        refused(
+            &[("WEBHOOK_SOURCES", "plane:plane")],
+            "WEBHOOK_SOURCE_PLANE_SECRETS",
+        );
+        refused(
+            &[("WEBHOOK_SOURCE_BILLING_SECRETS", "whsec_%%%")],
+            "whsec_ followed by base64",
+        );
+        refused(
+            &[
+                ("WEBHOOK_SOURCES", "plane:plane"),
+                ("WEBHOOK_SOURCE_PLANE_UNSIGNED", "true"),
+                ("ENVIRONMENT", "production"),
+            ],
+            "must not be true when ENVIRONMENT=production",
+        );
+    }
+
+    #[test]
+    fn deploys_are_off_unless_a_repository_is_named() {
+        assert!(config(&BASE).unwrap().deploy.is_none());
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("DEPLOY_REPOSITORY", "team/avatar-bot"),
+            ("DEPLOY_COMMAND", "/opt/deploy/update.sh --pull  --quiet"),
+        ]);
+        let deploy = config(&vars).unwrap().deploy.unwrap();
+        assert_eq!(deploy.branch, "main");
+        assert_eq!(
+            deploy.command,
+            ["/opt/deploy/update.sh", "--pull", "--quiet"]
+        );
+        assert_eq!(deploy.timeout, Duration::from_secs(1800));
+        vars.push(("DEPLOY_REPOSITORY", "just-a-name"));
+        vars.retain(|(n, v)| *n != "DEPLOY_REPOSITORY" || *v == "just-a-name");
+        assert_eq!(config(&vars).unwrap_err().var, "DEPLOY_REPOSITORY");
+    }
+
+    #[test]
     fn production_logs_json_by_default() {
         let mut vars = BASE.to_vec();
         vars.extend([("ENVIRONMENT", "production"), ("LOG_LEVEL", "INFO")]);
