@@ -161,24 +161,21 @@ pub async fn handle(
     let request_id = request_id(&request);
     let method = request.method().clone();
     let route = Route::resolve(request.uri().path(), &state.config);
-    // Kept for the rejection log: the handler consumes the request.
-    let webhook_headers = route
-        .and_then(|r| r.webhook_source(&state.config))
-        .map(|_| request.headers().clone());
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %method,
         path = %request.uri().path(),
     );
-    let mut response = match dispatch(&state, route, request, &request_id, started)
+    let (parts, body) = request.into_parts();
+    let mut response = match dispatch(&state, route, &parts, body, &request_id, started)
         .instrument(span.clone())
         .await
     {
         Ok(response) => response,
         Err(e) => {
-            if let (Some(route), Some(headers)) = (route, webhook_headers) {
-                record_rejection(&state, route, &e, &headers, &request_id, started);
+            if let Some(route) = route {
+                record_rejection(&state, route, &e, &parts.headers, &request_id, started);
             }
             span.in_scope(|| e.into_response())
         }
@@ -214,29 +211,32 @@ pub async fn handle(
 async fn dispatch(
     state: &AppState,
     route: Option<Route>,
-    request: Request<Incoming>,
+    parts: &http::request::Parts,
+    body: Incoming,
     request_id: &str,
     received: Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let route = route.ok_or_else(|| ApiError::NotFound(request.uri().path().to_string()))?;
+    let route = route.ok_or_else(|| ApiError::NotFound(parts.uri.path().to_string()))?;
     let (allow, methods) = route.allowed();
-    if !methods.contains(request.method()) {
+    if !methods.contains(&parts.method) {
         return Err(ApiError::MethodNotAllowed { allow });
     }
     match route {
-        Route::StatusUpdate => status_update::handle(state, request, request_id, received).await,
+        Route::StatusUpdate => {
+            status_update::handle(state, parts, body, request_id, received).await
+        }
         Route::Source(index) => {
             let source = &state.config.sources[index];
-            webhooks::handle(state, source, request, request_id, received).await
+            webhooks::handle(state, source, parts, body, request_id, received).await
         }
-        Route::DeliveryMetrics => operator::metrics(state, request.uri().query()).await,
+        Route::DeliveryMetrics => operator::metrics(state, parts.uri.query()).await,
         Route::DeliveryHealth => Ok(operator::health(state).await),
-        Route::DeliveryFailures => operator::failures(state, request.uri().query()).await,
+        Route::DeliveryFailures => operator::failures(state, parts.uri.query()).await,
         Route::DeliveryEvent(id) => operator::event(state, id).await,
         Route::DeliveryReplay(id) => operator::replay(state, id, request_id).await,
-        Route::Deploys => operator::deploy_list(state, request.uri().query()).await,
+        Route::Deploys => operator::deploy_list(state, parts.uri.query()).await,
         Route::Deploy(id) => operator::deploy(state, id).await,
-        Route::AvatarStatus => avatar_status::handle(state, request.uri().path()).await,
+        Route::AvatarStatus => avatar_status::handle(state, parts.uri.path()).await,
         Route::Health => Ok(health::full(state).await),
         Route::HealthLive => Ok(health::live()),
         Route::HealthReady => Ok(health::ready(state).await),
@@ -277,7 +277,7 @@ fn record_rejection(
     if !refused_content {
         return;
     }
-    state.rejections.record(Rejection {
+    state.rejections.record(|| Rejection {
         source: source.to_string(),
         event_type: "unverified".into(),
         reason: format!("{}: {error}", error.code()),

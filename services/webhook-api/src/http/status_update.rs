@@ -2,7 +2,7 @@
 //! Read (capped) → verify the raw bytes → parse → commit → answer → announce.
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Request};
+use http::{header, HeaderMap};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -14,11 +14,11 @@ use crate::store::{self, ingest};
 
 pub async fn handle(
     state: &AppState,
-    request: Request<Incoming>,
+    parts: &http::request::Parts,
+    body: Incoming,
     request_id: &str,
     received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let (parts, body) = request.into_parts();
     require_json(&parts.headers)?;
     let body = read_body(state, &parts.headers, body).await?;
 

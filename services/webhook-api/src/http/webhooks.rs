@@ -3,7 +3,7 @@
 //! → check the body → record under the delivery key (a redelivery is a duplicate) → answer →
 //! announce on the source's stream; a matching push queues a deploy in the same transaction.
 
-use http::{HeaderMap, Request};
+use http::HeaderMap;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -21,11 +21,11 @@ const JOB_STATUSES: [&str; 3] = ["completed", "failed", "partially_completed"];
 pub async fn handle(
     state: &AppState,
     source: &SourceConfig,
-    request: Request<Incoming>,
+    parts: &http::request::Parts,
+    body: Incoming,
     request_id: &str,
     received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let (parts, body) = request.into_parts();
     require_json(&parts.headers)?;
     let body = read_body(state, &parts.headers, body).await?;
     let now = chrono::Utc::now().timestamp();

@@ -47,10 +47,11 @@ impl RejectionLog {
         Self { queue, dropped }
     }
 
-    /// Never waits: when the writer is behind, the rejection is counted and not stored.
-    pub fn record(&self, rejection: Rejection) {
-        if self.queue.try_send(rejection).is_err() {
-            self.dropped.inc();
+    /// Never waits: when the writer is behind, the rejection is counted, and not even built.
+    pub fn record(&self, rejection: impl FnOnce() -> Rejection) {
+        match self.queue.try_reserve() {
+            Ok(slot) => slot.send(rejection()),
+            Err(_) => self.dropped.inc(),
         }
     }
 }
