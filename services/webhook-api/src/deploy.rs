@@ -25,7 +25,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
         return;
     };
     loop {
-        if let Err(e) = work_queue(&state, &config).await {
+        if let Err(e) = work_queue(&state, &config, &shutdown).await {
             tracing::warn!(error = %format!("{e:#}"), "deploy queue not worked");
         }
         tokio::select! {
@@ -36,7 +36,11 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
     }
 }
 
-async fn work_queue(state: &AppState, config: &DeployConfig) -> anyhow::Result<()> {
+async fn work_queue(
+    state: &AppState,
+    config: &DeployConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     // Polled every few seconds: ask the pool first, and open the lock's own connection (a
     // full authentication) only when there is something to do.
     if !deploys::has_work(&state.pool).await? {
@@ -65,9 +69,12 @@ async fn work_queue(state: &AppState, config: &DeployConfig) -> anyhow::Result<(
             "deploys left running by a stopped instance marked failed"
         );
     }
-    while let Some(deploy) = deploys::claim_newest(&client, &state.config.instance_id).await? {
+    while !shutdown.is_cancelled() {
+        let Some(deploy) = deploys::claim_newest(&client, &state.config.instance_id).await? else {
+            break;
+        };
         tracing::info!(deploy_id = deploy.id, repository = %deploy.repository, branch = %deploy.branch, "deploy started");
-        let run = execute(config, &deploy).await;
+        let run = execute(config, &deploy, shutdown).await;
         let (finished, exit_code, reason) = match run.outcome {
             Ok(status) if status.success() => (Finished::Succeeded, status.code(), None),
             Ok(status) => (
@@ -79,6 +86,11 @@ async fn work_queue(state: &AppState, config: &DeployConfig) -> anyhow::Result<(
                 Finished::TimedOut,
                 None,
                 Some(format!("killed after {:?}", config.timeout)),
+            ),
+            Err(RunError::Stopped) => (
+                Finished::Failed,
+                None,
+                Some("killed: the instance running it was stopped".to_string()),
             ),
             Err(RunError::Start(e)) => (
                 Finished::Failed,
@@ -111,6 +123,8 @@ async fn work_queue(state: &AppState, config: &DeployConfig) -> anyhow::Result<(
 enum RunError {
     Start(std::io::Error),
     TimedOut,
+    /// The instance is shutting down: a run left behind could overlap the next one.
+    Stopped,
 }
 
 struct Run {
@@ -119,11 +133,15 @@ struct Run {
     output: String,
 }
 
-async fn execute(config: &DeployConfig, deploy: &ClaimedDeploy) -> Run {
+async fn execute(
+    config: &DeployConfig,
+    deploy: &ClaimedDeploy,
+    shutdown: &CancellationToken,
+) -> Run {
     match start(config, deploy) {
         Ok((child, reader)) => {
             let output = tokio::task::spawn_blocking(move || read_tail(reader));
-            let outcome = wait_or_kill(child, config.timeout).await;
+            let outcome = wait_or_kill(child, config.timeout, shutdown).await;
             let output = output.await.unwrap_or_default();
             Run { outcome, output }
         }
@@ -167,21 +185,24 @@ fn start(
     Ok((child, reader))
 }
 
+/// Waits for the command; past the time limit, or when the instance stops, kills its whole
+/// process group.
 async fn wait_or_kill(
     mut child: tokio::process::Child,
     limit: Duration,
+    shutdown: &CancellationToken,
 ) -> Result<std::process::ExitStatus, RunError> {
-    match tokio::time::timeout(limit, child.wait()).await {
-        Ok(status) => status.map_err(RunError::Start),
-        Err(_) => {
-            if let Some(pid) = child.id() {
-                // SAFETY: killpg only sends a signal; the group is the child's own.
-                unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
-            }
-            let _ = child.wait().await;
-            Err(RunError::TimedOut)
-        }
+    let cut_short = tokio::select! {
+        status = child.wait() => return status.map_err(RunError::Start),
+        _ = tokio::time::sleep(limit) => RunError::TimedOut,
+        _ = shutdown.cancelled() => RunError::Stopped,
+    };
+    if let Some(pid) = child.id() {
+        // SAFETY: killpg only sends a signal; the group is the child's own.
+        unsafe { libc::killpg(pid as libc::pid_t, libc::SIGKILL) };
     }
+    let _ = child.wait().await;
+    Err(cut_short)
 }
 
 fn read_tail(mut reader: std::io::PipeReader) -> String {
