@@ -109,6 +109,17 @@ impl Cache {
             .map(|_| ())
     }
 
+    pub async fn stream_len(&self, stream: &str) -> Result<usize, CacheError> {
+        let stream = stream.to_string();
+        self.run(|mut conn| async move {
+            redis::cmd("XLEN")
+                .arg(stream)
+                .query_async::<usize>(&mut conn)
+                .await
+        })
+        .await
+    }
+
     pub async fn store_status(&self, view: &AvatarView) -> Result<(), CacheError> {
         let key = self.status_key(view.avatar_id);
         let json = serde_json::to_string(view).expect("AvatarView serializes");

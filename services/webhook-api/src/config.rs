@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub const DEFAULT_JWKS_URL: &str = "https://rest.alpha.fal.ai/.well-known/jwks.json";
+pub const DEFAULT_FAL_QUEUE_URL: &str = "https://queue.fal.run";
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {var}: {problem}")]
@@ -97,6 +98,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Deploy on a verified push; `None` unless `DEPLOY_REPOSITORY` is set.
     pub deploy: Option<DeployConfig>,
+    /// Asking FAL about trainings no callback finished; `None` without `FAL_API_KEY`.
+    pub reconcile: Option<ReconcileConfig>,
     /// How long in-flight requests get to finish after SIGTERM before the process exits.
     pub shutdown_grace: Duration,
 }
@@ -250,6 +253,38 @@ pub struct DeployConfig {
     pub poll_interval: Duration,
 }
 
+/// The FAL status reconciler: for avatars left in `training` without a callback.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    pub api_key: Secret,
+    pub queue_url: String,
+    /// FAL apps by `training_type`; a training without one is asked about as a portrait.
+    pub portrait_app: String,
+    pub style_app: String,
+    /// An avatar is asked about once it has not changed for this long.
+    pub stale_after: Duration,
+    /// How often the instance holding the lease looks for such avatars.
+    pub interval: Duration,
+    /// Not asked about again sooner than this; doubled for every failed check in a row.
+    pub recheck: Duration,
+    pub backoff_max: Duration,
+    /// Checks a cycle makes at most, and FAL requests per second.
+    pub batch: i64,
+    pub requests_per_second: f64,
+    /// After this many checks answered 404 the avatar is marked `error`.
+    pub max_not_found: i32,
+    pub request_timeout: Duration,
+}
+
+impl ReconcileConfig {
+    pub fn app_for(&self, training_type: Option<&str>) -> &str {
+        match training_type {
+            Some("style") => &self.style_app,
+            _ => &self.portrait_app,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub filter: String,
@@ -257,6 +292,14 @@ pub struct LogConfig {
 }
 
 impl Config {
+    /// How long a training may go without a change before it counts as stale: the
+    /// reconciler's wait, or its default when the reconciler is off.
+    pub fn stale_training_after(&self) -> Duration {
+        self.reconcile
+            .as_ref()
+            .map_or(Duration::from_secs(30 * 60), |r| r.stale_after)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -350,6 +393,7 @@ impl Config {
             files: files_config(&env, environment)?,
             sources: sources_config(&env, environment)?,
             deploy: deploy_config(&env)?,
+            reconcile: reconcile_config(&env)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20)?,
         })
     }
@@ -542,6 +586,47 @@ fn deploy_config(env: &Env<'_>) -> Result<Option<DeployConfig>, ConfigError> {
         command,
         timeout: env.seconds("DEPLOY_TIMEOUT_SECS", 1800)?,
         poll_interval: Duration::from_millis(env.parsed("DEPLOY_POLL_MS", 5000)?),
+    }))
+}
+
+fn reconcile_config(env: &Env<'_>) -> Result<Option<ReconcileConfig>, ConfigError> {
+    let Some(api_key) = env.optional("FAL_API_KEY") else {
+        return Ok(None);
+    };
+    let queue_url = env
+        .optional("FAL_QUEUE_URL")
+        .unwrap_or_else(|| DEFAULT_FAL_QUEUE_URL.into());
+    reqwest::Url::parse(&queue_url)
+        .ok()
+        .filter(|url| url.has_host())
+        .ok_or_else(|| ConfigError::new("FAL_QUEUE_URL", "expected an http(s) URL"))?;
+    let requests_per_second: f64 = env.parsed("RECONCILE_REQUESTS_PER_SEC", 5.0)?;
+    if requests_per_second.is_nan() || requests_per_second <= 0.0 {
+        return Err(ConfigError::new(
+            "RECONCILE_REQUESTS_PER_SEC",
+            "must be above 0",
+        ));
+    }
+    let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+        env.parsed(name, default).map(Duration::from_millis)
+    };
+    Ok(Some(ReconcileConfig {
+        api_key: Secret::new(api_key.trim()),
+        queue_url,
+        portrait_app: env
+            .optional("FAL_APP_PORTRAIT")
+            .unwrap_or_else(|| "fal-ai/flux-lora-portrait-trainer".into()),
+        style_app: env
+            .optional("FAL_APP_STYLE")
+            .unwrap_or_else(|| "fal-ai/flux-lora-fast-training".into()),
+        stale_after: env.seconds("RECONCILE_AFTER_SECS", 30 * 60)?,
+        interval: millis("RECONCILE_INTERVAL_MS", 60_000)?.max(Duration::from_millis(10)),
+        recheck: millis("RECONCILE_RECHECK_MS", 5 * 60_000)?,
+        backoff_max: env.seconds("RECONCILE_BACKOFF_MAX_SECS", 3600)?,
+        batch: env.parsed("RECONCILE_BATCH", 20)?,
+        requests_per_second,
+        max_not_found: env.parsed("RECONCILE_MAX_NOT_FOUND", 5)?,
+        request_timeout: env.seconds("RECONCILE_REQUEST_TIMEOUT_SECS", 15)?,
     }))
 }
 

@@ -27,6 +27,9 @@ enum Command {
     Migrate,
     /// GET http://127.0.0.1:$PORT/health/ready; exit 0 when ready, 1 otherwise (container health checks).
     Healthcheck,
+    /// Print the cluster's state from PostgreSQL and Redis: webhooks in the last hour, avatars
+    /// in training, file jobs, the reconciler's last run.
+    Status,
     /// See and re-queue the jobs that copy trained files into S3.
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -73,6 +76,12 @@ fn main() -> ExitCode {
                         startup::migrate(&pool, config.database.startup_wait).await
                     }
                     Command::Jobs(jobs) => jobs_command(&config, jobs).await,
+                    Command::Status => {
+                        let pool = store::connect_pool(&config.database);
+                        let report = webhook_api::status::report(&config, &pool).await?;
+                        print!("{report}");
+                        Ok(())
+                    }
                     _ => serve(config).await,
                 }
             });

@@ -5,6 +5,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::store::avatars::TrainingStats;
 use crate::store::jobs::QueueStats;
 
 pub struct Metrics {
@@ -20,6 +21,10 @@ pub struct Metrics {
     pub source_deliveries: IntCounterVec,
     /// Rejected requests counted but not stored (the rejection log was full or failing).
     pub rejections_dropped: IntCounter,
+    /// What the reconciler did with each training it asked FAL about.
+    pub reconciler_actions: IntCounterVec,
+    trainings: IntGaugeVec,
+    oldest_training_age: Gauge,
     db_pool: IntGaugeVec,
     file_jobs: IntGaugeVec,
     oldest_pending_job_age: Gauge,
@@ -116,6 +121,27 @@ impl Metrics {
             "Rejected requests counted but not recorded in webhook_events",
         )
         .unwrap();
+        let reconciler_actions = IntCounterVec::new(
+            Opts::new(
+                "webhook_reconciler_actions_total",
+                "Trainings checked against FAL's queue API, by what came of it",
+            ),
+            &["action"],
+        )
+        .unwrap();
+        let trainings = IntGaugeVec::new(
+            Opts::new(
+                "webhook_avatars_training",
+                "Avatars in training (all), and those without a change for longer than the reconciler waits (stale)",
+            ),
+            &["state"],
+        )
+        .unwrap();
+        let oldest_training_age = Gauge::new(
+            "webhook_training_oldest_unchanged_seconds",
+            "Seconds since the least recently changed avatar in training changed",
+        )
+        .unwrap();
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -129,10 +155,52 @@ impl Metrics {
             Box::new(oldest_pending_job_age.clone()),
             Box::new(source_deliveries.clone()),
             Box::new(rejections_dropped.clone()),
+            Box::new(reconciler_actions.clone()),
+            Box::new(trainings.clone()),
+            Box::new(oldest_training_age.clone()),
         ] {
             registry
                 .register(collector)
                 .expect("metric names are unique");
+        }
+        // Every known label value starts at 0, so rates and alerts see a series from the
+        // first scrape instead of "no data" until the first event.
+        for (counter, values) in [
+            (
+                &outcomes,
+                &["applied", "duplicate", "unmatched", "ignored"][..],
+            ),
+            (
+                &signature_failures,
+                &[
+                    "unsigned",
+                    "missing_header",
+                    "malformed",
+                    "stale_timestamp",
+                    "mismatch",
+                    "hmac_not_configured",
+                    "keys_unavailable",
+                ][..],
+            ),
+            (
+                &redis_errors,
+                &["publish", "announce", "read_status", "fill_status"][..],
+            ),
+            (&file_jobs_settled, &["done", "failed", "dead", "retry"][..]),
+            (
+                &reconciler_actions,
+                &[
+                    "still_running",
+                    "applied_result",
+                    "not_found",
+                    "marked_error",
+                    "fal_error",
+                ][..],
+            ),
+        ] {
+            for value in values {
+                counter.with_label_values(&[value]).reset();
+            }
         }
         Self {
             registry,
@@ -145,6 +213,9 @@ impl Metrics {
             file_bytes_copied,
             source_deliveries,
             rejections_dropped,
+            reconciler_actions,
+            trainings,
+            oldest_training_age,
             db_pool,
             file_jobs,
             oldest_pending_job_age,
@@ -153,7 +224,21 @@ impl Metrics {
 
     /// The text exposition format, with the gauges read at scrape time (queue stats are
     /// skipped when the database does not answer).
-    pub fn render(&self, pool: &deadpool_postgres::Pool, queue: Option<&QueueStats>) -> String {
+    pub fn render(
+        &self,
+        pool: &deadpool_postgres::Pool,
+        queue: Option<&QueueStats>,
+        training: Option<&TrainingStats>,
+    ) -> String {
+        if let Some(training) = training {
+            self.trainings
+                .with_label_values(&["all"])
+                .set(training.in_training);
+            self.trainings
+                .with_label_values(&["stale"])
+                .set(training.stale);
+            self.oldest_training_age.set(training.oldest_unchanged_secs);
+        }
         if let Some(queue) = queue {
             for (state, count) in [
                 ("pending", queue.pending),

@@ -8,6 +8,8 @@ pub mod server;
 mod status_update;
 mod webhooks;
 
+pub(crate) use status_update::after_commit;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -244,7 +246,15 @@ async fn dispatch(
             let queue = store::within(Duration::from_secs(2), jobs::stats(&state.pool))
                 .await
                 .ok();
-            let text = state.metrics.render(&state.pool, queue.as_ref());
+            let training = store::within(
+                Duration::from_secs(2),
+                store::avatars::training_stats(&state.pool, state.config.stale_training_after()),
+            )
+            .await
+            .ok();
+            let text = state
+                .metrics
+                .render(&state.pool, queue.as_ref(), training.as_ref());
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -77,7 +77,7 @@ pub async fn handle(
 
 /// Wakes the file worker and announces the change: what follows a committed callback, whether
 /// FAL sent it or an operator replayed it.
-pub(super) async fn after_commit(state: &AppState, ingested: &ingest::Ingested) {
+pub(crate) async fn after_commit(state: &AppState, ingested: &ingest::Ingested) {
     if ingested.file_job.is_some() {
         state.job_enqueued.notify_one();
     }

@@ -70,3 +70,34 @@ pub async fn find(pool: &Pool, avatar_id: Uuid) -> Result<Option<AvatarView>, St
     let row = client.query_opt(&statement, &[&avatar_id]).await?;
     Ok(row.as_ref().map(AvatarView::from_row).transpose()?)
 }
+
+/// Trainings FAL knows about, for `/metrics` and `webhook-api status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainingStats {
+    pub in_training: i64,
+    /// Unchanged for longer than the reconciler waits before asking FAL.
+    pub stale: i64,
+    pub oldest_unchanged_secs: f64,
+}
+
+/// Reads only the partial index of trainings (`avatars_training_idx`), not the whole table.
+pub async fn training_stats(
+    pool: &Pool,
+    stale_after: std::time::Duration,
+) -> Result<TrainingStats, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*), \
+               count(*) FILTER (WHERE updated_at <= now() - make_interval(secs => $1)), \
+               COALESCE(extract(epoch FROM now() - min(updated_at)), 0)::float8 \
+             FROM avatars WHERE status = 'training' AND fal_request_id IS NOT NULL",
+            &[&stale_after.as_secs_f64()],
+        )
+        .await?;
+    Ok(TrainingStats {
+        in_training: row.try_get(0)?,
+        stale: row.try_get(1)?,
+        oldest_unchanged_secs: row.try_get(2)?,
+    })
+}

@@ -8,6 +8,7 @@ pub mod group;
 pub mod ingest;
 pub mod jobs;
 pub mod migrations;
+pub mod reconcile;
 pub mod rejections;
 
 use std::time::Duration;

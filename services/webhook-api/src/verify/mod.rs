@@ -15,6 +15,8 @@ pub enum Scheme {
     FalEd25519,
     Hmac,
     Unsigned,
+    /// Not a delivery: the reconciler fetched the result from FAL's queue API itself.
+    Reconciler,
 }
 
 impl Scheme {
@@ -23,13 +25,19 @@ impl Scheme {
             Scheme::FalEd25519 => "fal_ed25519",
             Scheme::Hmac => "hmac",
             Scheme::Unsigned => "unsigned",
+            Scheme::Reconciler => "reconciler",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Scheme::FalEd25519, Scheme::Hmac, Scheme::Unsigned]
-            .into_iter()
-            .find(|scheme| scheme.as_str() == s)
+        [
+            Scheme::FalEd25519,
+            Scheme::Hmac,
+            Scheme::Unsigned,
+            Scheme::Reconciler,
+        ]
+        .into_iter()
+        .find(|scheme| scheme.as_str() == s)
     }
 }
 

@@ -9,6 +9,7 @@ mod deploy;
 mod files;
 mod helpers;
 mod lifecycle;
+mod reconcile;
 mod resilience;
 mod sources;
 mod status_update;

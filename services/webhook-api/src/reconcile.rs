@@ -1,0 +1,199 @@
+//! Never stuck in training: FAL gives up on a webhook after 10 failed deliveries over 2 hours,
+//! so every instance runs this loop, and the one holding the lease asks FAL's queue API about
+//! trainings no callback has finished. A finished result goes through exactly the webhook's
+//! ingest path (same delivery key, same state machine, same file job), recorded with the
+//! scheme `reconciler`; a request FAL no longer knows ends in `error` after a few tries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ReconcileConfig;
+use crate::fal;
+use crate::fal_queue::{FalQueue, QueueAnswer};
+use crate::http::{after_commit, AppState};
+use crate::store::reconcile::{self as queries, StaleTraining};
+use crate::store::{self, ingest, StoreError};
+use crate::verify::Scheme;
+
+pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
+    let Some(config) = state.config.reconcile.clone() else {
+        tracing::info!("reconciler off: FAL_API_KEY is not set");
+        return;
+    };
+    let queue = FalQueue::new(&config.queue_url, &config.api_key, config.request_timeout);
+    // The lease owner: this process, even if two instances were given the same INSTANCE_ID.
+    let owner = format!(
+        "{}/{}",
+        state.config.instance_id,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(config.interval) => {}
+        }
+        if let Err(e) = cycle(&state, &config, &queue, &owner, &shutdown).await {
+            tracing::warn!(error = %e, "reconciler cycle failed");
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    checked: i32,
+    applied: i32,
+    errors: i32,
+}
+
+async fn cycle(
+    state: &AppState,
+    config: &ReconcileConfig,
+    queue: &FalQueue,
+    owner: &str,
+    shutdown: &CancellationToken,
+) -> Result<(), StoreError> {
+    // Long enough to outlive a slow cycle; renewed by every cycle of the holder.
+    let lease = config.interval * 3 + Duration::from_secs(30);
+    if !queries::take_lease(&state.pool, owner, lease).await? {
+        return Ok(());
+    }
+    let trainings = queries::stale_trainings(
+        &state.pool,
+        config.stale_after,
+        config.recheck,
+        config.backoff_max,
+        config.batch,
+    )
+    .await?;
+    let spacing = Duration::from_secs_f64(1.0 / config.requests_per_second);
+    let mut tally = Tally::default();
+    for training in trainings {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let started = Instant::now();
+        check(state, config, queue, &training, &mut tally).await?;
+        // Rate limit towards FAL: a check is one or two requests.
+        tokio::time::sleep(spacing.saturating_sub(started.elapsed())).await;
+    }
+    if tally.checked > 0 {
+        tracing::info!(
+            checked = tally.checked,
+            applied = tally.applied,
+            errors = tally.errors,
+            "reconciler cycle"
+        );
+    }
+    queries::record_run(
+        &state.pool,
+        owner,
+        tally.checked,
+        tally.applied,
+        tally.errors,
+    )
+    .await
+}
+
+async fn check(
+    state: &AppState,
+    config: &ReconcileConfig,
+    queue: &FalQueue,
+    training: &StaleTraining,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
+    tally.checked += 1;
+    let app = config.app_for(training.training_type.as_deref());
+    let action = match queue.check(app, &training.fal_request_id).await {
+        Ok(QueueAnswer::Running) => {
+            queries::checked(&state.pool, training.avatar_id).await?;
+            "still_running"
+        }
+        Ok(QueueAnswer::Finished(body)) => match fal::parse(body.as_bytes()) {
+            Ok(callback) => {
+                let outcome = ingest_result(state, training, callback, body).await?;
+                queries::checked(&state.pool, training.avatar_id).await?;
+                if outcome == ingest::Outcome::Applied {
+                    tally.applied += 1;
+                }
+                "applied_result"
+            }
+            Err(e) => {
+                queries::check_failed(&state.pool, training.avatar_id).await?;
+                tally.errors += 1;
+                tracing::warn!(error = %e, fal_request_id = %training.fal_request_id, "FAL's result does not parse; backing off");
+                "fal_error"
+            }
+        },
+        Ok(QueueAnswer::NotFound) => {
+            let failures = queries::check_failed(&state.pool, training.avatar_id).await?;
+            if failures >= config.max_not_found {
+                let reason = format!(
+                    "FAL's queue has no record of request {} ({failures} checks answered 404): \
+                     the request expired or was never accepted",
+                    training.fal_request_id
+                );
+                let body = serde_json::json!({
+                    "request_id": training.fal_request_id,
+                    "status": "ERROR",
+                    "payload": null,
+                    "error": reason,
+                })
+                .to_string();
+                let callback = fal::parse(body.as_bytes()).expect("an ERROR callback parses");
+                ingest_result(state, training, callback, body).await?;
+                tally.applied += 1;
+                "marked_error"
+            } else {
+                "not_found"
+            }
+        }
+        Err(e) => {
+            let failures = queries::check_failed(&state.pool, training.avatar_id).await?;
+            tally.errors += 1;
+            tracing::warn!(error = %e, fal_request_id = %training.fal_request_id, failures, "FAL status check failed; backing off");
+            "fal_error"
+        }
+    };
+    state
+        .metrics
+        .reconciler_actions
+        .with_label_values(&[action])
+        .inc();
+    Ok(())
+}
+
+/// The same path as a webhook: parse, group commit, announce.
+async fn ingest_result(
+    state: &AppState,
+    training: &StaleTraining,
+    callback: fal::FalCallback,
+    body: String,
+) -> Result<ingest::Outcome, StoreError> {
+    let delivery = ingest::Delivery {
+        callback,
+        body,
+        scheme: Scheme::Reconciler,
+        http_request_id: format!("reconciler-{}", uuid::Uuid::new_v4().simple()),
+        instance_id: state.config.instance_id.clone(),
+        training_type: training
+            .training_type
+            .as_deref()
+            .and_then(ingest::TrainingType::parse),
+        received: Instant::now(),
+    };
+    let ingested = store::within(
+        state.config.database.statement_timeout,
+        state.committer.ingest(delivery),
+    )
+    .await?;
+    tracing::info!(
+        outcome = ingested.outcome.as_str(),
+        fal_request_id = %training.fal_request_id,
+        event_id = ingested.event_id,
+        "reconciler applied FAL's result"
+    );
+    after_commit(state, &ingested).await;
+    Ok(ingested.outcome)
+}
