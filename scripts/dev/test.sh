@@ -7,7 +7,8 @@ usage() {
 Usage: scripts/dev/test.sh [--help] [-- CARGO_TEST_ARGS...]
 
 Installs and starts the local PostgreSQL, Redis and S3 server (scripts/dev/deps.sh), then runs
-  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test, a short
+  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test, promtool on
+  the alert rules (scripts/dev/check-monitoring.sh), a short
   run of the benchmark suite, then the containerised cluster on the Docker engine (scripts/test/containers.sh).
 Settings (environment, defaults shown):
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}   where builds are cached
@@ -49,6 +50,9 @@ fi
 
 step "cargo test"
 cargo test --workspace --locked "$@"
+
+step "alert rules (promtool check + test rules)"
+scripts/dev/check-monitoring.sh
 
 # The benchmark suite must keep working: its single-instance section, briefly. It fails when
 # any answer is not the one expected. (Figures from so short a run mean nothing.)

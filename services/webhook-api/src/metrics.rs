@@ -222,6 +222,17 @@ impl Metrics {
         }
     }
 
+    /// Each configured source's series, at 0 from the start.
+    pub fn prime_sources<'a>(&self, sources: impl IntoIterator<Item = &'a str>) {
+        for source in sources {
+            for outcome in ["accepted", "ignored", "duplicate"] {
+                self.source_deliveries
+                    .with_label_values(&[source, outcome])
+                    .reset();
+            }
+        }
+    }
+
     /// The text exposition format, with the gauges read at scrape time (queue stats are
     /// skipped when the database does not answer).
     pub fn render(

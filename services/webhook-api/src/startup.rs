@@ -46,6 +46,7 @@ impl Application {
             config.database.group_commit_max,
         );
         let metrics = Metrics::new();
+        metrics.prime_sources(config.sources.iter().map(|s| s.name.as_str()));
         let rejections = store::rejections::RejectionLog::start(
             pool.clone(),
             metrics.rejections_dropped.clone(),

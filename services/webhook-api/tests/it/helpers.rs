@@ -521,6 +521,8 @@ where
 pub struct Instance {
     pub child: Child,
     pub port: u16,
+    /// Collects stderr when started with `start_logged`, so a chatty log never blocks it.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Instance {
@@ -530,6 +532,39 @@ impl Instance {
 
     /// `env` comes last, so it overrides the defaults.
     pub fn start_with(database_url: &str, env: &[(&str, String)]) -> Self {
+        Self::spawn(database_url, env, Stdio::inherit())
+    }
+
+    /// Like `start_with`, with stderr kept for `logs`.
+    pub fn start_logged(database_url: &str, env: &[(&str, String)]) -> Self {
+        let mut instance = Self::spawn(database_url, env, Stdio::piped());
+        let mut stderr = instance.child.stderr.take().expect("piped stderr");
+        instance.stderr = Some(std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        }));
+        instance
+    }
+
+    /// An instance the test started itself.
+    pub fn from_child(child: Child, port: u16) -> Self {
+        Self {
+            child,
+            port,
+            stderr: None,
+        }
+    }
+
+    /// Everything the instance wrote to stderr; call after it exited.
+    pub fn logs(&mut self) -> String {
+        self.stderr
+            .take()
+            .map(|reader| reader.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn spawn(database_url: &str, env: &[(&str, String)], stderr: Stdio) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
             .arg("serve")
@@ -548,9 +583,14 @@ impl Instance {
             .envs(s3_env(&fresh_bucket()))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("webhook-api binary");
-        Self { child, port }
+        Self {
+            child,
+            port,
+            stderr: None,
+        }
     }
 
     pub async fn wait_ready(&mut self) {

@@ -257,7 +257,7 @@ async fn production_logs_are_json_lines_carrying_the_request_id() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut instance = Instance { child, port };
+    let mut instance = Instance::from_child(child, port);
     instance.wait_ready().await;
     let body = r#"{"request_id":"log-1","status":"in_progress"}"#;
     let response = reqwest::Client::new()

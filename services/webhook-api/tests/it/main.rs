@@ -9,9 +9,11 @@ mod deploy;
 mod files;
 mod helpers;
 mod lifecycle;
+mod monitoring;
 mod reconcile;
 mod resilience;
 mod sources;
+mod status_command;
 mod status_update;
 #[path = "../support/mod.rs"]
 mod support;

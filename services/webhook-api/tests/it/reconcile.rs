@@ -16,19 +16,21 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::helpers::{fixture, AppOptions, TestApp};
+use crate::helpers::{fixture, AppOptions, Instance, TestApp, TestDatabase};
 
 const API_KEY: &str = "fal-test-key-0123456789";
 const PORTRAIT_APP: &str = "fal-ai/flux-lora-portrait-trainer";
 
 type Script = Arc<Mutex<HashMap<String, VecDeque<(u16, Value)>>>>;
+/// Each request's path and `Authorization` header.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
 /// FAL's queue API on loopback: scripted answers per path (the last one repeats), 404 with
 /// FAL's body for anything else, and every request's path and `Authorization` recorded.
 struct FakeFalQueue {
     base: String,
     script: Script,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
 }
 
 impl FakeFalQueue {
@@ -36,7 +38,7 @@ impl FakeFalQueue {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let script: Script = Arc::default();
-        let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let (answers, log) = (script.clone(), seen.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -287,4 +289,42 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
             .unwrap();
         assert_ne!(line.rsplit(' ').next(), Some("0"), "{line}");
     }
+}
+
+#[tokio::test]
+async fn the_real_binary_sends_the_key_to_fal_and_never_logs_it() {
+    let fal = FakeFalQueue::start().await;
+    fal.answer(
+        status_path("req-logged"),
+        vec![(503, json!({"detail": "overloaded"}))],
+    );
+    let database = TestDatabase::create().await;
+    // Migrations first (an app), then the avatar, then the binary reconciles it.
+    let app = TestApp::spawn_with(AppOptions::default().shared_database(&database.url)).await;
+    app.insert_training_avatar("req-logged").await;
+    let mut env: Vec<(&str, String)> = reconciling(&fal).env.into_iter().collect();
+    env.extend([
+        ("LOG_LEVEL", "debug".to_string()),
+        ("LOG_FORMAT", "json".to_string()),
+    ]);
+    let mut instance = Instance::start_logged(&database.url, &env);
+    instance.wait_ready().await;
+    for _ in 0..100 {
+        if fal.hits(&status_path("req-logged")) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    instance.stop();
+    assert!(
+        fal.hits(&status_path("req-logged")) >= 2,
+        "retried with backoff"
+    );
+    assert!(fal
+        .authorizations()
+        .iter()
+        .all(|a| a.as_deref() == Some(&format!("Key {API_KEY}") as &str)));
+    let logs = instance.logs();
+    assert!(logs.contains("FAL status check failed"), "{logs}");
+    assert!(!logs.contains(API_KEY), "the FAL key reached the logs");
 }
