@@ -11,6 +11,7 @@ use super::{ok_json, AppState};
 use crate::cache::STATUS_CHANGED;
 use crate::fal;
 use crate::store::{self, ingest};
+use crate::verify::VerifyError;
 
 pub async fn handle(
     state: &AppState,
@@ -19,20 +20,12 @@ pub async fn handle(
     request_id: &str,
     received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
-    require_json(&parts.headers)?;
-    let body = read_body(state, &parts.headers, body).await?;
-
+    let body = read_json_body(state, &parts.headers, body).await?;
     let scheme = state
         .verifier
         .verify(&parts.headers, &body)
         .await
-        .inspect_err(|e| {
-            state
-                .metrics
-                .signature_failures
-                .with_label_values(&[e.reason()])
-                .inc()
-        })?;
+        .inspect_err(|e| count_signature_failure(state, e))?;
 
     let training_type = training_type(parts.uri.query())?;
     let callback = fal::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -93,7 +86,26 @@ pub(crate) async fn after_commit(state: &AppState, ingested: &ingest::Ingested) 
     }
 }
 
-pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+/// A webhook's body: JSON content type, bounded in size and time.
+pub(super) async fn read_json_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, ApiError> {
+    require_json(headers)?;
+    read_body(state, headers, body).await
+}
+
+/// `webhook_signature_failures_total{reason}`, whichever scheme refused the request.
+pub(super) fn count_signature_failure(state: &AppState, error: &VerifyError) {
+    state
+        .metrics
+        .signature_failures
+        .with_label_values(&[error.reason()])
+        .inc()
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -108,7 +120,7 @@ pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The whole body, refused early when `Content-Length` already says it is too large, and
 /// bounded in time so a slow sender cannot hold the connection.
-pub(super) async fn read_body(
+async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Incoming,

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, HttpResponse};
-use super::status_update::{read_body, require_json};
+use super::status_update::{count_signature_failure, read_json_body};
 use super::{ok_json, AppState};
 use crate::config::{DeployConfig, SourceConfig, SourceScheme};
 use crate::store::{self, deliveries};
@@ -26,16 +26,10 @@ pub async fn handle(
     request_id: &str,
     received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
-    require_json(&parts.headers)?;
-    let body = read_body(state, &parts.headers, body).await?;
+    let body = read_json_body(state, &parts.headers, body).await?;
     let now = chrono::Utc::now().timestamp();
-    let envelope = sources::verify(source, &parts.headers, &body, now).inspect_err(|e| {
-        state
-            .metrics
-            .signature_failures
-            .with_label_values(&[e.reason()])
-            .inc()
-    })?;
+    let envelope = sources::verify(source, &parts.headers, &body, now)
+        .inspect_err(|e| count_signature_failure(state, e))?;
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let payload: Value = serde_json::from_str(text)
