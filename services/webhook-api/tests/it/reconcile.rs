@@ -20,6 +20,7 @@ use crate::helpers::{fixture, AppOptions, Instance, TestApp, TestDatabase};
 
 const API_KEY: &str = "fal-test-key-0123456789";
 const PORTRAIT_APP: &str = "fal-ai/flux-lora-portrait-trainer";
+const STYLE_APP: &str = "fal-ai/flux-lora-fast-training";
 
 type Script = Arc<Mutex<HashMap<String, VecDeque<(u16, Value)>>>>;
 /// Each request's path and `Authorization` header.
@@ -239,9 +240,23 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
         status_path(running),
         vec![(200, json!({"status": "IN_PROGRESS", "queue_position": 0}))],
     );
+    // A style training is asked about under the style trainer's app.
+    let style = "req-style";
+    fal.answer(
+        format!("/{STYLE_APP}/requests/{style}/status"),
+        vec![(200, json!({"status": "IN_QUEUE", "queue_position": 3}))],
+    );
     let app = TestApp::spawn_with(reconciling(&fal)).await;
     let flaky_avatar = app.insert_training_avatar(flaky).await;
     let running_avatar = app.insert_training_avatar(running).await;
+    let style_avatar = app.insert_training_avatar(style).await;
+    app.db
+        .execute(
+            "UPDATE avatars SET training_type = 'style' WHERE id = $1",
+            &[&style_avatar],
+        )
+        .await
+        .unwrap();
     let unknown_avatar = app.insert_training_avatar("req-unknown-to-fal").await;
 
     wait_for_status(&app, flaky_avatar, "completed").await;
@@ -258,18 +273,21 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
         "not marked after a single 404"
     );
 
-    let still = app.avatar(running_avatar).await;
-    assert_eq!(still.status, "training");
-    let checked = app
-        .db
-        .query_one(
-            "SELECT last_status_check IS NOT NULL, status_check_failures FROM avatars WHERE id = $1",
-            &[&running_avatar],
-        )
-        .await
-        .unwrap();
-    assert!(checked.get::<_, bool>(0));
-    assert_eq!(checked.get::<_, i32>(1), 0);
+    for avatar in [running_avatar, style_avatar] {
+        assert_eq!(app.avatar(avatar).await.status, "training");
+        let checked = app
+            .db
+            .query_one(
+                "SELECT last_status_check IS NOT NULL, status_check_failures FROM avatars \
+                 WHERE id = $1",
+                &[&avatar],
+            )
+            .await
+            .unwrap();
+        assert!(checked.get::<_, bool>(0), "checked");
+        assert_eq!(checked.get::<_, i32>(1), 0, "and FAL knew it under its app");
+    }
+    assert_eq!(fal.hits(&status_path(style)), 0);
 
     let metrics = app.get("/metrics").await;
     let text = metrics.json.as_str().unwrap();
