@@ -193,10 +193,14 @@ fn job_event(payload: &Value) -> Result<String, ApiError> {
     Ok(format!("job.{status}"))
 }
 
+/// What a delivery means for deploys.
 #[derive(Debug)]
 pub(super) enum Push {
+    /// Not a push, or deploys are off: stored and announced, nothing more.
     Nothing,
+    /// A push to the configured repository and branch.
     Deploy(deliveries::QueuedDeploy),
+    /// A push elsewhere: stored as `ignored`, with why.
     Ignored(&'static str),
 }
 
