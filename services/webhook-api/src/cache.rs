@@ -2,6 +2,7 @@
 //! knows the key names. Redis is never the source of truth: every failure here is logged and
 //! counted by the caller's metrics, and never fails a webhook.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -12,6 +13,23 @@ use crate::config::RedisConfig;
 use crate::store::avatars::AvatarView;
 
 pub const STATUS_CHANGED: &str = "avatar.status_changed";
+
+/// How long Redis remembers that a committed change was announced: longer than the window
+/// `announce::run` looks back over, so its retries never announce a change twice.
+pub const ANNOUNCED_TTL_SECS: u64 = 15 * 60;
+
+/// Announce once: remember the event as announced, refresh the cached status and XADD, all or
+/// nothing, and only if this event was not announced before.
+static ANNOUNCE_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+            redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+            redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
+            return 1
+          end
+          return 0",
+    )
+});
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -57,21 +75,60 @@ impl Cache {
         format!("{}avatar:events", self.prefix)
     }
 
-    /// Write-through after a commit: refresh the cached status and announce the change, in one
-    /// round trip.
+    fn announced_key(&self, event_id: i64) -> String {
+        format!("{}announced:{event_id}", self.prefix)
+    }
+
+    /// Write-through after a committed callback: refresh the cached status and announce the
+    /// change, in one round trip, unless event `event_id` was announced already. True when
+    /// this call announced it.
+    pub async fn announce_change(
+        &self,
+        view: &AvatarView,
+        event: &str,
+        event_id: i64,
+    ) -> Result<bool, CacheError> {
+        let json = serde_json::to_string(view).expect("AvatarView serializes");
+        let mut invocation = ANNOUNCE_ONCE.key(self.announced_key(event_id));
+        invocation
+            .key(self.status_key(view.avatar_id))
+            .key(self.events_stream())
+            .arg(ANNOUNCED_TTL_SECS)
+            .arg(json)
+            .arg(self.status_ttl_secs)
+            .arg(self.stream_maxlen);
+        for (name, value) in stream_fields(view, event) {
+            invocation.arg(name).arg(value);
+        }
+        self.run(|mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await })
+            .await
+            .map(|announced| announced == 1)
+    }
+
+    /// Of these events, those Redis has no record of announcing.
+    pub async fn unannounced(&self, event_ids: &[i64]) -> Result<Vec<i64>, CacheError> {
+        if event_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in event_ids {
+            pipe.exists(self.announced_key(*id));
+        }
+        let seen: Vec<bool> = self
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await?;
+        Ok(event_ids
+            .iter()
+            .zip(seen)
+            .filter(|(_, seen)| !seen)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    /// Refresh the cached status and announce `event` (not tied to a delivery: a file copy).
     pub async fn publish_change(&self, view: &AvatarView, event: &str) -> Result<(), CacheError> {
         let json = serde_json::to_string(view).expect("AvatarView serializes");
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let progress = view.progress.to_string();
-        let avatar_id = view.avatar_id.to_string();
-        let fields = [
-            ("event", event),
-            ("avatar_id", avatar_id.as_str()),
-            ("user_id", view.user_id.as_deref().unwrap_or("")),
-            ("status", view.status.as_str()),
-            ("progress", progress.as_str()),
-            ("at", at.as_str()),
-        ];
+        let fields = stream_fields(view, event);
         let mut pipe = redis::pipe();
         pipe.set_ex(self.status_key(view.avatar_id), json, self.status_ttl_secs)
             .ignore()
@@ -168,4 +225,19 @@ impl Cache {
             Err(_) => Err(CacheError::Timeout(self.timeout)),
         }
     }
+}
+
+/// The fields of an `avatar:events` entry.
+fn stream_fields(view: &AvatarView, event: &str) -> [(&'static str, String); 6] {
+    [
+        ("event", event.to_string()),
+        ("avatar_id", view.avatar_id.to_string()),
+        ("user_id", view.user_id.clone().unwrap_or_default()),
+        ("status", view.status.clone()),
+        ("progress", view.progress.to_string()),
+        (
+            "at",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+    ]
 }

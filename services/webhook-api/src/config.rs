@@ -90,6 +90,7 @@ pub struct Config {
     pub build: String,
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
+    pub announce: AnnounceConfig,
     pub verify: VerifyConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
@@ -134,6 +135,16 @@ pub struct RedisConfig {
     pub status_ttl: Duration,
     pub stream_maxlen: usize,
     pub timeout: Duration,
+}
+
+/// The announcer: committed changes the request path could not announce (Redis down, the
+/// instance killed between commit and XADD) are announced from PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct AnnounceConfig {
+    pub interval: Duration,
+    /// Events younger than this are left to the request path (and to transactions still
+    /// committing): it must exceed the longest ingest transaction.
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -368,6 +379,11 @@ impl Config {
                 status_ttl: env.seconds("REDIS_STATUS_TTL_SECS", 3600)?,
                 stream_maxlen: env.parsed("REDIS_STREAM_MAXLEN", 100_000)?,
                 timeout: Duration::from_millis(env.parsed("REDIS_TIMEOUT_MS", 500)?),
+            },
+            announce: AnnounceConfig {
+                interval: Duration::from_millis(env.parsed("ANNOUNCE_INTERVAL_MS", 5000)?)
+                    .max(Duration::from_millis(10)),
+                settle: Duration::from_millis(env.parsed("ANNOUNCE_SETTLE_MS", 30_000)?),
             },
             verify: VerifyConfig {
                 fal_jwks_url: env

@@ -9,6 +9,7 @@
 //! `store::deliveries` and announced on a stream per source; a verified push may queue a
 //! deploy, which `deploy` runs. `http::operator` is the operators' view of all deliveries.
 
+pub mod announce;
 pub mod avatar;
 pub mod cache;
 pub mod config;

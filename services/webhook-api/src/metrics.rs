@@ -21,6 +21,8 @@ pub struct Metrics {
     pub source_deliveries: IntCounterVec,
     /// Rejected requests counted but not stored (the rejection log was full or failing).
     pub rejections_dropped: IntCounter,
+    /// Committed changes the request path could not announce, announced by `announce`.
+    pub late_announcements: IntCounter,
     /// What the reconciler did with each training it asked FAL about.
     pub reconciler_actions: IntCounterVec,
     trainings: IntGaugeVec,
@@ -121,6 +123,11 @@ impl Metrics {
             "Rejected requests counted but not recorded in webhook_events",
         )
         .unwrap();
+        let late_announcements = IntCounter::new(
+            "webhook_late_announcements_total",
+            "Committed changes announced on Redis by the announcer, not the request path",
+        )
+        .unwrap();
         let reconciler_actions = IntCounterVec::new(
             Opts::new(
                 "webhook_reconciler_actions_total",
@@ -156,6 +163,7 @@ impl Metrics {
             Box::new(source_deliveries.clone()),
             Box::new(rejections_dropped.clone()),
             Box::new(reconciler_actions.clone()),
+            Box::new(late_announcements.clone()),
             Box::new(trainings.clone()),
             Box::new(oldest_training_age.clone()),
         ] {
@@ -214,6 +222,7 @@ impl Metrics {
             source_deliveries,
             rejections_dropped,
             reconciler_actions,
+            late_announcements,
             trainings,
             oldest_training_age,
             db_pool,

@@ -17,7 +17,7 @@ use crate::http::{server, AppState};
 use crate::metrics::Metrics;
 use crate::store;
 use crate::verify::Verifier;
-use crate::{deploy, reconcile, worker};
+use crate::{announce, deploy, reconcile, worker};
 
 pub struct Application {
     listener: TcpListener,
@@ -91,11 +91,13 @@ impl Application {
         let worker = tokio::spawn(worker::run(self.state.clone(), shutdown.clone()));
         let deployer = tokio::spawn(deploy::run(self.state.clone(), shutdown.clone()));
         let reconciler = tokio::spawn(reconcile::run(self.state.clone(), shutdown.clone()));
+        let announcer = tokio::spawn(announce::run(self.state.clone(), shutdown.clone()));
         server::serve(self.listener, self.state, shutdown, grace).await;
         // Cancelled with the server: a job in hand is released for another instance.
         let _ = worker.await;
         let _ = deployer.await;
         let _ = reconciler.await;
+        let _ = announcer.await;
     }
 }
 

@@ -75,13 +75,17 @@ pub(crate) async fn after_commit(state: &AppState, ingested: &ingest::Ingested) 
         state.job_enqueued.notify_one();
     }
     if let Some(avatar) = &ingested.changed {
-        if let Err(e) = state.cache.publish_change(avatar, STATUS_CHANGED).await {
+        let announced = state
+            .cache
+            .announce_change(avatar, STATUS_CHANGED, ingested.event_id)
+            .await;
+        if let Err(e) = announced {
             state
                 .metrics
                 .redis_errors
                 .with_label_values(&["publish"])
                 .inc();
-            tracing::warn!(error = %e, avatar_id = %avatar.avatar_id, "committed change not announced on Redis");
+            tracing::warn!(error = %e, avatar_id = %avatar.avatar_id, "committed change not announced on Redis yet; the announcer retries");
         }
     }
 }

@@ -11,11 +11,16 @@ use crate::helpers::{
 struct OwnRedis {
     child: Child,
     url: String,
+    port: u16,
 }
 
 impl OwnRedis {
     async fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port()).await
+    }
+
+    /// On a given port: the same server coming back.
+    async fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -38,7 +43,7 @@ impl OwnRedis {
         })
         .await;
         assert!(up, "own redis-server did not start");
-        Self { child, url }
+        Self { child, url, port }
     }
 
     fn stop(&mut self) {
@@ -56,7 +61,13 @@ impl Drop for OwnRedis {
 #[tokio::test]
 async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded() {
     let mut redis = OwnRedis::start().await;
-    let app = TestApp::spawn_with(AppOptions::default().with("REDIS_URL", redis.url.clone())).await;
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .with("REDIS_URL", redis.url.clone())
+            .with("ANNOUNCE_INTERVAL_MS", "100")
+            .with("ANNOUNCE_SETTLE_MS", "300"),
+    )
+    .await;
     let avatar = app.insert_training_avatar("test-123").await;
     let health = app.get("/health").await;
     assert_eq!(health.json["status"], "ok", "{:?}", health.json);
@@ -80,9 +91,42 @@ async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded()
     let text = metrics.json.as_str().unwrap_or_default().to_string();
     assert!(
         text.lines()
-            .any(|l| l.starts_with("webhook_redis_errors_total{operation=\"publish\"}")),
+            .any(|l| l.starts_with("webhook_redis_errors_total{operation=\"publish\"} 1")),
         "Redis failures are counted"
     );
+
+    // Redis comes back: the committed change is announced, once, from PostgreSQL.
+    let back = OwnRedis::start_on(redis.port).await;
+    let stream = format!("{}avatar:events", app.prefix);
+    let entries = || async {
+        let mut redis = redis::Client::open(back.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        reply.ids
+    };
+    let announced = eventually(Duration::from_secs(10), || async {
+        entries().await.len() == 1
+    })
+    .await;
+    assert!(announced, "the change was announced once Redis was back");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let entries = entries().await;
+    assert_eq!(entries.len(), 1, "and only once");
+    assert_eq!(
+        entries[0].get::<String>("status").as_deref(),
+        Some("completed")
+    );
+    let cached = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
+    assert_eq!(cached.json["status"], "completed");
 }
 
 #[tokio::test]
