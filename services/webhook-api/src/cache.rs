@@ -14,12 +14,9 @@ use crate::store::avatars::AvatarView;
 
 pub const STATUS_CHANGED: &str = "avatar.status_changed";
 
-/// How long Redis remembers that a committed change was announced: longer than the window
-/// `announce::run` looks back over, so its retries never announce a change twice.
-pub const ANNOUNCED_TTL_SECS: u64 = 15 * 60;
-
-/// Announce once: remember the event as announced, refresh the cached status and XADD, all or
-/// nothing, and only if this event was not announced before.
+/// The announcer's announcement: remember the event as announced, refresh the cached status
+/// and XADD, all or nothing, and only if this event was not announced before (by the request
+/// path, or by another instance's announcer).
 static ANNOUNCE_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
@@ -44,6 +41,7 @@ pub struct Cache {
     connection: ConnectionManager,
     prefix: String,
     status_ttl_secs: u64,
+    announced_ttl_secs: u64,
     stream_maxlen: usize,
     timeout: Duration,
 }
@@ -62,6 +60,7 @@ impl Cache {
             connection: ConnectionManager::new_lazy_with_config(client, manager_config)?,
             prefix: config.key_prefix.clone(),
             status_ttl_secs: config.status_ttl.as_secs().max(1),
+            announced_ttl_secs: config.announced_ttl.as_secs().max(1),
             stream_maxlen: config.stream_maxlen,
             timeout: config.timeout,
         })
@@ -79,10 +78,35 @@ impl Cache {
         format!("{}announced:{event_id}", self.prefix)
     }
 
-    /// Write-through after a committed callback: refresh the cached status and announce the
-    /// change, in one round trip, unless event `event_id` was announced already. True when
-    /// this call announced it.
+    /// Write-through after a committed callback, in one round trip: remember event
+    /// `event_id` as announced, refresh the cached status, announce the change. (The
+    /// announcer only looks at events settled long after this ran, so no check is needed.)
     pub async fn announce_change(
+        &self,
+        view: &AvatarView,
+        event: &str,
+        event_id: i64,
+    ) -> Result<(), CacheError> {
+        let json = serde_json::to_string(view).expect("AvatarView serializes");
+        let mut pipe = redis::pipe();
+        pipe.set_ex(self.announced_key(event_id), 1, self.announced_ttl_secs)
+            .ignore()
+            .set_ex(self.status_key(view.avatar_id), json, self.status_ttl_secs)
+            .ignore()
+            .xadd_maxlen(
+                self.events_stream(),
+                redis::streams::StreamMaxlen::Approx(self.stream_maxlen),
+                "*",
+                &stream_fields(view, event),
+            )
+            .ignore();
+        self.run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
+            .await
+    }
+
+    /// The announcer's late announcement of event `event_id`: true when it announced it,
+    /// false when the event was announced meanwhile.
+    pub async fn announce_change_once(
         &self,
         view: &AvatarView,
         event: &str,
@@ -93,7 +117,7 @@ impl Cache {
         invocation
             .key(self.status_key(view.avatar_id))
             .key(self.events_stream())
-            .arg(ANNOUNCED_TTL_SECS)
+            .arg(self.announced_ttl_secs)
             .arg(json)
             .arg(self.status_ttl_secs)
             .arg(self.stream_maxlen);

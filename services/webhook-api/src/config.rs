@@ -131,6 +131,9 @@ impl fmt::Debug for DatabaseConfig {
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
     pub url: Secret,
+    /// How long Redis remembers that a change was announced (`ANNOUNCE_REMEMBER_SECS`): the
+    /// announcer can tell announced from missed changes only within it.
+    pub announced_ttl: Duration,
     pub key_prefix: String,
     pub status_ttl: Duration,
     pub stream_maxlen: usize,
@@ -373,6 +376,9 @@ impl Config {
             },
             redis: RedisConfig {
                 url: parse_redis_url(env.required("REDIS_URL")?)?,
+                announced_ttl: env
+                    .seconds("ANNOUNCE_REMEMBER_SECS", 24 * 3600)?
+                    .max(Duration::from_secs(3600)),
                 key_prefix: env
                     .optional("REDIS_KEY_PREFIX")
                     .unwrap_or_else(|| "aisha:".into()),

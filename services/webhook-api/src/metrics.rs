@@ -23,6 +23,8 @@ pub struct Metrics {
     pub rejections_dropped: IntCounter,
     /// Committed changes the request path could not announce, announced by `announce`.
     pub late_announcements: IntCounter,
+    /// Applied changes the announcer found too late to tell whether they were announced.
+    pub unannounceable: IntCounter,
     /// What the reconciler did with each training it asked FAL about.
     pub reconciler_actions: IntCounterVec,
     trainings: IntGaugeVec,
@@ -128,6 +130,11 @@ impl Metrics {
             "Committed changes announced on Redis by the announcer, not the request path",
         )
         .unwrap();
+        let unannounceable = IntCounter::new(
+            "webhook_unannounceable_total",
+            "Applied changes older than Redis remembers announcements when the announcer reached them",
+        )
+        .unwrap();
         let reconciler_actions = IntCounterVec::new(
             Opts::new(
                 "webhook_reconciler_actions_total",
@@ -164,6 +171,7 @@ impl Metrics {
             Box::new(rejections_dropped.clone()),
             Box::new(reconciler_actions.clone()),
             Box::new(late_announcements.clone()),
+            Box::new(unannounceable.clone()),
             Box::new(trainings.clone()),
             Box::new(oldest_training_age.clone()),
         ] {
@@ -223,6 +231,7 @@ impl Metrics {
             rejections_dropped,
             reconciler_actions,
             late_announcements,
+            unannounceable,
             trainings,
             oldest_training_age,
             db_pool,
