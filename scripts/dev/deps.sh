@@ -82,6 +82,12 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'user', :'user')
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'user') \gexec
 SQL
 
+# A test drops its database while one of its connections may be half-way through
+# authentication (the test's runtime has stopped): DROP DATABASE waits for that backend until
+# authentication_timeout, 60 s by default.
+"${AS_POSTGRES[@]}" psql -q -p "$PG_PORT" -v ON_ERROR_STOP=1 \
+  -c "ALTER SYSTEM SET authentication_timeout = '5s'" -c "SELECT pg_reload_conf()" >/dev/null
+
 if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   log "starting Redis on 127.0.0.1:$REDIS_PORT"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no >/dev/null

@@ -46,7 +46,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
             None => start_cursor(&state.pool).await.map(|start| {
                 cursor = Some(start);
             }),
-            Some(ref mut position) => catch_up(&state, config.settle, position).await,
+            Some(ref mut position) => catch_up(&state, config.settle, position, &shutdown).await,
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "announcer pass skipped");
@@ -74,8 +74,9 @@ async fn catch_up(
     state: &AppState,
     settle: Duration,
     cursor: &mut i64,
+    shutdown: &CancellationToken,
 ) -> Result<(), AnnounceError> {
-    while page(state, settle, cursor).await? {}
+    while !shutdown.is_cancelled() && page(state, settle, cursor).await? {}
     Ok(())
 }
 

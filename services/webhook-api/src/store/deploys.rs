@@ -93,7 +93,7 @@ pub async fn claim_newest(
 }
 
 /// Records the run; a deploy that did not succeed also marks its push event `failed`, so it
-/// shows among the failures.
+/// shows among the failures. One statement: readers see both changes or neither.
 pub async fn finish(
     client: &impl GenericClient,
     deploy: &ClaimedDeploy,
@@ -104,20 +104,15 @@ pub async fn finish(
 ) -> Result<(), StoreError> {
     client
         .execute(
-            "UPDATE deploys SET state = $2, exit_code = $3, output = $4, reason = $5, \
-               finished_at = now() WHERE id = $1",
+            "WITH finished AS ( \
+               UPDATE deploys SET state = $2, exit_code = $3, output = $4, reason = $5, \
+                 finished_at = now() WHERE id = $1 RETURNING event_id) \
+             UPDATE webhook_events SET outcome = 'failed', \
+               outcome_reason = 'deploy ' || $1::bigint || ' ' || $2 \
+             WHERE id = (SELECT event_id FROM finished) AND $2 <> 'succeeded'",
             &[&deploy.id, &state.as_str(), &exit_code, &output, &reason],
         )
         .await?;
-    if state != Finished::Succeeded {
-        client
-            .execute(
-                "UPDATE webhook_events SET outcome = 'failed', \
-                   outcome_reason = 'deploy ' || $2::bigint || ' ' || $3 WHERE id = $1",
-                &[&deploy.event_id, &deploy.id, &state.as_str()],
-            )
-            .await?;
-    }
     Ok(())
 }
 

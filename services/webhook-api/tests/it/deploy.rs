@@ -228,7 +228,16 @@ async fn pushes_during_a_run_wait_and_never_run_in_parallel() {
         }
     };
     send(&api1, "p-1", '1').await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut running = false;
+    for _ in 0..100 {
+        let list = api1.get("/api/v1/deploys").await;
+        if list.json["items"][0]["state"] == "running" {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running, "the first push's deploy started");
     // While the first runs: two more pushes, one to each instance.
     send(&api2, "p-2", '2').await;
     send(&api1, "p-3", '3').await;
