@@ -126,7 +126,8 @@ fn unexpected(code: u16, body: &Value) -> QueueError {
     }
 }
 
-fn error_body(request_id: &str, error: &str) -> String {
+/// A failed training in FAL's webhook format.
+pub fn error_body(request_id: &str, error: &str) -> String {
     json!({
         "request_id": request_id,
         "gateway_request_id": request_id,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ReconcileConfig;
 use crate::fal;
-use crate::fal_queue::{FalQueue, QueueAnswer};
+use crate::fal_queue::{error_body, FalQueue, QueueAnswer};
 use crate::http::{after_commit, AppState};
 use crate::store::reconcile::{self as queries, StaleTraining};
 use crate::store::{self, ingest, StoreError};
@@ -134,16 +134,12 @@ async fn check(
                      the request expired or was never accepted",
                     training.fal_request_id
                 );
-                let body = serde_json::json!({
-                    "request_id": training.fal_request_id,
-                    "status": "ERROR",
-                    "payload": null,
-                    "error": reason,
-                })
-                .to_string();
+                let body = error_body(&training.fal_request_id, &reason);
                 let callback = fal::parse(body.as_bytes()).expect("an ERROR callback parses");
-                ingest_result(state, training, callback, body).await?;
-                tally.applied += 1;
+                if ingest_result(state, training, callback, body).await? == ingest::Outcome::Applied
+                {
+                    tally.applied += 1;
+                }
                 "marked_error"
             } else {
                 "not_found"

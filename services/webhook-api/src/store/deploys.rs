@@ -13,7 +13,6 @@ pub const DEPLOY_LOCK_KEY: i64 = 0x6465_706c_6f79;
 #[derive(Debug)]
 pub struct ClaimedDeploy {
     pub id: i64,
-    pub event_id: i64,
     pub repository: String,
     pub branch: String,
     pub commit_sha: Option<String>,
@@ -76,17 +75,16 @@ pub async fn claim_newest(
                WHERE state = 'queued' AND id < (SELECT id FROM newest)) \
              UPDATE deploys SET state = 'running', started_at = now(), instance_id = $1 \
              WHERE id = (SELECT id FROM newest) AND state = 'queued' \
-             RETURNING id, event_id, repository, branch, commit_sha",
+             RETURNING id, repository, branch, commit_sha",
             &[&instance_id],
         )
         .await?;
     row.map(|r| {
         Ok(ClaimedDeploy {
             id: r.try_get(0)?,
-            event_id: r.try_get(1)?,
-            repository: r.try_get(2)?,
-            branch: r.try_get(3)?,
-            commit_sha: r.try_get(4)?,
+            repository: r.try_get(1)?,
+            branch: r.try_get(2)?,
+            commit_sha: r.try_get(3)?,
         })
     })
     .transpose()

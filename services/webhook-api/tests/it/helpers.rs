@@ -373,15 +373,11 @@ impl TestApp {
 
     /// The entries of this app's events stream, oldest first.
     pub async fn stream_entries(&self) -> Vec<redis::streams::StreamId> {
-        let mut redis = self.redis.clone();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(format!("{}avatar:events", self.prefix))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        reply.ids
+        stream_entries(
+            &mut self.redis.clone(),
+            &format!("{}avatar:events", self.prefix),
+        )
+        .await
     }
 
     pub async fn stream_len(&self) -> usize {
@@ -664,4 +660,19 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A stream's entries, oldest first.
+pub async fn stream_entries(
+    redis: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> Vec<redis::streams::StreamId> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(redis)
+        .await
+        .unwrap();
+    reply.ids
 }

@@ -4,7 +4,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::{
-    database_socket, eventually, fixture, free_port, AppOptions, ChaosProxy, TestApp,
+    database_socket, eventually, fixture, free_port, stream_entries, AppOptions, ChaosProxy,
+    TestApp,
 };
 
 /// A Redis server of the test's own, so the test can stop it.
@@ -99,19 +100,13 @@ async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded()
     let back = OwnRedis::start_on(redis.port).await;
     let stream = format!("{}avatar:events", app.prefix);
     let entries = || async {
+        // A connection of its own: the app's test connection went with the first server.
         let mut redis = redis::Client::open(back.url.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&stream)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        reply.ids
+        stream_entries(&mut redis, &stream).await
     };
     let announced = eventually(Duration::from_secs(10), || async {
         entries().await.len() == 1

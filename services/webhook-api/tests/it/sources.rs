@@ -7,7 +7,7 @@ use serde_json::json;
 use webhook_api::config::Secret;
 use webhook_api::verify::{hmac, sources::sign_standard};
 
-use crate::helpers::{fixture, AppOptions, TestApp};
+use crate::helpers::{fixture, stream_entries, AppOptions, TestApp};
 
 /// A Standard Webhooks secret as its sender hands it out, and the key it stands for.
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -275,15 +275,9 @@ async fn a_redelivery_is_stored_once_and_answered_as_duplicate_and_each_source_h
 
     // One stream entry per stored delivery, on the source's own stream.
     let mut redis = app.redis.clone();
-    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{}webhooks:gitea", app.prefix))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(entries.ids.len(), 1);
-    let entry = &entries.ids[0];
+    let entries = stream_entries(&mut redis, &format!("{}webhooks:gitea", app.prefix)).await;
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
     assert_eq!(entry.get::<String>("event_type").as_deref(), Some("push"));
     assert_eq!(
         entry.get::<String>("delivery_id").as_deref(),
