@@ -4,9 +4,9 @@ SET LOCAL client_min_messages = warning;
 -- enough 404s mark the avatar `error`. Reset by a successful check.
 ALTER TABLE avatars ADD COLUMN IF NOT EXISTS status_check_failures integer NOT NULL DEFAULT 0;
 
--- Trainings the reconciler looks at: few rows, found without reading the whole table.
-CREATE INDEX IF NOT EXISTS avatars_training_idx ON avatars (updated_at)
-    WHERE status = 'training' AND fal_request_id IS NOT NULL;
+-- The partial index of trainings the reconciler looks at (avatars_training_idx) is built at
+-- start (store/schema.rs): its predicate names the labels of the bot's status enum, which
+-- differ between databases.
 
 -- One instance reconciles at a time: it holds the lease, renewing it every cycle. The row also
 -- tells operators (`webhook-api status`) when the last run was and what it did.

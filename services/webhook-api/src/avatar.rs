@@ -3,8 +3,14 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::fal::{TrainedFiles, TrainingEvent};
 
+/// An avatar's state. Spelled as the bot's SQLAlchemy model stores it: `Enum(AvatarStatus,
+/// native_enum=False)` writes and reads the member NAMES, upper case, and raises on any other
+/// spelling, so `as_str` is the only spelling this service writes anywhere (table, cache,
+/// stream, API). Reading accepts any case: older rows may be lower case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AvatarStatus {
     Draft,
@@ -27,15 +33,23 @@ impl AvatarStatus {
         AvatarStatus::Cancelled,
     ];
 
+    /// The states a callback can put an avatar in: the column must be able to hold each.
+    pub const WRITTEN: [AvatarStatus; 4] = [
+        AvatarStatus::Training,
+        AvatarStatus::Completed,
+        AvatarStatus::Error,
+        AvatarStatus::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            AvatarStatus::Draft => "draft",
-            AvatarStatus::PhotosUploading => "photos_uploading",
-            AvatarStatus::ReadyForTraining => "ready_for_training",
-            AvatarStatus::Training => "training",
-            AvatarStatus::Completed => "completed",
-            AvatarStatus::Error => "error",
-            AvatarStatus::Cancelled => "cancelled",
+            AvatarStatus::Draft => "DRAFT",
+            AvatarStatus::PhotosUploading => "PHOTOS_UPLOADING",
+            AvatarStatus::ReadyForTraining => "READY_FOR_TRAINING",
+            AvatarStatus::Training => "TRAINING",
+            AvatarStatus::Completed => "COMPLETED",
+            AvatarStatus::Error => "ERROR",
+            AvatarStatus::Cancelled => "CANCELLED",
         }
     }
 
@@ -57,12 +71,62 @@ impl fmt::Display for AvatarStatus {
 impl FromStr for AvatarStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        // The bot's ORM may store enum names in upper case.
-        let lower = s.to_ascii_lowercase();
         Self::ALL
             .into_iter()
-            .find(|status| status.as_str() == lower)
+            .find(|status| status.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| format!("unknown avatar status {s:?}"))
+    }
+}
+
+impl Serialize for AvatarStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AvatarStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which FAL trainer an avatar uses; spelled as the bot's ORM stores it, like `AvatarStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingType {
+    Portrait,
+    Style,
+}
+
+impl TrainingType {
+    pub const ALL: [TrainingType; 2] = [TrainingType::Portrait, TrainingType::Style];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainingType::Portrait => "PORTRAIT",
+            TrainingType::Style => "STYLE",
+        }
+    }
+
+    /// Any case: `?training_type=portrait`, the bot's `STYLE`, older rows.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl Serialize for TrainingType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TrainingType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown training type {name:?}")))
     }
 }
 
@@ -276,11 +340,44 @@ mod tests {
     }
 
     #[test]
-    fn status_names_round_trip_and_accept_upper_case() {
+    fn statuses_are_written_as_the_bots_orm_names_and_read_in_any_case() {
+        let names: Vec<_> = AvatarStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "DRAFT",
+                "PHOTOS_UPLOADING",
+                "READY_FOR_TRAINING",
+                "TRAINING",
+                "COMPLETED",
+                "ERROR",
+                "CANCELLED"
+            ]
+        );
         for status in AvatarStatus::ALL {
             assert_eq!(status.as_str().parse::<AvatarStatus>(), Ok(status));
+            let lower = status.as_str().to_ascii_lowercase();
+            assert_eq!(lower.parse::<AvatarStatus>(), Ok(status));
         }
-        assert_eq!("TRAINING".parse::<AvatarStatus>(), Ok(Training));
+        assert_eq!("Training".parse::<AvatarStatus>(), Ok(Training));
         assert!("archived".parse::<AvatarStatus>().is_err());
+        assert_eq!(serde_json::to_string(&Completed).unwrap(), "\"COMPLETED\"");
+        assert_eq!(
+            serde_json::from_str::<AvatarStatus>("\"completed\"").unwrap(),
+            Completed
+        );
+    }
+
+    #[test]
+    fn training_types_are_written_upper_case_and_read_in_any_case() {
+        assert_eq!(TrainingType::Portrait.as_str(), "PORTRAIT");
+        assert_eq!(TrainingType::Style.as_str(), "STYLE");
+        assert_eq!(TrainingType::parse("style"), Some(TrainingType::Style));
+        assert_eq!(TrainingType::parse("STYLE"), Some(TrainingType::Style));
+        assert_eq!(
+            TrainingType::parse("Portrait"),
+            Some(TrainingType::Portrait)
+        );
+        assert_eq!(TrainingType::parse("video"), None);
     }
 }

@@ -257,7 +257,7 @@ fn stream_fields(view: &AvatarView, event: &str) -> [(&'static str, String); 6] 
         ("event", event.to_string()),
         ("avatar_id", view.avatar_id.to_string()),
         ("user_id", view.user_id.clone().unwrap_or_default()),
-        ("status", view.status.clone()),
+        ("status", view.status.as_str().to_string()),
         ("progress", view.progress.to_string()),
         (
             "at",

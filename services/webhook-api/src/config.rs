@@ -7,6 +7,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::avatar::TrainingType;
+
 pub const DEFAULT_JWKS_URL: &str = "https://rest.alpha.fal.ai/.well-known/jwks.json";
 pub const DEFAULT_FAL_QUEUE_URL: &str = "https://queue.fal.run";
 
@@ -291,9 +293,9 @@ pub struct ReconcileConfig {
 }
 
 impl ReconcileConfig {
-    pub fn app_for(&self, training_type: Option<&str>) -> &str {
+    pub fn app_for(&self, training_type: Option<TrainingType>) -> &str {
         match training_type {
-            Some("style") => &self.style_app,
+            Some(TrainingType::Style) => &self.style_app,
             _ => &self.portrait_app,
         }
     }

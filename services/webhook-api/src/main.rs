@@ -73,7 +73,9 @@ fn main() -> ExitCode {
                 match command {
                     Command::Migrate => {
                         let pool = store::connect_pool(&config.database);
-                        startup::migrate(&pool, config.database.startup_wait).await
+                        startup::migrate(&pool, config.database.startup_wait)
+                            .await
+                            .map(drop)
                     }
                     Command::Jobs(jobs) => jobs_command(&config, jobs).await,
                     Command::Status => {

@@ -61,6 +61,7 @@ async fn cycle(
     }
     let trainings = queries::stale_trainings(
         &state.pool,
+        &state.avatar_sql,
         config.stale_after,
         config.recheck,
         config.backoff_max,
@@ -104,7 +105,7 @@ async fn check(
     tally: &mut Tally,
 ) -> Result<(), StoreError> {
     tally.checked += 1;
-    let app = config.app_for(training.training_type.as_deref());
+    let app = config.app_for(training.training_type);
     let action = match queue.check(app, &training.fal_request_id).await {
         Ok(QueueAnswer::Running) => {
             queries::checked(&state.pool, training.avatar_id).await?;
@@ -173,10 +174,7 @@ async fn ingest_result(
         scheme: Scheme::Reconciler,
         http_request_id: format!("reconciler-{}", uuid::Uuid::new_v4().simple()),
         instance_id: state.config.instance_id.clone(),
-        training_type: training
-            .training_type
-            .as_deref()
-            .and_then(ingest::TrainingType::parse),
+        training_type: training.training_type,
         received: Instant::now(),
     };
     let ingested = store::within(

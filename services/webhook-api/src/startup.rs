@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::http::{server, AppState};
 use crate::metrics::Metrics;
 use crate::store;
+use crate::store::schema::AvatarSql;
 use crate::verify::Verifier;
 use crate::{announce, deploy, reconcile, worker};
 
@@ -27,7 +28,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = store::connect_pool(&config.database);
-        migrate(&pool, config.database.startup_wait).await?;
+        let avatar_sql = Arc::new(migrate(&pool, config.database.startup_wait).await?);
         let cache = Cache::new(&config.redis).context("REDIS_URL")?;
         let verifier = Verifier::new(&config.verify);
         let address = SocketAddr::new(config.bind_address, config.port);
@@ -42,6 +43,7 @@ impl Application {
         );
         let committer = store::group::GroupCommitter::start(
             pool.clone(),
+            avatar_sql.clone(),
             config.database.group_commit_loops,
             config.database.group_commit_max,
         );
@@ -54,6 +56,7 @@ impl Application {
         let state = Arc::new(AppState {
             config,
             pool,
+            avatar_sql,
             committer,
             cache,
             verifier,
@@ -102,8 +105,8 @@ impl Application {
 }
 
 /// Applies the embedded migrations, waiting up to `wait` for PostgreSQL to come up (containers
-/// start in any order).
-pub async fn migrate(pool: &Pool, wait: Duration) -> anyhow::Result<()> {
+/// start in any order); returns the avatar statements written for this database's columns.
+pub async fn migrate(pool: &Pool, wait: Duration) -> anyhow::Result<AvatarSql> {
     let started = Instant::now();
     let mut client = loop {
         match pool.get().await {

@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::store::schema::{self, AvatarSql};
 use crate::store::{self, avatars, jobs, StoreError};
 
 /// The report, as text. Fails only when PostgreSQL cannot be read; Redis trouble is reported.
@@ -37,7 +38,12 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
         );
     }
 
-    let training = store::within(limit, avatars::training_stats(pool, stale_after)).await?;
+    let avatar_sql = store::within(limit, schema::load(pool)).await?;
+    let training = store::within(
+        limit,
+        avatars::training_stats(pool, &avatar_sql, stale_after),
+    )
+    .await?;
     let _ = writeln!(
         out,
         "\nAvatars in training: {} (unchanged for over {}: {}; oldest unchanged for {})",
@@ -46,7 +52,7 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
         training.stale,
         duration(training.oldest_unchanged_secs),
     );
-    for (bucket, count) in store::within(limit, training_ages(pool)).await? {
+    for (bucket, count) in store::within(limit, training_ages(pool, &avatar_sql)).await? {
         let _ = writeln!(out, "  unchanged {bucket:<14} {count:>6}");
     }
 
@@ -102,15 +108,21 @@ async fn last_hour(pool: &Pool) -> Result<Vec<(String, String, i64, i64)>, Store
         .collect()
 }
 
-async fn training_ages(pool: &Pool) -> Result<Vec<(&'static str, i64)>, StoreError> {
+async fn training_ages(
+    pool: &Pool,
+    avatar_sql: &AvatarSql,
+) -> Result<Vec<(&'static str, i64)>, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "SELECT count(*) FILTER (WHERE updated_at > now() - interval '30 minutes'), \
-               count(*) FILTER (WHERE updated_at <= now() - interval '30 minutes' \
-                                  AND updated_at > now() - interval '2 hours'), \
-               count(*) FILTER (WHERE updated_at <= now() - interval '2 hours') \
-             FROM avatars WHERE status = 'training' AND fal_request_id IS NOT NULL",
+            &format!(
+                "SELECT count(*) FILTER (WHERE updated_at > now() - interval '30 minutes'), \
+                   count(*) FILTER (WHERE updated_at <= now() - interval '30 minutes' \
+                                      AND updated_at > now() - interval '2 hours'), \
+                   count(*) FILTER (WHERE updated_at <= now() - interval '2 hours') \
+                 FROM avatars WHERE {} AND fal_request_id IS NOT NULL",
+                avatar_sql.training
+            ),
             &[],
         )
         .await?;

@@ -35,6 +35,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct AppState {
     pub config: Config,
     pub pool: deadpool_postgres::Pool,
+    /// The avatar statements, written for this database's column types.
+    pub avatar_sql: std::sync::Arc<store::schema::AvatarSql>,
     /// Commits callbacks, batching those that arrive together.
     pub committer: store::group::GroupCommitter,
     pub cache: Cache,
@@ -248,7 +250,11 @@ async fn dispatch(
                 .ok();
             let training = store::within(
                 Duration::from_secs(2),
-                store::avatars::training_stats(&state.pool, state.config.stale_training_after()),
+                store::avatars::training_stats(
+                    &state.pool,
+                    &state.avatar_sql,
+                    state.config.stale_training_after(),
+                ),
             )
             .await
             .ok();

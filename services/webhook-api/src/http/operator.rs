@@ -150,7 +150,7 @@ pub async fn replay(state: &AppState, id: i64, request_id: &str) -> Result<HttpR
             training_type: stored
                 .training_type
                 .as_deref()
-                .and_then(ingest::TrainingType::parse),
+                .and_then(crate::avatar::TrainingType::parse),
             received: std::time::Instant::now(),
         };
         let ingested = store::within(limit, state.committer.ingest(delivery)).await?;

@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 
 use super::error::{ApiError, HttpResponse};
 use super::{ok_json, AppState};
+use crate::avatar::TrainingType;
 use crate::cache::STATUS_CHANGED;
 use crate::fal;
 use crate::store::{self, ingest};
@@ -150,11 +151,11 @@ async fn read_body(
     }
 }
 
-fn training_type(query: Option<&str>) -> Result<Option<ingest::TrainingType>, ApiError> {
+fn training_type(query: Option<&str>) -> Result<Option<TrainingType>, ApiError> {
     let Some(query) = query else { return Ok(None) };
     for pair in query.split('&') {
         if let Some(value) = pair.strip_prefix("training_type=") {
-            return ingest::TrainingType::parse(value).map(Some).ok_or_else(|| {
+            return TrainingType::parse(value).map(Some).ok_or_else(|| {
                 ApiError::BadRequest(format!(
                     "training_type {value:?} is not one of portrait, style"
                 ))

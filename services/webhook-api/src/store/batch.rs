@@ -9,19 +9,18 @@
 //! `unmatched` one now matches) is not patched up: the caller rolls back and commits the
 //! deliveries one by one through `ingest::ingest`, which handles every case.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
-use super::avatars::{AvatarView, VIEW_COLUMNS};
-use super::ingest::{
-    plan, ChangeValues, Delivery, Ingested, LockedAvatar, Outcome, Planned, TrainingType,
-};
+use super::avatars::AvatarView;
+use super::ingest::{plan, Delivery, Ingested, LockedAvatar, Outcome, Planned};
+use super::schema::AvatarSql;
 use super::{jobs, StoreError};
-use crate::avatar::{self, AvatarStatus, Change, Decision};
+use crate::avatar::{self, AvatarStatus, Change, Decision, TrainingType};
 use crate::files::policy::job_files;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,26 +57,6 @@ const RECORD_EVENTS: &str = "INSERT INTO webhook_events \
        deliveries = webhook_events.deliveries + excluded.deliveries, last_delivered_at = now() \
      RETURNING delivery_key, id, (xmax = 0) AS inserted, outcome";
 
-/// The change of each avatar that has exactly one in the batch.
-static APPLY_CHANGES: LazyLock<String> = LazyLock::new(|| {
-    let values = ChangeValues {
-        status: "c.c_status",
-        progress: "c.c_progress",
-        lora_url: "c.c_lora",
-        config_url: "c.c_config",
-        error: "c.c_error",
-        body: "c.c_body",
-        training_type: "c.c_type",
-    };
-    format!(
-        "UPDATE avatars SET {} FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], \
-           $5::text[], $6::text[], $7::text[], $8::text[]) \
-           AS c(c_id, c_status, c_progress, c_lora, c_config, c_error, c_body, c_type) \
-         WHERE avatars.id = c.c_id RETURNING {VIEW_COLUMNS}",
-        values.set_clause()
-    )
-});
-
 /// What one delivery of the batch turned out to be.
 #[allow(clippy::large_enum_variant)] // one short Vec per batch: boxing would allocate per delivery
 enum Step {
@@ -93,6 +72,7 @@ enum Step {
 /// `deliveries` must be in delivery-key order (see `store::group`).
 pub async fn ingest_all(
     tx: &Transaction<'_>,
+    sql: &AvatarSql,
     deliveries: &[&Delivery],
 ) -> Result<Vec<Ingested>, BatchError> {
     let keys: Vec<String> = deliveries
@@ -227,7 +207,7 @@ pub async fn ingest_all(
         }
     }
     let (views, job_ids) = tokio::try_join!(
-        apply_changes(tx, deliveries, &applied, &changes_per_avatar),
+        apply_changes(tx, sql, deliveries, &applied, &changes_per_avatar),
         async {
             jobs::enqueue_many(tx, &jobs_to_enqueue)
                 .await
@@ -276,6 +256,7 @@ pub async fn ingest_all(
 /// order, so each sees the one before. Returns the committed view after each applied delivery.
 async fn apply_changes(
     tx: &Transaction<'_>,
+    sql: &AvatarSql,
     deliveries: &[&Delivery],
     applied: &[(usize, Uuid, &Change)],
     changes_per_avatar: &HashMap<Uuid, usize>,
@@ -289,16 +270,16 @@ async fn apply_changes(
         let mut columns = ChangeColumns::default();
         for (index, id, change) in &single {
             index_of_avatar.insert(*id, *index);
-            columns.push(*id, change, deliveries[*index]);
+            columns.push(sql, *id, change, deliveries[*index]);
         }
-        for view in columns.apply(tx).await? {
+        for view in columns.apply(tx, sql).await? {
             views.insert(index_of_avatar[&view.avatar_id], view);
         }
     }
     for (index, id, change) in several {
         let mut columns = ChangeColumns::default();
-        columns.push(id, change, deliveries[index]);
-        if let Some(view) = columns.apply(tx).await?.pop() {
+        columns.push(sql, id, change, deliveries[index]);
+        if let Some(view) = columns.apply(tx, sql).await?.pop() {
             views.insert(index, view);
         }
     }
@@ -349,7 +330,7 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-/// Applied changes as one array per value of `ChangeValues`.
+/// Applied changes as one array per value of `AvatarSql::apply_many`.
 #[derive(Default)]
 struct ChangeColumns<'a> {
     id: Vec<Uuid>,
@@ -357,17 +338,21 @@ struct ChangeColumns<'a> {
     progress: Vec<Option<i32>>,
     lora_url: Vec<Option<&'a str>>,
     config_url: Vec<Option<&'a str>>,
-    error: Vec<Option<&'a str>>,
+    error: Vec<Option<Cow<'a, str>>>,
     body: Vec<&'a str>,
     training_type: Vec<Option<&'static str>>,
 }
 
 impl<'a> ChangeColumns<'a> {
     /// One statement for every change pushed; the avatars as committed.
-    async fn apply(&self, tx: &Transaction<'_>) -> Result<Vec<AvatarView>, BatchError> {
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &AvatarSql,
+    ) -> Result<Vec<AvatarView>, BatchError> {
         let rows = tx
             .query(
-                &tx.prepare_cached(&APPLY_CHANGES).await?,
+                &tx.prepare_cached(&sql.apply_many).await?,
                 &[
                     &self.id,
                     &self.status,
@@ -387,15 +372,26 @@ impl<'a> ChangeColumns<'a> {
         Ok(views)
     }
 
-    fn push(&mut self, id: Uuid, change: &'a Change, delivery: &'a Delivery) {
+    fn push(&mut self, sql: &AvatarSql, id: Uuid, change: &'a Change, delivery: &'a Delivery) {
         self.id.push(id);
         self.status.push(change.status.as_str());
         self.progress.push(change.progress);
-        self.lora_url
-            .push(change.files.lora.as_ref().map(|f| f.url.as_str()));
-        self.config_url
-            .push(change.files.config.as_ref().map(|f| f.url.as_str()));
-        self.error.push(change.error.as_deref());
+        self.lora_url.push(
+            change
+                .files
+                .lora
+                .as_ref()
+                .and_then(|f| sql.fitting_url(&f.url)),
+        );
+        self.config_url.push(
+            change
+                .files
+                .config
+                .as_ref()
+                .and_then(|f| sql.fitting_url(&f.url)),
+        );
+        self.error
+            .push(change.error.as_deref().map(|e| sql.fitting_error(e)));
         self.body.push(&delivery.body);
         self.training_type
             .push(delivery.training_type.map(TrainingType::as_str));

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::batch::{self, BatchError};
 use super::ingest::{self, Delivery, Ingested};
+use super::schema::AvatarSql;
 use super::StoreError;
 
 struct Pending {
@@ -28,12 +29,13 @@ pub struct GroupCommitter {
 
 impl GroupCommitter {
     /// `loops` batches may be in flight at once, each of at most `max_batch` deliveries.
-    pub fn start(pool: Pool, loops: usize, max_batch: usize) -> Self {
+    pub fn start(pool: Pool, sql: Arc<AvatarSql>, loops: usize, max_batch: usize) -> Self {
         let (queue, receiver) = mpsc::channel(max_batch * loops.max(1) * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..loops.max(1) {
             tokio::spawn(commit_loop(
                 pool.clone(),
+                sql.clone(),
                 receiver.clone(),
                 max_batch.max(1),
             ));
@@ -54,7 +56,12 @@ impl GroupCommitter {
     }
 }
 
-async fn commit_loop(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, max_batch: usize) {
+async fn commit_loop(
+    pool: Pool,
+    sql: Arc<AvatarSql>,
+    receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
+    max_batch: usize,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -70,14 +77,14 @@ async fn commit_loop(pool: Pool, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>, 
                 }
             }
         }
-        commit_batch(&pool, batch).await;
+        commit_batch(&pool, &sql, batch).await;
     }
 }
 
-async fn commit_batch(pool: &Pool, mut batch: Vec<Pending>) {
+async fn commit_batch(pool: &Pool, sql: &AvatarSql, mut batch: Vec<Pending>) {
     batch.sort_by_cached_key(|p| p.delivery.callback.delivery_key());
     if batch.len() > 1 {
-        match together(pool, &batch).await {
+        match together(pool, sql, &batch).await {
             Ok(results) => {
                 for (pending, result) in batch.into_iter().zip(results) {
                     let _ = pending.reply.send(Ok(result));
@@ -90,16 +97,20 @@ async fn commit_batch(pool: &Pool, mut batch: Vec<Pending>) {
         }
     }
     for pending in batch {
-        let result = ingest::ingest(pool, &pending.delivery).await;
+        let result = ingest::ingest(pool, sql, &pending.delivery).await;
         let _ = pending.reply.send(result);
     }
 }
 
-async fn together(pool: &Pool, batch: &[Pending]) -> Result<Vec<Ingested>, BatchError> {
+async fn together(
+    pool: &Pool,
+    sql: &AvatarSql,
+    batch: &[Pending],
+) -> Result<Vec<Ingested>, BatchError> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
     let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
-    let results = batch::ingest_all(&tx, &deliveries).await?;
+    let results = batch::ingest_all(&tx, sql, &deliveries).await?;
     tx.commit().await?;
     Ok(results)
 }

@@ -1,40 +1,16 @@
 //! One verified callback → one transaction: lock the avatar, record the delivery (its unique
 //! key turns a redelivery into a duplicate), apply the state machine's decision, commit.
 
-use std::sync::LazyLock;
-
 use deadpool_postgres::{Pool, Transaction};
 use uuid::Uuid;
 
-use super::avatars::{AvatarView, VIEW_COLUMNS};
+use super::avatars::AvatarView;
+use super::schema::AvatarSql;
 use super::{jobs, StoreError};
-use crate::avatar::{self, AvatarStatus, Decision};
+use crate::avatar::{self, AvatarStatus, Decision, TrainingType};
 use crate::fal::FalCallback;
 use crate::files::policy::job_files;
 use crate::verify::Scheme;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrainingType {
-    Portrait,
-    Style,
-}
-
-impl TrainingType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrainingType::Portrait => "portrait",
-            TrainingType::Style => "style",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "portrait" => Some(TrainingType::Portrait),
-            "style" => Some(TrainingType::Style),
-            _ => None,
-        }
-    }
-}
 
 /// A verified, parsed delivery and where it came from.
 #[derive(Debug, Clone)]
@@ -104,63 +80,6 @@ const REMATCH_EVENT: &str =
     "UPDATE webhook_events SET avatar_id = $2, outcome = $3, outcome_reason = $4 \
      WHERE id = $1";
 
-/// The avatar columns a change writes, with the change's values named by the caller: `$n`
-/// parameters for one delivery, the columns of an `unnest` for a batch (`store::batch`).
-pub(super) struct ChangeValues<'a> {
-    pub status: &'a str,
-    pub progress: &'a str,
-    pub lora_url: &'a str,
-    pub config_url: &'a str,
-    pub error: &'a str,
-    pub body: &'a str,
-    pub training_type: &'a str,
-}
-
-impl ChangeValues<'_> {
-    pub(super) fn set_clause(&self) -> String {
-        let ChangeValues {
-            status,
-            progress,
-            lora_url,
-            config_url,
-            error,
-            body,
-            training_type,
-        } = self;
-        format!(
-            "status = {status}, \
-             training_progress = COALESCE({progress}, training_progress), \
-             training_started_at = CASE WHEN {status} = 'training' \
-               THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
-             training_completed_at = CASE WHEN {status} = 'completed' THEN now() ELSE training_completed_at END, \
-             diffusers_lora_file_url = COALESCE({lora_url}, diffusers_lora_file_url), \
-             config_file_url = COALESCE({config_url}, config_file_url), \
-             training_error = COALESCE({error}, training_error), \
-             fal_response_data = CASE WHEN {status} IN ('completed', 'error') \
-               THEN {body}::text::jsonb ELSE fal_response_data END, \
-             training_type = COALESCE(training_type, {training_type}), \
-             last_status_check = now(), \
-             updated_at = now()"
-        )
-    }
-}
-
-static APPLY_CHANGE: LazyLock<String> = LazyLock::new(|| {
-    let values = ChangeValues {
-        status: "$2",
-        progress: "$3",
-        lora_url: "$4",
-        config_url: "$5",
-        error: "$6",
-        body: "$7",
-        training_type: "$8",
-    };
-    format!(
-        "UPDATE avatars SET {} WHERE id = $1 RETURNING {VIEW_COLUMNS}",
-        values.set_clause()
-    )
-});
-
 /// The avatar a delivery is for, as locked at the start of its transaction.
 #[derive(Debug, Clone)]
 pub(super) struct LockedAvatar {
@@ -215,17 +134,25 @@ pub(super) fn plan(avatar: Option<&LockedAvatar>, callback: &FalCallback) -> Pla
 }
 
 /// One delivery in a transaction of its own.
-pub async fn ingest(pool: &Pool, delivery: &Delivery) -> Result<Ingested, StoreError> {
+pub async fn ingest(
+    pool: &Pool,
+    sql: &AvatarSql,
+    delivery: &Delivery,
+) -> Result<Ingested, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let ingested = ingest_in(&tx, delivery).await?;
+    let ingested = ingest_in(&tx, sql, delivery).await?;
     tx.commit().await?;
     Ok(ingested)
 }
 
 /// The delivery's work inside `tx`, which the caller commits (alone, or with others: see
 /// `store::group`).
-pub async fn ingest_in(tx: &Transaction<'_>, delivery: &Delivery) -> Result<Ingested, StoreError> {
+pub async fn ingest_in(
+    tx: &Transaction<'_>,
+    sql: &AvatarSql,
+    delivery: &Delivery,
+) -> Result<Ingested, StoreError> {
     let callback = &delivery.callback;
 
     let avatar = tx
@@ -286,14 +213,22 @@ pub async fn ingest_in(tx: &Transaction<'_>, delivery: &Delivery) -> Result<Inge
         (Some(Decision::Apply(change)), Some(id)) => {
             let row = tx
                 .query_one(
-                    &tx.prepare_cached(&APPLY_CHANGE).await?,
+                    &tx.prepare_cached(&sql.apply_one).await?,
                     &[
                         &id,
                         &change.status.as_str(),
                         &change.progress,
-                        &change.files.lora.as_ref().map(|f| f.url.as_str()),
-                        &change.files.config.as_ref().map(|f| f.url.as_str()),
-                        &change.error,
+                        &change
+                            .files
+                            .lora
+                            .as_ref()
+                            .and_then(|f| sql.fitting_url(&f.url)),
+                        &change
+                            .files
+                            .config
+                            .as_ref()
+                            .and_then(|f| sql.fitting_url(&f.url)),
+                        &change.error.as_deref().map(|e| sql.fitting_error(e)),
                         &delivery.body,
                         &training_type,
                     ],

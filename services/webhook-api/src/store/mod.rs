@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod reconcile;
 pub mod rejections;
+pub mod schema;
 
 use std::time::Duration;
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
+use super::schema::AvatarSql;
 use super::StoreError;
+use crate::avatar::TrainingType;
 
 const LEASE: &str = "fal";
 
@@ -50,7 +52,7 @@ pub async fn record_run(
 pub struct StaleTraining {
     pub avatar_id: Uuid,
     pub fal_request_id: String,
-    pub training_type: Option<String>,
+    pub training_type: Option<TrainingType>,
 }
 
 /// Trainings unchanged for `stale_after` whose last check is older than their backoff
@@ -58,6 +60,7 @@ pub struct StaleTraining {
 /// checked first.
 pub async fn stale_trainings(
     pool: &Pool,
+    sql: &AvatarSql,
     stale_after: Duration,
     recheck: Duration,
     backoff_max: Duration,
@@ -66,12 +69,15 @@ pub async fn stale_trainings(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT id, fal_request_id, training_type FROM avatars \
-             WHERE status = 'training' AND fal_request_id IS NOT NULL \
-               AND updated_at <= now() - make_interval(secs => $1) \
-               AND (last_status_check IS NULL OR last_status_check <= now() - make_interval( \
-                 secs => least($2 * power(2, least(status_check_failures, 20)), $3))) \
-             ORDER BY last_status_check NULLS FIRST, updated_at LIMIT $4",
+            &format!(
+                "SELECT id, fal_request_id, training_type::text FROM avatars \
+                 WHERE {} AND fal_request_id IS NOT NULL \
+                   AND updated_at <= now() - make_interval(secs => $1) \
+                   AND (last_status_check IS NULL OR last_status_check <= now() - make_interval( \
+                     secs => least($2 * power(2, least(status_check_failures, 20)), $3))) \
+                 ORDER BY last_status_check NULLS FIRST, updated_at LIMIT $4",
+                sql.training
+            ),
             &[
                 &stale_after.as_secs_f64(),
                 &recheck.as_secs_f64(),
@@ -82,10 +88,11 @@ pub async fn stale_trainings(
         .await?;
     rows.iter()
         .map(|r| {
+            let training_type: Option<String> = r.try_get(2)?;
             Ok(StaleTraining {
                 avatar_id: r.try_get(0)?,
                 fal_request_id: r.try_get(1)?,
-                training_type: r.try_get(2)?,
+                training_type: training_type.as_deref().and_then(TrainingType::parse),
             })
         })
         .collect()

@@ -127,7 +127,7 @@ impl Cluster {
         self.db
             .execute(
                 "INSERT INTO avatars (user_id, name, status, fal_request_id) \
-                 SELECT gen_random_uuid(), 'cluster', 'training', unnest($1::text[])",
+                 SELECT gen_random_uuid(), 'cluster', 'TRAINING', unnest($1::text[])",
                 &[&ids],
             )
             .await
@@ -204,7 +204,7 @@ impl Cluster {
         let row = self
             .db
             .query_one(
-                "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM avatars",
+                "SELECT count(*) FILTER (WHERE status = 'COMPLETED'), count(*) FROM avatars",
                 &[],
             )
             .await
@@ -215,7 +215,7 @@ impl Cluster {
                 "SELECT a.fal_request_id || ' ' || a.status || ' events: ' || \
                    COALESCE(string_agg(e.outcome || '/' || e.deliveries || '/' || e.instance_id, ', '), 'none') \
                  FROM avatars a LEFT JOIN webhook_events e ON e.fal_request_id = a.fal_request_id \
-                 WHERE a.status <> 'completed' GROUP BY a.fal_request_id, a.status",
+                 WHERE a.status <> 'COMPLETED' GROUP BY a.fal_request_id, a.status",
                 &[],
             )
             .await

@@ -12,7 +12,7 @@ async fn status_is_read_from_postgres_then_served_from_the_cache() {
     let first = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
     assert_eq!(first.status, 200);
     assert_eq!(first.json["avatar_id"], avatar.to_string());
-    assert_eq!(first.json["status"], "training");
+    assert_eq!(first.json["status"], "TRAINING");
     assert_eq!(first.json["progress"], 10);
     let cached: Option<String> = redis::cmd("GET")
         .arg(&key)
@@ -35,7 +35,7 @@ async fn status_is_read_from_postgres_then_served_from_the_cache() {
     // A committed callback refreshes the cache (write-through).
     app.post_fal(&fixture("legacy_completed.json")).await;
     let third = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
-    assert_eq!(third.json["status"], "completed");
+    assert_eq!(third.json["status"], "COMPLETED");
     assert_eq!(third.json["progress"], 100);
 }
 

@@ -4,28 +4,22 @@
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use crate::helpers::{pg_connect, TestDatabase};
+use crate::helpers::{insert_avatar, pg_connect, TestDatabase};
 use webhook_api::fal;
 use webhook_api::store::batch::{self, BatchError};
 use webhook_api::store::ingest::{self, Delivery, Outcome};
 use webhook_api::store::migrations;
+use webhook_api::store::schema::AvatarSql;
 use webhook_api::verify::Scheme;
 
-async fn database_with_avatars() -> (TestDatabase, Pool) {
+async fn database_with_avatars() -> (TestDatabase, Pool, AvatarSql) {
     let database = TestDatabase::create().await;
     let mut client = pg_connect(&database.url).await;
-    migrations::run(&mut client).await.expect("migrations");
-    client
-        .batch_execute(
-            "INSERT INTO avatars (user_id, name, status, fal_request_id) VALUES \
-               (gen_random_uuid(), 'one', 'training', 'b-1'), \
-               (gen_random_uuid(), 'two', 'training', 'b-2'), \
-               (gen_random_uuid(), 'three', 'training', 'b-3'), \
-               (gen_random_uuid(), 'four', 'training', 'b-4'), \
-               (gen_random_uuid(), 'done', 'completed', 'b-done')",
-        )
-        .await
-        .unwrap();
+    let sql = migrations::run(&mut client).await.expect("migrations");
+    for request_id in ["b-1", "b-2", "b-3", "b-4"] {
+        insert_avatar(&client, request_id, "TRAINING", "PORTRAIT").await;
+    }
+    insert_avatar(&client, "b-done", "COMPLETED", "PORTRAIT").await;
     let manager = Manager::from_config(
         database.url.parse().unwrap(),
         NoTls,
@@ -34,7 +28,7 @@ async fn database_with_avatars() -> (TestDatabase, Pool) {
         },
     );
     let pool = Pool::builder(manager).max_size(2).build().unwrap();
-    (database, pool)
+    (database, pool, sql)
 }
 
 fn delivery(body: &str) -> Delivery {
@@ -61,7 +55,7 @@ async fn state(pool: &Pool) -> Vec<String> {
     let mut lines = Vec::new();
     for row in client
         .query(
-            "SELECT fal_request_id, status, training_progress, diffusers_lora_file_url, \
+            "SELECT fal_request_id, status::text, training_progress, diffusers_lora_file_url, \
                training_error, (fal_response_data IS NOT NULL), \
                (SELECT count(*) FROM file_jobs j WHERE j.avatar_id = a.id) \
              FROM avatars a ORDER BY fal_request_id",
@@ -119,22 +113,22 @@ async fn a_batch_ends_exactly_as_the_same_deliveries_one_by_one() {
     let mut deliveries: Vec<Delivery> = bodies.iter().map(|b| delivery(b)).collect();
     deliveries.sort_by_cached_key(|d| d.callback.delivery_key());
 
-    let (_batch_db, batch_pool) = database_with_avatars().await;
-    let (_single_db, single_pool) = database_with_avatars().await;
+    let (_batch_db, batch_pool, sql) = database_with_avatars().await;
+    let (_single_db, single_pool, _) = database_with_avatars().await;
     let earlier = delivery(&completion("b-3"));
     for pool in [&batch_pool, &single_pool] {
-        ingest::ingest(pool, &earlier).await.unwrap();
+        ingest::ingest(pool, &sql, &earlier).await.unwrap();
     }
 
     let mut client = batch_pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let together = batch::ingest_all(&tx, &deliveries.iter().collect::<Vec<_>>())
+    let together = batch::ingest_all(&tx, &sql, &deliveries.iter().collect::<Vec<_>>())
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let mut one_by_one = Vec::new();
     for d in &deliveries {
-        one_by_one.push(ingest::ingest(&single_pool, d).await.unwrap());
+        one_by_one.push(ingest::ingest(&single_pool, &sql, d).await.unwrap());
     }
 
     let outcomes = |results: &[ingest::Ingested]| -> Vec<(String, Outcome, bool, bool)> {
@@ -186,27 +180,18 @@ async fn a_batch_ends_exactly_as_the_same_deliveries_one_by_one() {
 
 #[tokio::test]
 async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
-    let (_db, pool) = database_with_avatars().await;
+    let (_db, pool, sql) = database_with_avatars().await;
     let late = delivery(&completion("b-late"));
     assert_eq!(
-        ingest::ingest(&pool, &late).await.unwrap().outcome,
+        ingest::ingest(&pool, &sql, &late).await.unwrap().outcome,
         Outcome::Unmatched
     );
-    pool.get()
-        .await
-        .unwrap()
-        .execute(
-            "INSERT INTO avatars (user_id, name, status, fal_request_id) \
-             VALUES (gen_random_uuid(), 'late', 'training', 'b-late')",
-            &[],
-        )
-        .await
-        .unwrap();
+    insert_avatar(&pool.get().await.unwrap(), "b-late", "TRAINING", "PORTRAIT").await;
 
     let others = delivery(&completion("b-1"));
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let result = batch::ingest_all(&tx, &[&others, &late]).await;
+    let result = batch::ingest_all(&tx, &sql, &[&others, &late]).await;
     assert!(
         matches!(result, Err(BatchError::OneByOne(_))),
         "{:?}",
@@ -215,7 +200,7 @@ async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
     drop(tx);
     // What the group committer then does: one by one, and the late delivery is applied.
     assert_eq!(
-        ingest::ingest(&pool, &late).await.unwrap().outcome,
+        ingest::ingest(&pool, &sql, &late).await.unwrap().outcome,
         Outcome::Applied
     );
 }

@@ -159,7 +159,7 @@ async fn completed_callback_gets_both_files_into_the_bucket_with_matching_sha256
     let row = app
         .db
         .query_one(
-            "SELECT lora_object_key, config_object_key, files_stored_at IS NOT NULL, status FROM avatars WHERE id = $1",
+            "SELECT lora_object_key, config_object_key, files_stored_at IS NOT NULL, status::text FROM avatars WHERE id = $1",
             &[&avatar],
         )
         .await
@@ -167,7 +167,7 @@ async fn completed_callback_gets_both_files_into_the_bucket_with_matching_sha256
     assert_eq!(row.get::<_, String>(0), lora_key);
     assert_eq!(row.get::<_, String>(1), config_key);
     assert!(row.get::<_, bool>(2));
-    assert_eq!(row.get::<_, String>(3), "completed");
+    assert_eq!(row.get::<_, String>(3), "COMPLETED");
     let recorded = app
         .db
         .query(
@@ -274,14 +274,14 @@ async fn unacceptable_files_fail_as_specified_and_leave_nothing_in_the_bucket() 
         let row = app
             .db
             .query_one(
-                "SELECT status, files_error, lora_object_key FROM avatars WHERE id = $1",
+                "SELECT status::text, files_error, lora_object_key FROM avatars WHERE id = $1",
                 &[&avatar],
             )
             .await
             .unwrap();
         assert_eq!(
             row.get::<_, String>(0),
-            "completed",
+            "COMPLETED",
             "{name}: the avatar stays completed"
         );
         assert_eq!(

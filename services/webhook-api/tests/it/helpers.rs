@@ -78,8 +78,113 @@ pub struct TestDatabase {
     owned: bool,
 }
 
+/// Which `avatars` the database starts with, before the service migrates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvatarsSchema {
+    /// None: the service creates the table itself.
+    Own,
+    /// The bot's live database (`tests/fixtures/bot/live_schema.sql`): native enums, json.
+    BotLive,
+    /// A database the bot's ORM created afresh (`create_all`): varchar enums, json.
+    BotCreateAll,
+}
+
+impl AvatarsSchema {
+    /// `TEST_AVATARS_SCHEMA=own|bot-live|bot-create-all` (default own) runs the suite on it.
+    pub fn from_env() -> Self {
+        match std::env::var("TEST_AVATARS_SCHEMA").as_deref() {
+            Err(_) | Ok("") | Ok("own") => Self::Own,
+            Ok("bot-live") => Self::BotLive,
+            Ok("bot-create-all") => Self::BotCreateAll,
+            Ok(other) => panic!("TEST_AVATARS_SCHEMA={other:?}: own, bot-live or bot-create-all"),
+        }
+    }
+
+    pub async fn apply(self, url: &str) {
+        match self {
+            Self::Own => {}
+            Self::BotLive => {
+                let path = format!(
+                    "{}/tests/fixtures/bot/live_schema.sql",
+                    env!("CARGO_MANIFEST_DIR")
+                );
+                let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                pg_connect(url)
+                    .await
+                    .batch_execute(&sql)
+                    .await
+                    .expect("the bot's live schema loads");
+            }
+            Self::BotCreateAll => {
+                bot_orm(&["create-all", url]);
+            }
+        }
+    }
+}
+
+/// Runs `tests/bot/bot_orm.py` (the bot's ORM mapping) with the Python that has SQLAlchemy
+/// (`TEST_BOT_PYTHON`, set by scripts/dev/test.sh); its standard output.
+pub fn bot_orm(args: &[&str]) -> String {
+    let python = std::env::var("TEST_BOT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = format!("{}/tests/bot/bot_orm.py", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(&python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{python} {script}: {e} (set TEST_BOT_PYTHON)"));
+    assert!(
+        output.status.success(),
+        "bot_orm.py {}: {}",
+        args[0],
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// Inserts an avatar as the bot would, with every column the bot's table requires (a user of
+/// its own when the bot's `users` exists). `status` and `training_type` as the bot spells them.
+pub async fn insert_avatar(
+    db: &tokio_postgres::Client,
+    fal_request_id: &str,
+    status: &str,
+    training_type: &str,
+) -> Uuid {
+    let bot_tables: bool = db
+        .query_one("SELECT to_regclass('users') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Literals, not parameters: they take the column's type, enum or varchar.
+    let sql = if bot_tables {
+        format!(
+            "WITH u AS (INSERT INTO users (id, telegram_id, first_name, language_code, is_bot, \
+               is_blocked, created_at, updated_at) VALUES (gen_random_uuid(), \
+               gen_random_uuid()::text, 'Anna', 'ru', false, false, now(), now()) RETURNING id) \
+             INSERT INTO avatars (id, user_id, name, gender, avatar_type, status, \
+               training_progress, fal_mode, fal_iterations, fal_priority, trigger_word, lora_rank, \
+               avatar_data, training_config, photos_count, generations_count, created_at, \
+               updated_at, training_type, fal_request_id, training_started_at) \
+             SELECT gen_random_uuid(), u.id, 'Anna', 'FEMALE', 'CHARACTER', '{status}', 10, \
+               'character', 500, 'QUALITY', 'TOK', 32, '{{}}', '{{}}', 0, 0, now(), now(), \
+               '{training_type}', $1, now() FROM u RETURNING id"
+        )
+    } else {
+        format!(
+            "INSERT INTO avatars (user_id, name, status, training_type, fal_request_id, \
+               training_progress) \
+             VALUES (gen_random_uuid(), 'Anna', '{status}', '{training_type}', $1, 10) RETURNING id"
+        )
+    };
+    db.query_one(&sql, &[&fal_request_id]).await.unwrap().get(0)
+}
+
 impl TestDatabase {
+    /// A fresh database with the `avatars` of `TEST_AVATARS_SCHEMA`.
     pub async fn create() -> Self {
+        Self::create_with(AvatarsSchema::from_env()).await
+    }
+
+    pub async fn create_with(schema: AvatarsSchema) -> Self {
         let admin = pg_connect(&admin_database_url()).await;
         let name = format!("it_{}", Uuid::new_v4().simple());
         admin
@@ -87,11 +192,13 @@ impl TestDatabase {
             .await
             .expect("create test database");
         let url = url_with_dbname(&admin_database_url(), &name);
-        Self {
+        let database = Self {
             name,
             url,
             owned: true,
-        }
+        };
+        schema.apply(&database.url).await;
+        database
     }
 
     /// Another guard's database: used, not dropped.
@@ -325,22 +432,14 @@ impl TestApp {
 
     /// Inserts an avatar the way the bot does when it submits a training to FAL.
     pub async fn insert_training_avatar(&self, fal_request_id: &str) -> Uuid {
-        self.db
-            .query_one(
-                "INSERT INTO avatars (user_id, name, status, training_type, fal_request_id, training_progress) \
-                 VALUES (gen_random_uuid(), 'Anna', 'training', 'portrait', $1, 10) RETURNING id",
-                &[&fal_request_id],
-            )
-            .await
-            .unwrap()
-            .get(0)
+        insert_avatar(&self.db, fal_request_id, "TRAINING", "PORTRAIT").await
     }
 
     pub async fn avatar(&self, id: Uuid) -> AvatarRow {
         let row = self
             .db
             .query_one(
-                "SELECT status, training_progress, diffusers_lora_file_url, config_file_url, \
+                "SELECT status::text, training_progress, diffusers_lora_file_url, config_file_url, \
                  training_error, updated_at, training_completed_at, fal_response_data IS NOT NULL \
                  FROM avatars WHERE id = $1",
                 &[&id],

@@ -5,8 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    fixture, free_port, fresh_bucket, hmac_header, pg_connect, s3_env, shared_redis_url, Instance,
-    TestApp, TestDatabase, HMAC_SECRET, STATUS_UPDATE,
+    fixture, free_port, fresh_bucket, hmac_header, pg_connect, s3_env, shared_redis_url,
+    AvatarsSchema, Instance, TestApp, TestDatabase, HMAC_SECRET, STATUS_UPDATE,
 };
 
 #[tokio::test]
@@ -88,7 +88,7 @@ async fn metrics_count_requests_outcomes_and_signature_failures() {
 
 #[tokio::test]
 async fn migrations_keep_the_bots_existing_avatars_table_and_data() {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create_with(AvatarsSchema::Own).await;
     let db = pg_connect(&database.url).await;
     // The bot's table as it may already exist: fewer columns, its own data.
     db.batch_execute(
@@ -122,7 +122,7 @@ async fn migrations_keep_the_bots_existing_avatars_table_and_data() {
         12,
         "the bot's own columns are untouched"
     );
-    assert_eq!(row.get::<_, String>(2), "completed");
+    assert_eq!(row.get::<_, String>(2), "COMPLETED");
     assert_eq!(row.get::<_, i32>(3), 100);
     assert_eq!(
         row.get::<_, Option<String>>(4),
@@ -161,7 +161,7 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_promptly() {
     pg_connect(&database.url)
         .await
         .execute(
-            "INSERT INTO avatars (user_id, status, fal_request_id) VALUES (gen_random_uuid(), 'training', 'slow-1')",
+            "INSERT INTO avatars (user_id, status, fal_request_id) VALUES (gen_random_uuid(), 'TRAINING', 'slow-1')",
             &[],
         )
         .await

@@ -155,7 +155,7 @@ async fn a_training_without_a_callback_is_completed_once_even_with_two_instances
     let api1 = TestApp::spawn_with(reconciling(&fal)).await;
     let api2 = TestApp::spawn_with(reconciling(&fal).shared_database(&api1.database.url)).await;
     let avatar = api1.insert_training_avatar(request_id).await;
-    wait_for_status(&api1, avatar, "completed").await;
+    wait_for_status(&api1, avatar, "COMPLETED").await;
     // Several more cycles of both instances: nothing more happens.
     tokio::time::sleep(Duration::from_millis(800)).await;
 
@@ -252,17 +252,17 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
     let style_avatar = app.insert_training_avatar(style).await;
     app.db
         .execute(
-            "UPDATE avatars SET training_type = 'style' WHERE id = $1",
+            "UPDATE avatars SET training_type = 'STYLE' WHERE id = $1",
             &[&style_avatar],
         )
         .await
         .unwrap();
     let unknown_avatar = app.insert_training_avatar("req-unknown-to-fal").await;
 
-    wait_for_status(&app, flaky_avatar, "completed").await;
+    wait_for_status(&app, flaky_avatar, "COMPLETED").await;
     assert!(fal.hits(&status_path(flaky)) >= 2, "the 500 was retried");
 
-    wait_for_status(&app, unknown_avatar, "error").await;
+    wait_for_status(&app, unknown_avatar, "ERROR").await;
     let error = app.avatar(unknown_avatar).await.error.unwrap();
     assert!(
         error.contains("no record of request req-unknown-to-fal"),
@@ -274,7 +274,7 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
     );
 
     for avatar in [running_avatar, style_avatar] {
-        assert_eq!(app.avatar(avatar).await.status, "training");
+        assert_eq!(app.avatar(avatar).await.status, "TRAINING");
         let checked = app
             .db
             .query_one(

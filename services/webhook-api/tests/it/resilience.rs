@@ -78,7 +78,7 @@ async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded()
     let answer = app.post_fal(&fixture("legacy_completed.json")).await;
     assert_eq!(answer.status, 200, "{:?}", answer.json);
     assert_eq!(answer.result(), "applied");
-    assert_eq!(app.avatar(avatar).await.status, "completed");
+    assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
     let health = app.get("/health").await;
     assert_eq!(health.status, 200);
     assert_eq!(health.json["status"], "degraded");
@@ -87,7 +87,7 @@ async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded()
     // The status endpoint falls back to PostgreSQL.
     let status = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
     assert_eq!(status.status, 200);
-    assert_eq!(status.json["status"], "completed");
+    assert_eq!(status.json["status"], "COMPLETED");
     let metrics = app.get("/metrics").await;
     let text = metrics.json.as_str().unwrap_or_default().to_string();
     assert!(
@@ -118,10 +118,10 @@ async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded()
     assert_eq!(entries.len(), 1, "and only once");
     assert_eq!(
         entries[0].get::<String>("status").as_deref(),
-        Some("completed")
+        Some("COMPLETED")
     );
     let cached = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
-    assert_eq!(cached.json["status"], "completed");
+    assert_eq!(cached.json["status"], "COMPLETED");
 }
 
 #[tokio::test]

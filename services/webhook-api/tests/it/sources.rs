@@ -460,7 +460,7 @@ async fn replaying_an_unmatched_fal_callback_applies_it_once_the_avatar_exists()
         .await;
     assert_eq!(replay.status, 200, "{:?}", replay.json);
     assert_eq!(replay.json["result"], "applied");
-    assert_eq!(app.avatar(avatar).await.status, "completed");
+    assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
     let again = app
         .post(&format!("/api/v1/webhooks/events/{id}/replay"), "", &[])
         .await;

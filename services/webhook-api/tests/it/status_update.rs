@@ -17,7 +17,7 @@ async fn signed_fal_callback_moves_avatar_from_training_to_completed_with_files(
     assert_eq!(answer.result(), "applied");
     assert_eq!(answer.json["request_id"], FAST_TRAINING_ID);
     let row = app.avatar(avatar).await;
-    assert_eq!(row.status, "completed");
+    assert_eq!(row.status, "COMPLETED");
     assert_eq!(row.progress, 100);
     assert_eq!(
         row.lora_url.as_deref(),
@@ -38,7 +38,7 @@ async fn signed_fal_callback_moves_avatar_from_training_to_completed_with_files(
         .await
         .expect("status cached");
     let cached: serde_json::Value = serde_json::from_str(&cached).unwrap();
-    assert_eq!(cached["status"], "completed");
+    assert_eq!(cached["status"], "COMPLETED");
     assert_eq!(cached["progress"], 100);
     let ttl: i64 = redis::cmd("TTL")
         .arg(format!("{}avatar:{avatar}", app.prefix))
@@ -52,7 +52,7 @@ async fn signed_fal_callback_moves_avatar_from_training_to_completed_with_files(
     let field = |name: &str| -> String { entry.get(name).unwrap_or_else(|| panic!("{name}")) };
     assert_eq!(field("event"), "avatar.status_changed");
     assert_eq!(field("avatar_id"), avatar.to_string());
-    assert_eq!(field("status"), "completed");
+    assert_eq!(field("status"), "COMPLETED");
     assert_eq!(field("progress"), "100");
     assert!(!field("user_id").is_empty());
     assert!(!field("at").is_empty());
@@ -69,7 +69,7 @@ async fn hmac_signed_legacy_callback_is_applied() {
     assert_eq!(answer.status, 200, "{:?}", answer.json);
     assert_eq!(answer.result(), "applied");
     let row = app.avatar(avatar).await;
-    assert_eq!(row.status, "completed");
+    assert_eq!(row.status, "COMPLETED");
     assert!(row
         .lora_url
         .unwrap()
@@ -141,7 +141,7 @@ async fn progress_updates_move_forward_then_completion_wins() {
             .result(),
         "applied"
     );
-    assert_eq!(app.avatar(avatar).await.status, "completed");
+    assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
 }
 
 #[tokio::test]
@@ -168,10 +168,10 @@ async fn fal_error_and_payload_error_mark_the_avatar_failed() {
     );
 
     let row = app.avatar(validation).await;
-    assert_eq!(row.status, "error");
+    assert_eq!(row.status, "ERROR");
     assert!(row.error.unwrap().contains("Invalid status code: 422"));
     let row = app.avatar(undeliverable).await;
-    assert_eq!(row.status, "error");
+    assert_eq!(row.status, "ERROR");
     assert!(row.error.unwrap().contains("not JSON serializable"));
 }
 
@@ -187,7 +187,7 @@ async fn fifty_concurrent_deliveries_of_one_callback_apply_exactly_once() {
     let duplicates = answers.iter().filter(|a| a.result() == "duplicate").count();
     assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
     assert_eq!((applied, duplicates), (1, 49));
-    assert_eq!(app.avatar(avatar).await.status, "completed");
+    assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
     let row = app
         .db
         .query_one("SELECT count(*), sum(deliveries) FROM webhook_events", &[])
@@ -221,7 +221,7 @@ async fn unknown_request_is_kept_as_unmatched_and_applied_when_redelivered_after
         .await;
     let second = app.post_fal(&body).await;
     assert_eq!(second.result(), "applied");
-    assert_eq!(app.avatar(avatar).await.status, "completed");
+    assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
     assert_eq!(app.event_count().await, 1);
     assert_eq!(app.post_fal(&body).await.result(), "duplicate");
 }
@@ -263,13 +263,13 @@ async fn training_type_query_is_recorded_and_validated() {
     let stored: Option<String> = app
         .db
         .query_one(
-            "SELECT training_type FROM avatars WHERE id = $1",
+            "SELECT training_type::text FROM avatars WHERE id = $1",
             &[&avatar],
         )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(stored.as_deref(), Some("style"));
+    assert_eq!(stored.as_deref(), Some("STYLE"));
 }
 
 #[tokio::test]
@@ -300,7 +300,7 @@ async fn a_delivery_the_database_rejects_does_not_take_its_batch_down() {
         "{valid:?}"
     );
     for avatar in avatars {
-        assert_eq!(app.avatar(avatar).await.status, "completed");
+        assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
     }
     assert_eq!(app.event_count().await, 20);
 }

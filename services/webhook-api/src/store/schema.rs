@@ -1,0 +1,584 @@
+//! The bot's `avatars` columns as this database really has them. The bot owns the table: on
+//! its live database `status` and `training_type` are native enums and `fal_response_data` is
+//! `json`; a database its ORM created afresh has `varchar(N)` for them; one without the bot
+//! has the table our migrations create. Read at start, so every statement binds each value in
+//! its column's own type (PostgreSQL never has to guess), and a column that cannot hold a value
+//! the service writes stops the start with one line naming it.
+
+use std::fmt;
+
+use tokio_postgres::GenericClient;
+
+use crate::avatar::{AvatarStatus, TrainingType};
+
+/// The `avatars` columns whose type decides how a value is bound.
+const INSPECTED: [&str; 6] = [
+    "status",
+    "training_type",
+    "fal_response_data",
+    "diffusers_lora_file_url",
+    "config_file_url",
+    "training_error",
+];
+
+const COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+       format_type(a.atttypid, NULL), t.typname::text, t.typtype::text, \
+       CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 \
+         THEN a.atttypmod - 4 END, \
+       ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid \
+             ORDER BY e.enumsortorder) \
+     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+     WHERE a.attrelid = to_regclass('avatars') AND a.attnum > 0 AND NOT a.attisdropped \
+       AND a.attname = ANY($1)";
+
+/// What a column can hold, as far as the service's writes are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A native enum: values are cast to `type_name`, and only `labels` fit.
+    Enum {
+        type_name: String,
+        labels: Vec<String>,
+    },
+    /// `text` (no limit) or `varchar(N)`: bound as text, PostgreSQL's assignment checks N.
+    Text {
+        max_chars: Option<usize>,
+    },
+    Json,
+    Jsonb,
+    /// Anything else (`char(N)` pads, a domain, an integer...): the service does not write it.
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// As PostgreSQL spells it, with its length: for messages.
+    pub type_sql: String,
+    pub kind: Kind,
+}
+
+impl Column {
+    /// `true` when `value` can be stored as it is.
+    fn holds(&self, value: &str) -> bool {
+        match &self.kind {
+            Kind::Enum { labels, .. } => labels.iter().any(|l| l == value),
+            Kind::Text { max_chars } => max_chars.is_none_or(|max| value.chars().count() <= max),
+            Kind::Json | Kind::Jsonb | Kind::Other => false,
+        }
+    }
+
+    /// The cast that turns a text value into this column's type (empty for text columns,
+    /// which take text by assignment, so a too-long value is an error, never truncated).
+    fn cast(&self) -> String {
+        match &self.kind {
+            Kind::Enum { type_name, .. } => format!("::{type_name}"),
+            Kind::Json => "::json".into(),
+            Kind::Jsonb => "::jsonb".into(),
+            Kind::Text { .. } | Kind::Other => String::new(),
+        }
+    }
+}
+
+/// The service cannot write into this database; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("avatars.{column} is missing: the service reads and writes it")]
+    Missing { column: &'static str },
+    #[error(
+        "avatars.{column} ({type_sql}) cannot hold {value:?}, which the service writes: {fix}"
+    )]
+    CannotHold {
+        column: String,
+        type_sql: String,
+        value: String,
+        fix: String,
+    },
+    #[error("avatars.{column} ({type_sql}) is not a type the service can write {what} into")]
+    WrongType {
+        column: String,
+        type_sql: String,
+        what: &'static str,
+    },
+}
+
+/// The inspected columns; `None` for one the table does not have (yet).
+#[derive(Debug, Clone, Default)]
+pub struct Inspected {
+    pub table_exists: bool,
+    columns: Vec<Column>,
+}
+
+impl Inspected {
+    fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Checks the columns that exist. Before migrations this is what stops a start with
+    /// nothing written; after them every column must exist.
+    pub fn check(&self, require_all: bool) -> Result<(), SchemaError> {
+        let statuses = AvatarStatus::WRITTEN.map(AvatarStatus::as_str);
+        let kinds = TrainingType::ALL.map(TrainingType::as_str);
+        let checks: [(&'static str, &[&str], &'static str); 6] = [
+            ("status", &statuses, "a status"),
+            ("training_type", &kinds, "a training type"),
+            ("fal_response_data", &[], "FAL's response (json)"),
+            ("diffusers_lora_file_url", &[], "a URL"),
+            ("config_file_url", &[], "a URL"),
+            ("training_error", &[], "an error message"),
+        ];
+        for (name, values, what) in checks {
+            let Some(column) = self.column(name) else {
+                if require_all {
+                    return Err(SchemaError::Missing { column: name });
+                }
+                continue;
+            };
+            let fits_kind = match name {
+                "fal_response_data" => matches!(
+                    column.kind,
+                    Kind::Json | Kind::Jsonb | Kind::Text { max_chars: None }
+                ),
+                _ => matches!(column.kind, Kind::Enum { .. } | Kind::Text { .. }),
+            } && !(matches!(column.kind, Kind::Enum { .. }) && values.is_empty());
+            if !fits_kind {
+                return Err(SchemaError::WrongType {
+                    column: column.name.clone(),
+                    type_sql: column.type_sql.clone(),
+                    what,
+                });
+            }
+            if let Some(value) = values.iter().find(|v| !column.holds(v)) {
+                let fix = match &column.kind {
+                    Kind::Enum { type_name, .. } => {
+                        format!("add the label (ALTER TYPE {type_name} ADD VALUE '{value}')")
+                    }
+                    _ => format!("widen the column to at least {} characters", value.len()),
+                };
+                return Err(SchemaError::CannotHold {
+                    column: column.name.clone(),
+                    type_sql: column.type_sql.clone(),
+                    value: value.to_string(),
+                    fix,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn inspect(client: &impl GenericClient) -> Result<Inspected, tokio_postgres::Error> {
+    let table_exists = client
+        .query_one("SELECT to_regclass('avatars') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    let mut columns = Vec::new();
+    for row in client.query(COLUMNS, &[&&INSPECTED[..]]).await? {
+        let type_name: String = row.try_get(2)?;
+        let base: String = row.try_get(3)?;
+        let type_class: String = row.try_get(4)?;
+        let max_chars: Option<i32> = row.try_get(5)?;
+        let kind = match (type_class.as_str(), base.as_str()) {
+            ("e", _) => Kind::Enum {
+                type_name,
+                labels: row.try_get(6)?,
+            },
+            (_, "text") => Kind::Text { max_chars: None },
+            (_, "varchar") => Kind::Text {
+                max_chars: max_chars.map(|n| n as usize),
+            },
+            (_, "json") => Kind::Json,
+            (_, "jsonb") => Kind::Jsonb,
+            _ => Kind::Other,
+        };
+        columns.push(Column {
+            name: row.try_get(0)?,
+            type_sql: row.try_get(1)?,
+            kind,
+        });
+    }
+    Ok(Inspected {
+        table_exists,
+        columns,
+    })
+}
+
+/// The avatar statements, written for this database's column types. Built once at start from
+/// a schema that passed `Inspected::check(true)`.
+#[derive(Debug)]
+pub struct AvatarSql {
+    /// `UPDATE avatars` for one delivery: `$1` id, `$2` status, `$3` progress, `$4` LoRA URL,
+    /// `$5` config URL, `$6` error, `$7` body, `$8` training type (all text but `$1`, `$3`).
+    pub apply_one: String,
+    /// The same over arrays of those values (one `unnest`), for a batch.
+    pub apply_many: String,
+    /// "The avatar is training", in a form that matches the partial index `avatars_training_idx`
+    /// (a native enum's labels cannot be compared through an (immutable) cast).
+    pub training: String,
+    url_max_chars: Option<usize>,
+    error_max_chars: Option<usize>,
+}
+
+impl AvatarSql {
+    pub fn new(schema: &Inspected, view_columns: &str) -> Result<Self, SchemaError> {
+        schema.check(true)?;
+        let column = |name| schema.column(name).expect("checked: every column exists");
+        let (status, training_type, response) = (
+            column("status"),
+            column("training_type"),
+            column("fal_response_data"),
+        );
+        let set = |v: ChangeValues| {
+            let training = AvatarStatus::Training.as_str();
+            let completed = AvatarStatus::Completed.as_str();
+            let error = AvatarStatus::Error.as_str();
+            format!(
+                "status = {status}{status_cast}, \
+                 training_progress = COALESCE({progress}, training_progress), \
+                 training_started_at = CASE WHEN {status} = '{training}' \
+                   THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
+                 training_completed_at = CASE WHEN {status} = '{completed}' THEN now() \
+                   ELSE training_completed_at END, \
+                 diffusers_lora_file_url = COALESCE({lora}, diffusers_lora_file_url), \
+                 config_file_url = COALESCE({config}, config_file_url), \
+                 training_error = COALESCE({error_text}, training_error), \
+                 fal_response_data = CASE WHEN {status} IN ('{completed}', '{error}') \
+                   THEN {body}{response_cast} ELSE fal_response_data END, \
+                 training_type = COALESCE(training_type, {kind}{kind_cast}), \
+                 last_status_check = now(), \
+                 updated_at = now()",
+                status = v.status,
+                status_cast = status.cast(),
+                progress = v.progress,
+                lora = v.lora_url,
+                config = v.config_url,
+                error_text = v.error,
+                body = v.body,
+                response_cast = response.cast(),
+                kind = v.training_type,
+                kind_cast = training_type.cast(),
+            )
+        };
+        let apply_one = format!(
+            "UPDATE avatars SET {} WHERE id = $1 RETURNING {view_columns}",
+            set(ChangeValues {
+                status: "$2::text",
+                progress: "$3::int",
+                lora_url: "$4::text",
+                config_url: "$5::text",
+                error: "$6::text",
+                body: "$7::text",
+                training_type: "$8::text",
+            })
+        );
+        let apply_many = format!(
+            "UPDATE avatars SET {} FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], \
+               $5::text[], $6::text[], $7::text[], $8::text[]) \
+               AS c(c_id, c_status, c_progress, c_lora, c_config, c_error, c_body, c_type) \
+             WHERE avatars.id = c.c_id RETURNING {view_columns}",
+            set(ChangeValues {
+                status: "c.c_status",
+                progress: "c.c_progress",
+                lora_url: "c.c_lora",
+                config_url: "c.c_config",
+                error: "c.c_error",
+                body: "c.c_body",
+                training_type: "c.c_type",
+            })
+        );
+        let text_limit = |name| match column(name).kind {
+            Kind::Text { max_chars } => max_chars,
+            _ => None,
+        };
+        Ok(Self {
+            apply_one,
+            apply_many,
+            training: training_predicate(status),
+            url_max_chars: text_limit("diffusers_lora_file_url").min(text_limit("config_file_url")),
+            error_max_chars: text_limit("training_error"),
+        })
+    }
+
+    /// A file URL the bot's column can hold, or `None` (it is still in `fal_response_data`,
+    /// and the file job copies it): a cut URL would point nowhere.
+    pub fn fitting_url<'a>(&self, url: &'a str) -> Option<&'a str> {
+        match self.url_max_chars {
+            Some(max) if url.chars().count() > max => {
+                tracing::warn!(
+                    length = url.chars().count(),
+                    max,
+                    "a file URL is longer than the avatars column holds; left out of the column"
+                );
+                None
+            }
+            _ => Some(url),
+        }
+    }
+
+    /// An error message shortened to what the column holds (it is for people to read).
+    pub fn fitting_error<'a>(&self, error: &'a str) -> std::borrow::Cow<'a, str> {
+        match self.error_max_chars {
+            Some(max) if error.chars().count() > max => {
+                let keep = max.saturating_sub(1);
+                let cut: String = error.chars().take(keep).collect();
+                std::borrow::Cow::Owned(format!("{cut}…"))
+            }
+            _ => std::borrow::Cow::Borrowed(error),
+        }
+    }
+}
+
+/// The values of a change, named by the caller: `$n` parameters or `unnest` columns, all text
+/// but the progress.
+struct ChangeValues {
+    status: &'static str,
+    progress: &'static str,
+    lora_url: &'static str,
+    config_url: &'static str,
+    error: &'static str,
+    body: &'static str,
+    training_type: &'static str,
+}
+
+/// `status` is `TRAINING`, whatever the case it was written in: the enum's labels that spell
+/// it (constants, so usable in an index predicate), or `upper()` of a text column.
+fn training_predicate(status: &Column) -> String {
+    let training = AvatarStatus::Training.as_str();
+    match &status.kind {
+        Kind::Enum { labels, .. } => {
+            let spellings: Vec<String> = labels
+                .iter()
+                .filter(|l| l.eq_ignore_ascii_case(training))
+                .map(|l| format!("'{}'", l.replace('\'', "''")))
+                .collect();
+            format!("status IN ({})", spellings.join(", "))
+        }
+        _ => format!("upper(status::text) = '{training}'"),
+    }
+}
+
+/// The statements for a database that is already migrated (the `status` command).
+pub async fn load(pool: &deadpool_postgres::Pool) -> Result<AvatarSql, super::StoreError> {
+    let client = pool.get().await?;
+    let inspected = inspect(&**client).await?;
+    AvatarSql::new(&inspected, super::avatars::VIEW_COLUMNS)
+        .map_err(|e| super::StoreError::Unexpected(e.into()))
+}
+
+const TRAINING_INDEX: &str = "avatars_training_idx";
+
+/// Makes sure the partial index of trainings matches `training` (the comment on the index
+/// records the predicate it was built for; an index built for another one is rebuilt).
+pub async fn ensure_training_index(
+    client: &impl GenericClient,
+    sql: &AvatarSql,
+) -> Result<(), tokio_postgres::Error> {
+    let built_for: Option<String> = client
+        .query_opt(
+            "SELECT obj_description(to_regclass($1), 'pg_class')",
+            &[&TRAINING_INDEX],
+        )
+        .await?
+        .and_then(|row| row.get(0));
+    if built_for.as_deref() == Some(sql.training.as_str()) {
+        return Ok(());
+    }
+    let comment = sql.training.replace('\'', "''");
+    client
+        .batch_execute(&format!(
+            "DROP INDEX IF EXISTS {TRAINING_INDEX}; \
+             CREATE INDEX {TRAINING_INDEX} ON avatars (updated_at) \
+               WHERE {} AND fal_request_id IS NOT NULL; \
+             COMMENT ON INDEX {TRAINING_INDEX} IS '{comment}'",
+            sql.training
+        ))
+        .await?;
+    tracing::info!(predicate = %sql.training, "built the partial index of trainings");
+    Ok(())
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Enum { type_name, .. } => write!(f, "enum {type_name}"),
+            Kind::Text { max_chars: None } => f.write_str("text"),
+            Kind::Text { max_chars: Some(n) } => write!(f, "varchar({n})"),
+            Kind::Json => f.write_str("json"),
+            Kind::Jsonb => f.write_str("jsonb"),
+            Kind::Other => f.write_str("other"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, kind: Kind) -> Column {
+        Column {
+            name: name.into(),
+            type_sql: kind.to_string(),
+            kind,
+        }
+    }
+
+    fn enum_of(type_name: &str, labels: &[&str]) -> Kind {
+        Kind::Enum {
+            type_name: type_name.into(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    fn bot_live() -> Inspected {
+        let statuses = [
+            "draft",
+            "training",
+            "completed",
+            "error",
+            "cancelled",
+            "DRAFT",
+            "TRAINING",
+            "COMPLETED",
+            "ERROR",
+            "CANCELLED",
+        ];
+        Inspected {
+            table_exists: true,
+            columns: vec![
+                column("status", enum_of("avatarstatus", &statuses)),
+                column(
+                    "training_type",
+                    enum_of(
+                        "avatartrainingtype",
+                        &["portrait", "style", "PORTRAIT", "STYLE"],
+                    ),
+                ),
+                column("fal_response_data", Kind::Json),
+                column(
+                    "diffusers_lora_file_url",
+                    Kind::Text {
+                        max_chars: Some(500),
+                    },
+                ),
+                column(
+                    "config_file_url",
+                    Kind::Text {
+                        max_chars: Some(500),
+                    },
+                ),
+                column("training_error", Kind::Text { max_chars: None }),
+            ],
+        }
+    }
+
+    fn with(mut schema: Inspected, replaced: Column) -> Inspected {
+        let slot = schema
+            .columns
+            .iter_mut()
+            .find(|c| c.name == replaced.name)
+            .unwrap();
+        *slot = replaced;
+        schema
+    }
+
+    #[test]
+    fn the_bots_live_enums_are_cast_and_compared_by_their_labels() {
+        let sql = AvatarSql::new(&bot_live(), "id").unwrap();
+        assert!(sql.apply_one.contains("status = $2::text::avatarstatus"));
+        assert!(sql
+            .apply_one
+            .contains("COALESCE(training_type, $8::text::avatartrainingtype)"));
+        assert!(sql.apply_one.contains("THEN $7::text::json ELSE"));
+        assert!(sql.apply_many.contains("status = c.c_status::avatarstatus"));
+        assert_eq!(sql.training, "status IN ('training', 'TRAINING')");
+    }
+
+    #[test]
+    fn varchar_columns_take_text_by_assignment_and_compare_upper_case() {
+        let schema = with(
+            with(
+                bot_live(),
+                column(
+                    "status",
+                    Kind::Text {
+                        max_chars: Some(18),
+                    },
+                ),
+            ),
+            column("fal_response_data", Kind::Jsonb),
+        );
+        let sql = AvatarSql::new(&schema, "id").unwrap();
+        assert!(sql.apply_one.contains("status = $2::text, "));
+        assert!(sql.apply_one.contains("THEN $7::text::jsonb ELSE"));
+        assert_eq!(sql.training, "upper(status::text) = 'TRAINING'");
+    }
+
+    #[test]
+    fn an_enum_without_a_written_label_is_refused_naming_column_type_and_value() {
+        let schema = with(
+            bot_live(),
+            column(
+                "status",
+                enum_of("avatarstatus", &["training", "completed", "TRAINING"]),
+            ),
+        );
+        let error = schema.check(false).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "avatars.status (enum avatarstatus) cannot hold \"COMPLETED\", which the service \
+             writes: add the label (ALTER TYPE avatarstatus ADD VALUE 'COMPLETED')"
+        );
+    }
+
+    #[test]
+    fn a_varchar_too_short_is_refused() {
+        let schema = with(
+            bot_live(),
+            column("training_type", Kind::Text { max_chars: Some(5) }),
+        );
+        let error = schema.check(false).unwrap_err().to_string();
+        assert!(error.starts_with("avatars.training_type (varchar(5)) cannot hold \"PORTRAIT\""));
+        assert!(error.ends_with("widen the column to at least 8 characters"));
+    }
+
+    #[test]
+    fn json_must_be_json_and_missing_columns_count_only_after_migrations() {
+        let schema = with(bot_live(), column("fal_response_data", Kind::Other));
+        assert!(matches!(
+            schema.check(false),
+            Err(SchemaError::WrongType { .. })
+        ));
+        let mut partial = bot_live();
+        partial.columns.retain(|c| c.name != "training_error");
+        assert!(partial.check(false).is_ok());
+        assert_eq!(
+            partial.check(true).unwrap_err().to_string(),
+            "avatars.training_error is missing: the service reads and writes it"
+        );
+    }
+
+    #[test]
+    fn urls_too_long_for_the_column_are_left_out_and_errors_are_shortened() {
+        let schema = with(
+            with(
+                bot_live(),
+                column(
+                    "diffusers_lora_file_url",
+                    Kind::Text {
+                        max_chars: Some(20),
+                    },
+                ),
+            ),
+            column(
+                "training_error",
+                Kind::Text {
+                    max_chars: Some(10),
+                },
+            ),
+        );
+        let sql = AvatarSql::new(&schema, "id").unwrap();
+        assert_eq!(sql.fitting_url("https://a.io/x"), Some("https://a.io/x"));
+        assert_eq!(sql.fitting_url("https://v3.fal.media/files/x"), None);
+        assert_eq!(sql.fitting_error("short"), "short");
+        assert_eq!(sql.fitting_error("out of memory on GPU"), "out of me…");
+    }
+}
