@@ -7,7 +7,8 @@ usage() {
 Usage: scripts/dev/test.sh [--help] [-- CARGO_TEST_ARGS...]
 
 Installs and starts the local PostgreSQL, Redis and S3 server (scripts/dev/deps.sh), then runs
-  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test, promtool on
+  cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test (and the
+  suites that write avatars again on the bot's live schema), promtool on
   the alert rules (scripts/dev/check-monitoring.sh), a short
   run of the benchmark suite, then the containerised cluster on the Docker engine (scripts/test/containers.sh).
 Settings (environment, defaults shown):
@@ -33,7 +34,9 @@ TEST_REDIS_URL=$(sed -n 's/^REDIS_URL=//p' <<<"$deps_env")
 TEST_MINIO_ENDPOINT=$(sed -n 's/^MINIO_ENDPOINT=//p' <<<"$deps_env")
 TEST_MINIO_ACCESS_KEY=$(sed -n 's/^MINIO_ACCESS_KEY=//p' <<<"$deps_env")
 TEST_MINIO_SECRET_KEY=$(sed -n 's/^MINIO_SECRET_KEY=//p' <<<"$deps_env")
+TEST_BOT_PYTHON=$(sed -n 's/^BOT_PYTHON=//p' <<<"$deps_env")
 export TEST_DATABASE_URL TEST_REDIS_URL TEST_MINIO_ENDPOINT TEST_MINIO_ACCESS_KEY TEST_MINIO_SECRET_KEY
+export TEST_BOT_PYTHON
 
 if [[ "${SKIP_LINT:-0}" != 1 ]]; then
   if ! command -v shellcheck >/dev/null 2>&1; then
@@ -50,6 +53,14 @@ fi
 
 step "cargo test"
 cargo test --workspace --locked "$@"
+
+# The bot's production database has native enums and json columns: the suites that write
+# avatars run again on a copy of its live schema (tests/fixtures/bot/live_schema.sql).
+if [[ $# -eq 0 ]]; then
+  step "cargo test on the bot's live schema (TEST_AVATARS_SCHEMA=bot-live)"
+  TEST_AVATARS_SCHEMA=bot-live cargo test -p webhook-api --test it --locked -- \
+    status_update:: batch:: resilience:: reconcile:: status_command:: files:: avatar_status::
+fi
 
 step "alert rules (promtool check + test rules)"
 scripts/dev/check-monitoring.sh

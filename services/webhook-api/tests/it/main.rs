@@ -4,6 +4,7 @@
 mod avatar_status;
 mod bad_input;
 mod batch;
+mod bot_schema;
 mod cdn;
 mod deploy;
 mod files;
