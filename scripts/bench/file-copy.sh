@@ -67,7 +67,7 @@ rss_kib() { awk -v f="$1" '$1 == f":" {print $2}' "/proc/$server/status"; }
 idle_rss=$(rss_kib VmRSS)
 
 avatar=$(psql -qtA "$DATABASE_URL" -c "INSERT INTO avatars (user_id, name, status, fal_request_id)
-  VALUES (gen_random_uuid(), 'bench', 'training', 'bench-copy-1') RETURNING id" | head -1)
+  VALUES (gen_random_uuid(), 'bench', 'TRAINING', 'bench-copy-1') RETURNING id" | head -1)
 body=$(printf '{"request_id":"bench-copy-1","status":"OK","error":null,"payload":{"diffusers_lora_file":{"url":"http://127.0.0.1:%s/lora.safetensors","file_name":"pytorch_lora_weights.safetensors","file_size":%s}}}' "$CDN_PORT" "$size")
 signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
 curl -fsS -X POST "http://127.0.0.1:$PORT/api/v1/avatar/status_update" \

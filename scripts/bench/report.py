@@ -30,7 +30,8 @@ def main(path):
     out.append("| measurement | req/s | p50 ms | p99 ms | p99.9 ms | max ms | ratio | to |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---|")
     if pgbench:
-        out.append(f"| **pgbench**, the ingest transaction, {pgbench['connections']} connections "
+        out.append(f"| **pgbench**, the ingest transaction, {pgbench['connections']} connections, "
+                   f"avatars: {pgbench.get('avatars_schema', 'own')} "
                    f"| {pgbench['throughput']:.0f} | | | | | 1.00× | baseline (avg {pgbench['latency_avg_ms']} ms) |")
     if static:
         row(out, "**nginx static 200** (TLS, same nginx)", static, "1.00×", "baseline")

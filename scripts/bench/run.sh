@@ -23,6 +23,9 @@ Settings (environment, defaults shown):
   DURATION=$DURATION   measured seconds of each saturation run (fixed-rate runs: the same)
   CONNECTIONS=$CONNECTIONS  concurrent connections of the load generator and pgbench
   OUT=<target/bench/DATE>  where results go
+  AVATARS_SCHEMA=$AVATARS_SCHEMA   the avatars table the databases start with: own (the service
+                       creates it) or bot-live (the bot's live schema, native enums and json:
+                       services/webhook-api/tests/fixtures/bot/live_schema.sql)
 Needs: scripts/dev/deps.sh (PostgreSQL, Redis, S3), nginx, valgrind, pgbench (installed when
 missing, from Debian's packages).
 USAGE
@@ -30,6 +33,11 @@ USAGE
 
 DURATION=${DURATION:-15}
 CONNECTIONS=${CONNECTIONS:-32}
+AVATARS_SCHEMA=${AVATARS_SCHEMA:-own}
+case "$AVATARS_SCHEMA" in
+  own|bot-live) ;;
+  *) echo "run.sh: AVATARS_SCHEMA=$AVATARS_SCHEMA: expected own or bot-live" >&2; exit 2 ;;
+esac
 ALL_SECTIONS=pgbench,single,payload,rows,cluster,verify,callgrind,filecopy
 sections=$ALL_SECTIONS
 while (($#)); do
@@ -95,18 +103,36 @@ jwks_port=18490
 "$loadgen" jwks --listen "127.0.0.1:$jwks_port" 2>/dev/null &
 pids+=($!)
 
-new_database() { # NAME: a migrated, empty database
+new_database() { # NAME: a migrated database without avatars (the bot's tables first, if asked)
   local db=$1
   databases+=("$db")
   psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+  if [[ $AVATARS_SCHEMA == bot-live ]]; then
+    psql -q -v ON_ERROR_STOP=1 "${admin_url%/*}/$db" \
+      -f services/webhook-api/tests/fixtures/bot/live_schema.sql >/dev/null
+  fi
   DATABASE_URL="${admin_url%/*}/$db" REDIS_URL=$redis_url MINIO_BUCKET_NAME=bench-files \
     FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET LOG_LEVEL=warn "$api_bin" migrate
 }
 
-seed_avatars() { # DB PREFIX COUNT: avatars PREFIX1..PREFIXCOUNT in training
-  psql -q "${admin_url%/*}/$1" -c "INSERT INTO avatars (user_id, name, status, fal_request_id)
-    SELECT gen_random_uuid(), 'bench', 'training', '$2' || g FROM generate_series(1, $3) g" \
-    -c "VACUUM ANALYZE avatars" >/dev/null
+bench_user=00000000-0000-4000-8000-00000000b0b0
+seed_avatars() { # DB PREFIX COUNT: avatars PREFIX1..PREFIXCOUNT in training, as the bot writes them
+  local insert
+  if [[ $AVATARS_SCHEMA == bot-live ]]; then
+    insert="INSERT INTO users (id, telegram_id, first_name, language_code, is_bot, is_blocked,
+        created_at, updated_at) VALUES ('$bench_user', 'bench', 'Bench', 'ru', false, false, now(), now())
+        ON CONFLICT DO NOTHING;
+      INSERT INTO avatars (id, user_id, name, gender, avatar_type, status, training_progress, fal_mode,
+        fal_iterations, fal_priority, trigger_word, lora_rank, avatar_data, training_config,
+        photos_count, generations_count, created_at, updated_at, training_type, fal_request_id)
+      SELECT gen_random_uuid(), '$bench_user', 'bench', 'FEMALE', 'CHARACTER', 'TRAINING', 0,
+        'character', 500, 'QUALITY', 'TOK', 32, '{}', '{}', 0, 0, now(), now(), 'PORTRAIT', '$2' || g
+      FROM generate_series(1, $3) g"
+  else
+    insert="INSERT INTO avatars (user_id, name, status, fal_request_id)
+      SELECT gen_random_uuid(), 'bench', 'TRAINING', '$2' || g FROM generate_series(1, $3) g"
+  fi
+  psql -q -v ON_ERROR_STOP=1 "${admin_url%/*}/$1" -c "$insert" -c "VACUUM ANALYZE avatars" >/dev/null
 }
 
 # One instance as production runs it (JSON logs at info, file worker on but idle: the CDN URLs of
@@ -237,7 +263,7 @@ if wants pgbench; then
     "${admin_url%/*}/bench_pgbench" >"$OUT/pgbench.txt" 2>&1
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/pgbench.txt")
   latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$OUT/pgbench.txt")
-  record "{\"label\":\"pgbench\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS,\"avatars\":$table_avatars}"
+  record "{\"label\":\"pgbench\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS,\"avatars\":$table_avatars,\"avatars_schema\":\"$AVATARS_SCHEMA\"}"
   log "pgbench: $tps tps, average latency $latency ms"
 fi
 

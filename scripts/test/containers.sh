@@ -7,8 +7,8 @@ usage() {
   cat <<USAGE
 Usage: scripts/test/containers.sh [--help]
 
-Phases (each timed): base images (debootstrap, cached) · release binary · registry · database,
-cache, S3 and CDN container · deploy (build, tag, push, start) · deploy again from the registry
+Phases (each timed): base images (debootstrap, cached) · release binary · registry · database
+(the bot's live schema: native enums, json), cache, S3 and CDN container · deploy (build, tag, push, start) · deploy again from the registry
 with the local images removed · health · signed callbacks and a file copy · rolling update
 under load · broken image rolled back under load · docker stop/start under load · backup,
 removal, restore · cleanup (containers, network, registry data, images it built).
@@ -71,6 +71,18 @@ trap cleanup EXIT
 
 health() { curl -fsS --cacert "$work/certs/ca.pem" "$@"; }
 psql_deps() { docker exec "$DEPS" runuser -u postgres -- psql -qtA -d webhook -c "$1"; }
+# Avatars in training as the bot writes them into its tables: NAME COUNT → NAME-1..NAME-COUNT.
+insert_training_avatars() {
+  psql_deps "INSERT INTO users (id, telegram_id, first_name, language_code, is_bot, is_blocked,
+      created_at, updated_at) VALUES ('00000000-0000-4000-8000-0000000c0c0c', 'containers', 'C',
+      'ru', false, false, now(), now()) ON CONFLICT DO NOTHING;
+    INSERT INTO avatars (id, user_id, name, gender, avatar_type, status, training_progress, fal_mode,
+      fal_iterations, fal_priority, trigger_word, lora_rank, avatar_data, training_config,
+      photos_count, generations_count, created_at, updated_at, training_type, fal_request_id)
+    SELECT gen_random_uuid(), '00000000-0000-4000-8000-0000000c0c0c', '$1', 'FEMALE', 'CHARACTER',
+      'TRAINING', 0, 'character', 500, 'QUALITY', 'TOK', 32, '{}', '{}', 0, 0, now(), now(),
+      'PORTRAIT', '$1-' || g FROM generate_series(1, $2) g RETURNING id"
+}
 container_image_tag() { docker inspect -f '{{.Config.Image}}' "$1" | sed 's/.*://'; }
 
 # Starts signed callbacks for COUNT fresh avatars in the background; `load_finish` stops
@@ -78,8 +90,7 @@ container_image_tag() { docker inspect -f '{{.Config.Image}}' "$1" | sed 's/.*:/
 load_start() { # NAME COUNT
   local ids="$work/$1.ids"
   seq 1 "$2" | sed "s/^/$1-/" >"$ids"
-  psql_deps "INSERT INTO avatars (user_id, name, status, fal_request_id)
-    SELECT gen_random_uuid(), 'load', 'training', '$1-' || g FROM generate_series(1, $2) g" >/dev/null
+  insert_training_avatars "$1" "$2" >/dev/null
   rm -f "$work/$1.stop"
   python3 "$repo/scripts/test/signed-load.py" "https://localhost:8443/api/v1/avatar/status_update" \
     "$SECRET" "$work/certs/ca.pem" "$ids" --rate "$LOAD_RATE" --stop-file "$work/$1.stop" >"$work/$1.json" &
@@ -99,7 +110,7 @@ load_finish() { # NAME → checks: none failed, every sent one applied exactly o
   applied=$(psql_deps "SELECT count(*) FROM webhook_events WHERE outcome = 'applied' AND fal_request_id LIKE '$1-%'")
   ((applied == sent)) || die "$1: $sent sent but $applied applied"
   local completed
-  completed=$(psql_deps "SELECT count(*) FROM avatars WHERE status = 'completed' AND fal_request_id LIKE '$1-%'")
+  completed=$(psql_deps "SELECT count(*) FROM avatars WHERE status = 'COMPLETED' AND fal_request_id LIKE '$1-%'")
   ((completed == sent)) || die "$1: $sent sent but $completed avatars completed"
 }
 
@@ -160,6 +171,10 @@ docker run -d --name "$DEPS" --network aisha_webhook_cluster --network-alias dep
   "$DEPS_IMAGE" bash /usr/local/bin/deps-entrypoint >/dev/null
 for _ in $(seq 1 60); do docker exec "$DEPS" test -e /tmp/deps-ready 2>/dev/null && break; sleep 0.5; done
 docker exec "$DEPS" test -e /tmp/deps-ready || die "dependencies container not ready: $(docker logs "$DEPS" 2>&1 | tail -5)"
+# Production's database is the bot's: its tables exist before the service first starts, owned
+# by the role both use.
+docker exec -i "$DEPS" psql -q -v ON_ERROR_STOP=1 "postgresql://webhook:webhook@127.0.0.1/webhook" \
+  <"$repo/services/webhook-api/tests/fixtures/bot/live_schema.sql" >/dev/null
 
 # TLS for nginx: a local CA and a certificate for localhost, as an operator's certs/ folder.
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=containers test CA" \
@@ -219,8 +234,7 @@ for c in aisha-webhook-api-1 aisha-webhook-api-2 aisha-nginx-webhook; do
 done
 
 phase "signed callbacks and a file copy"
-avatar=$(psql_deps "INSERT INTO avatars (user_id, name, status, fal_request_id)
-  VALUES (gen_random_uuid(), 'c', 'training', 'containers-file-1') RETURNING id" | head -1)
+avatar=$(insert_training_avatars containers-file 1 | head -1)
 size=$(stat -c %s "$work/cdn/lora.safetensors")
 body=$(printf '{"request_id":"containers-file-1","status":"OK","error":null,"payload":{"diffusers_lora_file":{"url":"http://deps:8080/lora.safetensors","file_name":"pytorch_lora_weights.safetensors","file_size":%s}}}' "$size")
 signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
@@ -236,6 +250,8 @@ stored_sha=$(psql_deps "SELECT sha256 FROM avatar_files WHERE avatar_id = '$avat
   die "file not copied: job $(psql_deps "SELECT state, last_error FROM file_jobs WHERE avatar_id = '$avatar'")"
 key=$(psql_deps "SELECT lora_object_key FROM avatars WHERE id = '$avatar'")
 docker exec "$DEPS" test -s "/srv/s3/avatars/$key" || die "object $key not in the S3 server"
+[[ $(psql_deps "SELECT status::text FROM avatars WHERE id = '$avatar'") == COMPLETED ]] ||
+  die "the bot's avatar is not COMPLETED: $(psql_deps "SELECT status FROM avatars WHERE id = '$avatar'")"
 log "file copied: $key ($size bytes, sha256 $stored_sha)"
 
 phase "rolling update to t2 under load"
