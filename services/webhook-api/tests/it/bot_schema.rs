@@ -16,6 +16,16 @@ const OK_ID: &str = "a6823810-a615-4ac8-aca3-5d2546aa81b8";
 const ERROR_ID: &str = "123e4567-e89b-12d3-a456-426614174000";
 const PROGRESS_ID: &str = "test-123";
 
+/// The first column of every row `query` returns, as text.
+async fn texts(db: &tokio_postgres::Client, query: &str) -> Vec<String> {
+    db.query(query, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// The bot's schema as `information_schema` and the catalogs describe it, one line a fact.
 async fn bot_schema(db: &tokio_postgres::Client) -> Vec<String> {
     let queries = [
@@ -37,9 +47,7 @@ async fn bot_schema(db: &tokio_postgres::Client) -> Vec<String> {
     ];
     let mut facts = Vec::new();
     for query in queries {
-        for row in db.query(query, &[]).await.unwrap() {
-            facts.push(row.get(0));
-        }
+        facts.extend(texts(db, query).await);
     }
     facts
 }
@@ -241,18 +249,14 @@ async fn refused_start(database: &TestDatabase) -> String {
 }
 
 async fn written_by_the_service(db: &tokio_postgres::Client) -> Vec<String> {
-    db.query(
+    texts(
+        db,
         "SELECT relname::text FROM pg_class WHERE relname IN ('refinery_schema_history', \
            'webhook_events', 'file_jobs', 'avatars_training_idx') \
          UNION ALL SELECT 'avatars.' || column_name::text FROM information_schema.columns \
            WHERE table_name = 'avatars' AND column_name IN ('lora_object_key', 'files_error')",
-        &[],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|row| row.get(0))
-    .collect()
 }
 
 #[tokio::test]
@@ -287,23 +291,37 @@ async fn a_training_type_column_too_short_stops_the_start_and_nothing_is_written
     assert!(written_by_the_service(&db).await.is_empty());
 }
 
-mod before_the_bot_schema {
-    refinery::embed_migrations!("tests/fixtures/migrations_v1_v5");
+/// V1–V5 as a database that migrated before they were corrected has them: the old V1 and V5
+/// (`tests/fixtures/migrations_v1_v5`), V2–V4 as they still are.
+fn migrations_before_the_bot_schema() -> refinery::Runner {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let migrations: Vec<refinery::Migration> = [
+        "fixtures/migrations_v1_v5/V1__avatars.sql",
+        "../migrations/V2__webhook_events.sql",
+        "../migrations/V3__file_jobs.sql",
+        "../migrations/V4__deliveries.sql",
+        "fixtures/migrations_v1_v5/V5__reconciler.sql",
+    ]
+    .iter()
+    .map(|path| {
+        let path = format!("{dir}/tests/{path}");
+        let name = path.rsplit('/').next().unwrap().trim_end_matches(".sql");
+        let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        refinery::Migration::unapplied(name, &sql).unwrap()
+    })
+    .collect();
+    refinery::Runner::new(&migrations)
 }
 
 /// Indexes on `avatars` whose first column is `fal_request_id`.
 async fn request_id_indexes(db: &tokio_postgres::Client) -> Vec<String> {
-    db.query(
+    texts(
+        db,
         "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
          WHERE i.indrelid = 'avatars'::regclass AND a.attname = 'fal_request_id' ORDER BY 1",
-        &[],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|row| row.get(0))
-    .collect()
 }
 
 #[tokio::test]
@@ -311,7 +329,7 @@ async fn a_database_that_applied_the_old_v1_to_v5_migrates_cleanly() {
     for schema in [AvatarsSchema::BotLive, AvatarsSchema::Own] {
         let database = TestDatabase::create_with(schema).await;
         let mut db = pg_connect(&database.url).await;
-        before_the_bot_schema::migrations::runner()
+        migrations_before_the_bot_schema()
             .run_async(&mut db)
             .await
             .expect("the old migrations apply");
