@@ -240,11 +240,19 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
         status_path(running),
         vec![(200, json!({"status": "IN_PROGRESS", "queue_position": 0}))],
     );
-    // A style training is asked about under the style trainer's app.
+    // A training the bot marked STYLE is asked about, and completed, under the style
+    // trainer's app.
     let style = "req-style";
     fal.answer(
         format!("/{STYLE_APP}/requests/{style}/status"),
-        vec![(200, json!({"status": "IN_QUEUE", "queue_position": 3}))],
+        vec![(200, json!({"status": "COMPLETED"}))],
+    );
+    fal.answer(
+        format!("/{STYLE_APP}/requests/{style}"),
+        vec![(
+            200,
+            json!({"diffusers_lora_file": {"url": "https://v3.fal.media/files/s/s.safetensors"}}),
+        )],
     );
     let app = TestApp::spawn_with(reconciling(&fal)).await;
     let flaky_avatar = app.insert_training_avatar(flaky).await;
@@ -261,6 +269,11 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
 
     wait_for_status(&app, flaky_avatar, "COMPLETED").await;
     assert!(fal.hits(&status_path(flaky)) >= 2, "the 500 was retried");
+    wait_for_status(&app, style_avatar, "COMPLETED").await;
+    assert_eq!(
+        app.avatar(style_avatar).await.lora_url.as_deref(),
+        Some("https://v3.fal.media/files/s/s.safetensors")
+    );
 
     wait_for_status(&app, unknown_avatar, "ERROR").await;
     let error = app.avatar(unknown_avatar).await.error.unwrap();
@@ -273,20 +286,19 @@ async fn fal_errors_are_retried_and_unknown_requests_end_in_error_after_the_conf
         "not marked after a single 404"
     );
 
-    for avatar in [running_avatar, style_avatar] {
-        assert_eq!(app.avatar(avatar).await.status, "TRAINING");
-        let checked = app
-            .db
-            .query_one(
-                "SELECT last_status_check IS NOT NULL, status_check_failures FROM avatars \
-                 WHERE id = $1",
-                &[&avatar],
-            )
-            .await
-            .unwrap();
-        assert!(checked.get::<_, bool>(0), "checked");
-        assert_eq!(checked.get::<_, i32>(1), 0, "and FAL knew it under its app");
-    }
+    assert_eq!(app.avatar(running_avatar).await.status, "TRAINING");
+    let checked = app
+        .db
+        .query_one(
+            "SELECT last_status_check IS NOT NULL, status_check_failures FROM avatars \
+             WHERE id = $1",
+            &[&running_avatar],
+        )
+        .await
+        .unwrap();
+    assert!(checked.get::<_, bool>(0), "checked");
+    assert_eq!(checked.get::<_, i32>(1), 0, "and FAL knew it");
+    // Never under the portrait trainer's app.
     assert_eq!(fal.hits(&status_path(style)), 0);
 
     let metrics = app.get("/metrics").await;
