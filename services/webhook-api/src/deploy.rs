@@ -13,52 +13,52 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use deadpool_postgres::Pool;
+use tokio::sync::Notify;
+
 use crate::config::DeployConfig;
-use crate::http::AppState;
-use crate::store::deploys::{self, ClaimedDeploy, Finished, DEPLOY_LOCK_KEY};
+use crate::store::deploys::{self, ClaimedDeploy, Finished};
 
 /// The end of a run's output is kept; the start of a long log matters less than its end.
 const OUTPUT_LIMIT: usize = 64 * 1024;
 
-pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
-    let Some(config) = state.config.deploy.clone() else {
-        return;
-    };
+/// What the deploy runner works with.
+pub struct DeployWork {
+    pub pool: Pool,
+    /// For the lock's own connection.
+    pub database: tokio_postgres::Config,
+    pub config: DeployConfig,
+    pub instance_id: String,
+    /// Notified when a push queued a deploy.
+    pub deploy_queued: Arc<Notify>,
+}
+
+pub async fn run(work: DeployWork, shutdown: CancellationToken) {
     loop {
-        if let Err(e) = work_queue(&state, &config, &shutdown).await {
+        if let Err(e) = work_queue(&work, &shutdown).await {
             tracing::warn!(error = %format!("{e:#}"), "deploy queue not worked");
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = state.deploy_queued.notified() => {}
-            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = work.deploy_queued.notified() => {}
+            _ = tokio::time::sleep(work.config.poll_interval) => {}
         }
     }
 }
 
-async fn work_queue(
-    state: &AppState,
-    config: &DeployConfig,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+async fn work_queue(work: &DeployWork, shutdown: &CancellationToken) -> anyhow::Result<()> {
     // Polled every few seconds: ask the pool first, and open the lock's own connection (a
     // full authentication) only when there is something to do.
-    if !deploys::has_work(&state.pool).await? {
+    if !deploys::has_work(&work.pool).await? {
         return Ok(());
     }
-    let (client, connection) = state
-        .config
+    let (client, connection) = work
         .database
-        .pg
         .connect(tokio_postgres::NoTls)
         .await
         .context("connecting for the deploy lock")?;
     tokio::spawn(connection);
-    let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&DEPLOY_LOCK_KEY])
-        .await?
-        .get(0);
-    if !locked {
+    if !deploys::try_lock(&client).await? {
         // Another instance is running deploys; it works the queue until it is empty.
         return Ok(());
     }
@@ -70,53 +70,62 @@ async fn work_queue(
         );
     }
     while !shutdown.is_cancelled() {
-        let Some(deploy) = deploys::claim_newest(&client, &state.config.instance_id).await? else {
+        let Some(deploy) = deploys::claim_newest(&client, &work.instance_id).await? else {
             break;
         };
-        tracing::info!(deploy_id = deploy.id, repository = %deploy.repository, branch = %deploy.branch, "deploy started");
-        let run = execute(config, &deploy, shutdown).await;
-        let (finished, exit_code, reason) = match run.outcome {
-            Ok(status) if status.success() => (Finished::Succeeded, status.code(), None),
-            Ok(status) => (
-                Finished::Failed,
-                status.code(),
-                Some(format!("the command exited with {status}")),
-            ),
-            Err(RunError::TimedOut) => (
-                Finished::TimedOut,
-                None,
-                Some(format!("killed after {:?}", config.timeout)),
-            ),
-            Err(RunError::Stopped) => (
-                Finished::Failed,
-                None,
-                Some("killed: the instance running it was stopped".to_string()),
-            ),
-            Err(RunError::Start(e)) => (
-                Finished::Failed,
-                None,
-                Some(format!("the command could not be started: {e}")),
-            ),
-        };
-        tracing::info!(
-            deploy_id = deploy.id,
-            state = finished.as_str(),
-            ?exit_code,
-            "deploy finished"
-        );
-        deploys::finish(
-            &client,
-            &deploy,
-            finished,
-            exit_code,
-            &run.output,
-            reason.as_deref(),
-        )
-        .await?;
+        run_one(&client, &work.config, &deploy, shutdown).await?;
     }
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&DEPLOY_LOCK_KEY])
-        .await?;
+    deploys::unlock(&client).await?;
+    Ok(())
+}
+
+/// Runs one claimed deploy and records how it ended.
+async fn run_one(
+    client: &tokio_postgres::Client,
+    config: &DeployConfig,
+    deploy: &ClaimedDeploy,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(deploy_id = deploy.id, repository = %deploy.repository, branch = %deploy.branch, "deploy started");
+    let run = execute(config, deploy, shutdown).await;
+    let (finished, exit_code, reason) = match run.outcome {
+        Ok(status) if status.success() => (Finished::Succeeded, status.code(), None),
+        Ok(status) => (
+            Finished::Failed,
+            status.code(),
+            Some(format!("the command exited with {status}")),
+        ),
+        Err(RunError::TimedOut) => (
+            Finished::TimedOut,
+            None,
+            Some(format!("killed after {:?}", config.timeout)),
+        ),
+        Err(RunError::Stopped) => (
+            Finished::Failed,
+            None,
+            Some("killed: the instance running it was stopped".to_string()),
+        ),
+        Err(RunError::Start(e)) => (
+            Finished::Failed,
+            None,
+            Some(format!("the command could not be started: {e}")),
+        ),
+    };
+    tracing::info!(
+        deploy_id = deploy.id,
+        state = finished.as_str(),
+        ?exit_code,
+        "deploy finished"
+    );
+    deploys::finish(
+        client,
+        deploy,
+        finished,
+        exit_code,
+        &run.output,
+        reason.as_deref(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -9,7 +9,6 @@
 //! `store::deliveries` and announced on a stream per source; a verified push may queue a
 //! deploy, which `deploy` runs. `http::operator` is the operators' view of all deliveries.
 
-pub mod announce;
 pub mod avatar;
 pub mod cache;
 pub mod config;
@@ -18,8 +17,10 @@ pub mod fal;
 pub mod fal_queue;
 pub mod files;
 pub mod http;
+pub mod ingest;
+pub mod late_announcer;
 pub mod metrics;
-pub mod reconcile;
+pub mod reconciler;
 pub mod startup;
 pub mod status;
 pub mod store;

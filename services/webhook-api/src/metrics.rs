@@ -304,3 +304,15 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+/// Redis is never the source of truth: a failed call is counted by operation
+/// (`webhook_redis_errors_total{operation}`) and logged, and the caller goes on.
+pub fn redis_failed(
+    errors: &IntCounterVec,
+    operation: &str,
+    error: &crate::cache::CacheError,
+    what: &str,
+) {
+    errors.with_label_values(&[operation]).inc();
+    tracing::warn!(error = %error, operation, "{what}");
+}

@@ -2,7 +2,7 @@
 //! the integration tests use the same builder.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,12 +13,40 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::http::{server, AppState};
+use crate::deploy::{self, DeployWork};
+use crate::http::server;
+use crate::ingest::Ingest;
+use crate::late_announcer::{self, LateAnnouncer};
 use crate::metrics::Metrics;
-use crate::store;
+use crate::reconciler::{self, Reconciler};
+use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
+use crate::store::{self, group::GroupCommitter};
 use crate::verify::Verifier;
-use crate::{announce, deploy, reconcile, worker};
+use crate::worker::{self, FileWork};
+
+/// Everything a request handler may touch, shared by all connections.
+pub struct AppState {
+    pub config: Config,
+    pub pool: Pool,
+    /// The avatar statements, written for this database's column types.
+    pub avatar_sql: Arc<AvatarSql>,
+    /// The path of every verified delivery: commit, then wake and announce.
+    pub ingest: Ingest,
+    pub cache: Cache,
+    pub verifier: Verifier,
+    pub metrics: Metrics,
+    /// Set on SIGTERM: readiness answers 503 while in-flight requests finish.
+    pub draining: AtomicBool,
+    /// Refused webhook requests, kept for operators off the request path.
+    pub rejections: RejectionLog,
+}
+
+impl AppState {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -41,7 +69,7 @@ impl Application {
             version = env!("CARGO_PKG_VERSION"),
             "listening"
         );
-        let committer = store::group::GroupCommitter::start(
+        let committer = GroupCommitter::start(
             pool.clone(),
             avatar_sql.clone(),
             config.database.group_commit_loops,
@@ -49,21 +77,23 @@ impl Application {
         );
         let metrics = Metrics::new();
         metrics.prime_sources(config.sources.iter().map(|s| s.name.as_str()));
-        let rejections = store::rejections::RejectionLog::start(
+        let ingest = Ingest::new(
             pool.clone(),
-            metrics.rejections_dropped.clone(),
+            committer,
+            cache.clone(),
+            config.database.statement_timeout,
+            metrics.redis_errors.clone(),
         );
+        let rejections = RejectionLog::start(pool.clone(), metrics.rejections_dropped.clone());
         let state = Arc::new(AppState {
             config,
             pool,
             avatar_sql,
-            committer,
+            ingest,
             cache,
             verifier,
             metrics,
             draining: AtomicBool::new(false),
-            job_enqueued: tokio::sync::Notify::new(),
-            deploy_queued: tokio::sync::Notify::new(),
             rejections,
         });
         Ok(Self { listener, state })
@@ -79,29 +109,91 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves, and runs the file worker, until `shutdown` is cancelled; then drains within the
-    /// configured grace period.
+    /// Serves, and runs the background tasks, until `shutdown` is cancelled; then drains within
+    /// the configured grace period.
     pub async fn run(self, shutdown: CancellationToken) {
         let grace = self.state.config.shutdown_grace;
         let state = self.state.clone();
         let draining = shutdown.clone();
         tokio::spawn(async move {
             draining.cancelled().await;
-            state
-                .draining
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            state.draining.store(true, Ordering::Relaxed);
         });
-        let worker = tokio::spawn(worker::run(self.state.clone(), shutdown.clone()));
-        let deployer = tokio::spawn(deploy::run(self.state.clone(), shutdown.clone()));
-        let reconciler = tokio::spawn(reconcile::run(self.state.clone(), shutdown.clone()));
-        let announcer = tokio::spawn(announce::run(self.state.clone(), shutdown.clone()));
+        let tasks = background_tasks(&self.state, &shutdown);
         server::serve(self.listener, self.state, shutdown, grace).await;
         // Cancelled with the server: a job in hand is released for another instance.
-        let _ = worker.await;
-        let _ = deployer.await;
-        let _ = reconciler.await;
-        let _ = announcer.await;
+        for task in tasks {
+            let _ = task.await;
+        }
     }
+}
+
+/// The file worker, the deploy runner, the reconciler and the late announcer, each with only
+/// the handles it uses.
+fn background_tasks(
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let config = &state.config;
+    // Lease owners: this process, even if two instances were given the same INSTANCE_ID.
+    let owner = format!(
+        "{}/{}",
+        config.instance_id,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut tasks = vec![tokio::spawn(worker::run(
+        Arc::new(FileWork {
+            pool: state.pool.clone(),
+            cache: state.cache.clone(),
+            files: config.files.clone(),
+            owner: owner.clone(),
+            bytes_copied: state.metrics.file_bytes_copied.clone(),
+            jobs_settled: state.metrics.file_jobs_settled.clone(),
+            redis_errors: state.metrics.redis_errors.clone(),
+            job_enqueued: state.ingest.job_enqueued.clone(),
+        }),
+        shutdown.clone(),
+    ))];
+    tasks.push(tokio::spawn(late_announcer::run(
+        LateAnnouncer {
+            pool: state.pool.clone(),
+            cache: state.cache.clone(),
+            config: config.announce.clone(),
+            remembered: config.redis.announced_ttl,
+            statement_timeout: config.database.statement_timeout,
+            late_announcements: state.metrics.late_announcements.clone(),
+            unannounceable: state.metrics.unannounceable.clone(),
+        },
+        shutdown.clone(),
+    )));
+    if let Some(deploy) = &config.deploy {
+        tasks.push(tokio::spawn(deploy::run(
+            DeployWork {
+                pool: state.pool.clone(),
+                database: config.database.pg.clone(),
+                config: deploy.clone(),
+                instance_id: config.instance_id.clone(),
+                deploy_queued: state.ingest.deploy_queued.clone(),
+            },
+            shutdown.clone(),
+        )));
+    }
+    match &config.reconcile {
+        Some(reconcile) => tasks.push(tokio::spawn(reconciler::run(
+            Reconciler {
+                pool: state.pool.clone(),
+                avatar_sql: state.avatar_sql.clone(),
+                ingest: state.ingest.clone(),
+                config: reconcile.clone(),
+                instance_id: config.instance_id.clone(),
+                owner,
+                actions: state.metrics.reconciler_actions.clone(),
+            },
+            shutdown.clone(),
+        ))),
+        None => tracing::info!("reconciler off: FAL_API_KEY is not set"),
+    }
+    tasks
 }
 
 /// Applies the embedded migrations, waiting up to `wait` for PostgreSQL to come up (containers

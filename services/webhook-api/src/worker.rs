@@ -8,33 +8,49 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use deadpool_postgres::Pool;
+use prometheus::{IntCounter, IntCounterVec};
+use tokio::sync::Notify;
+
+use crate::cache::Cache;
+use crate::config::FilesConfig;
 use crate::files::policy::{object_key, JobFile};
 use crate::files::{Copier, CopyError, OpenUpload, Stored, UploadJournal};
-use crate::http::AppState;
+use crate::metrics;
 use crate::store::jobs::{self, ClaimedJob, Setback};
 
 pub const FILES_STORED: &str = "avatar.files_stored";
 
+/// What the file worker works with.
+pub struct FileWork {
+    pub pool: Pool,
+    pub cache: Cache,
+    pub files: FilesConfig,
+    /// Lease owner prefix: this process.
+    pub owner: String,
+    pub bytes_copied: IntCounter,
+    pub jobs_settled: IntCounterVec,
+    pub redis_errors: IntCounterVec,
+    /// Notified when a callback enqueued a job.
+    pub job_enqueued: Arc<Notify>,
+}
+
 pub struct Worker {
-    state: Arc<AppState>,
+    state: Arc<FileWork>,
     copier: Copier,
     /// Unique per process, so a restarted instance never mistakes an old lease for its own.
     owner_prefix: String,
 }
 
-pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
-    let files = &state.config.files;
+pub async fn run(state: Arc<FileWork>, shutdown: CancellationToken) {
+    let files = &state.files;
     if files.workers == 0 {
         tracing::info!("file worker disabled (FILE_WORKERS=0)");
         return;
     }
     let worker = Arc::new(Worker {
         copier: Copier::new(files),
-        owner_prefix: format!(
-            "{}/{}",
-            state.config.instance_id,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ),
+        owner_prefix: state.owner.clone(),
         state: state.clone(),
     });
     // S3 may come up after us; webhooks are accepted meanwhile and jobs wait.
@@ -55,7 +71,7 @@ pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
 impl Worker {
     async fn claim_loop(self: Arc<Self>, n: usize, shutdown: CancellationToken) {
         let owner = format!("{}#{n}", self.owner_prefix);
-        let config = &self.state.config.files;
+        let config = &self.state.files;
         while !shutdown.is_cancelled() {
             match jobs::claim(&self.state.pool, &owner, config.lease).await {
                 Ok(Some(job)) => {
@@ -84,7 +100,7 @@ impl Worker {
     }
 
     async fn run_job(&self, job: ClaimedJob, owner: &str, shutdown: &CancellationToken) {
-        let config = &self.state.config.files;
+        let config = &self.state.files;
         let lease_lost = CancellationToken::new();
         let heartbeat = tokio::spawn(renew_lease(
             self.state.clone(),
@@ -108,15 +124,15 @@ impl Worker {
             Some(Ok(stored)) => match jobs::complete(pool, &job, owner, &stored).await {
                 Ok(Some(avatar)) => {
                     let bytes: u64 = stored.iter().map(|(_, s)| s.size).sum();
-                    self.state.metrics.file_bytes_copied.inc_by(bytes);
+                    self.state.bytes_copied.inc_by(bytes);
                     tracing::info!(files = stored.len(), bytes, "files stored");
                     if let Err(e) = self.state.cache.publish_change(&avatar, FILES_STORED).await {
-                        self.state
-                            .metrics
-                            .redis_errors
-                            .with_label_values(&["publish"])
-                            .inc();
-                        tracing::warn!(error = %e, "stored files not announced on Redis");
+                        metrics::redis_failed(
+                            &self.state.redis_errors,
+                            "publish",
+                            &e,
+                            "stored files not announced on Redis",
+                        );
                     }
                     ("done", Ok(()))
                 }
@@ -146,11 +162,7 @@ impl Worker {
                 )
             }
         };
-        self.state
-            .metrics
-            .file_jobs_settled
-            .with_label_values(&[result])
-            .inc();
+        self.state.jobs_settled.with_label_values(&[result]).inc();
         if let Err(e) = settled {
             // The lease runs out and another attempt follows: nothing is lost.
             tracing::error!(error = %e, "could not record the job's outcome");
@@ -189,7 +201,7 @@ impl Worker {
 
 /// Records each started multipart upload on the job's row before any part is sent.
 struct JobJournal<'a> {
-    state: &'a AppState,
+    state: &'a FileWork,
     job_id: i64,
     owner: &'a str,
 }
@@ -206,8 +218,8 @@ impl UploadJournal for JobJournal<'_> {
     }
 }
 
-async fn renew_lease(state: Arc<AppState>, job_id: i64, owner: String, lost: CancellationToken) {
-    let lease = state.config.files.lease;
+async fn renew_lease(state: Arc<FileWork>, job_id: i64, owner: String, lost: CancellationToken) {
+    let lease = state.files.lease;
     loop {
         tokio::time::sleep(lease / 3).await;
         match jobs::renew(&state.pool, job_id, &owner, lease).await {

@@ -8,10 +8,9 @@ pub mod server;
 mod status_update;
 mod webhooks;
 
-pub(crate) use status_update::after_commit;
+pub(crate) use crate::startup::AppState;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,42 +20,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::cache::Cache;
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::store::rejections::{Rejection, RejectionLog};
+use crate::store::rejections::Rejection;
 use crate::store::{self, jobs};
-use crate::verify::Verifier;
 use error::{ApiError, HttpResponse};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Everything a request handler may touch, shared by all connections.
-pub struct AppState {
-    pub config: Config,
-    pub pool: deadpool_postgres::Pool,
-    /// The avatar statements, written for this database's column types.
-    pub avatar_sql: std::sync::Arc<store::schema::AvatarSql>,
-    /// Commits callbacks, batching those that arrive together.
-    pub committer: store::group::GroupCommitter,
-    pub cache: Cache,
-    pub verifier: Verifier,
-    pub metrics: Metrics,
-    /// Set on SIGTERM: readiness answers 503 while in-flight requests finish.
-    pub draining: AtomicBool,
-    /// Wakes this instance's file worker when a callback enqueued a job.
-    pub job_enqueued: tokio::sync::Notify,
-    /// Wakes this instance's deploy runner when a push queued a deploy.
-    pub deploy_queued: tokio::sync::Notify,
-    /// Refused webhook requests, kept for operators off the request path.
-    pub rejections: RejectionLog,
-}
-
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Route {

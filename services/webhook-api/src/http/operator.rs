@@ -9,10 +9,10 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError, HttpResponse};
-use super::status_update::after_commit;
-use super::webhooks::{announce, push_decision, Announcement, Push};
 use super::{ok_json, AppState};
+use crate::avatar::TrainingType;
 use crate::fal;
+use crate::ingest::SourceReplay;
 use crate::store::{self, deliveries, deploys, ingest};
 use crate::verify::Scheme;
 
@@ -136,81 +136,79 @@ pub async fn replay(state: &AppState, id: i64, request_id: &str) -> Result<HttpR
         )));
     };
     let body = if stored.source == "fal" {
-        let callback = fal::parse(payload.as_bytes()).map_err(|e| {
-            ApiError::Conflict(format!(
-                "event {id} no longer parses as a FAL callback: {e}"
-            ))
-        })?;
-        let delivery = ingest::Delivery {
-            callback,
-            body: payload.to_string(),
-            scheme: Scheme::parse(&stored.signature_scheme).unwrap_or(Scheme::Hmac),
-            http_request_id: request_id.to_string(),
-            instance_id: state.config.instance_id.clone(),
-            training_type: stored
-                .training_type
-                .as_deref()
-                .and_then(crate::avatar::TrainingType::parse),
-            received: std::time::Instant::now(),
-        };
-        let ingested = store::within(limit, state.committer.ingest(delivery)).await?;
-        after_commit(state, &ingested).await;
-        json!({
-            "result": ingested.outcome.as_str(),
-            "event_id": ingested.event_id,
-            "source": "fal",
-        })
+        replay_fal(state, id, payload, &stored, request_id).await?
     } else {
-        let deploy_id = match state
-            .config
-            .sources
-            .iter()
-            .find(|s| s.name == stored.source)
-        {
-            Some(source) => {
-                let payload: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
-                match push_decision(
-                    state.config.deploy.as_ref(),
-                    source,
-                    &stored.event_type,
-                    &payload,
-                ) {
-                    Push::Deploy(deploy) => {
-                        let client = state.pool.get().await.map_err(store::StoreError::from)?;
-                        deliveries::queue_deploy(&**client, id, &stored.source, &deploy).await?
-                    }
-                    _ => None,
-                }
-            }
-            None => None,
-        };
-        if deploy_id.is_some() {
-            state.deploy_queued.notify_one();
-        }
-        announce(
-            state,
-            Announcement {
-                source: &stored.source,
-                event_id: id,
-                event_type: &stored.event_type,
-                delivery_id: stored.delivery_id.as_deref(),
-                outcome: &stored.outcome,
-                payload,
-                replay: true,
-            },
-        )
-        .await;
-        json!({
-            "result": "replayed",
-            "event_id": id,
-            "source": stored.source,
-            "outcome": stored.outcome,
-            "deploy_id": deploy_id,
-        })
+        replay_source(state, payload, &stored).await?
     };
     store::within(limit, deliveries::mark_replayed(&state.pool, id)).await?;
     tracing::info!(event_id = id, source = %stored.source, "delivery replayed");
     Ok(ok_json(&body))
+}
+
+/// A FAL callback through the same ingest: a duplicate, or applied now for an `unmatched` one
+/// whose avatar exists.
+async fn replay_fal(
+    state: &AppState,
+    id: i64,
+    payload: &str,
+    stored: &deliveries::StoredEvent,
+    request_id: &str,
+) -> Result<Value, ApiError> {
+    let callback = fal::parse(payload.as_bytes()).map_err(|e| {
+        ApiError::Conflict(format!(
+            "event {id} no longer parses as a FAL callback: {e}"
+        ))
+    })?;
+    let delivery = ingest::Delivery {
+        callback,
+        body: payload.to_string(),
+        scheme: Scheme::parse(&stored.signature_scheme).unwrap_or(Scheme::Hmac),
+        http_request_id: request_id.to_string(),
+        instance_id: state.config.instance_id.clone(),
+        training_type: stored
+            .training_type
+            .as_deref()
+            .and_then(TrainingType::parse),
+        received: std::time::Instant::now(),
+    };
+    let ingested = state.ingest.fal_callback(delivery).await?;
+    Ok(json!({
+        "result": ingested.outcome.as_str(),
+        "event_id": ingested.event_id,
+        "source": "fal",
+    }))
+}
+
+/// A source's delivery announced again; a deploy queued only if its push never had one.
+async fn replay_source(
+    state: &AppState,
+    payload: &str,
+    stored: &deliveries::StoredEvent,
+) -> Result<Value, ApiError> {
+    let replay = SourceReplay {
+        source: &stored.source,
+        configured: state
+            .config
+            .sources
+            .iter()
+            .find(|s| s.name == stored.source),
+        event_id: stored.id,
+        event_type: &stored.event_type,
+        delivery_id: stored.delivery_id.as_deref(),
+        outcome: &stored.outcome,
+        payload,
+    };
+    let deploy_id = state
+        .ingest
+        .replay_source(replay, state.config.deploy.as_ref())
+        .await?;
+    Ok(json!({
+        "result": "replayed",
+        "event_id": stored.id,
+        "source": stored.source,
+        "outcome": stored.outcome,
+        "deploy_id": deploy_id,
+    }))
 }
 
 pub async fn deploy_list(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {

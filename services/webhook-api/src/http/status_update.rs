@@ -9,9 +9,8 @@ use hyper::body::Incoming;
 use super::error::{ApiError, HttpResponse};
 use super::{ok_json, AppState};
 use crate::avatar::TrainingType;
-use crate::cache::STATUS_CHANGED;
 use crate::fal;
-use crate::store::{self, ingest};
+use crate::store::ingest;
 use crate::verify::VerifyError;
 
 pub async fn handle(
@@ -45,11 +44,7 @@ pub async fn handle(
         training_type,
         received,
     };
-    let ingested = store::within(
-        state.config.database.statement_timeout,
-        state.committer.ingest(delivery),
-    )
-    .await?;
+    let ingested = state.ingest.fal_callback(delivery).await?;
 
     let outcome = ingested.outcome.as_str();
     state.metrics.outcomes.with_label_values(&[outcome]).inc();
@@ -61,34 +56,11 @@ pub async fn handle(
         scheme = scheme.as_str(),
         "callback committed"
     );
-    after_commit(state, &ingested).await;
     Ok(ok_json(&serde_json::json!({
         "result": outcome,
         "request_id": fal_request_id,
         "event_id": ingested.event_id,
     })))
-}
-
-/// Wakes the file worker and announces the change: what follows a committed callback, whether
-/// FAL sent it or an operator replayed it.
-pub(crate) async fn after_commit(state: &AppState, ingested: &ingest::Ingested) {
-    if ingested.file_job.is_some() {
-        state.job_enqueued.notify_one();
-    }
-    if let Some(avatar) = &ingested.changed {
-        let announced = state
-            .cache
-            .announce_change(avatar, STATUS_CHANGED, ingested.event_id)
-            .await;
-        if let Err(e) = announced {
-            state
-                .metrics
-                .redis_errors
-                .with_label_values(&["publish"])
-                .inc();
-            tracing::warn!(error = %e, avatar_id = %avatar.avatar_id, "committed change not announced on Redis yet; the announcer retries");
-        }
-    }
 }
 
 /// A webhook's body: JSON content type, bounded in size and time.

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, HttpResponse};
 use super::status_update::{count_signature_failure, read_json_body};
 use super::{ok_json, AppState};
-use crate::config::{DeployConfig, SourceConfig, SourceScheme};
-use crate::store::{self, deliveries};
+use crate::config::{SourceConfig, SourceScheme};
+use crate::ingest::{push_decision, Push, SourceDelivery};
 use crate::verify::sources::{self, SIGNATURE_HEADERS};
 
 /// The job statuses of the generic HMAC contract.
@@ -61,28 +61,24 @@ pub async fn handle(
         Push::Ignored(why) => ("ignored", Some(*why), None),
     };
     let headers = stored_headers(&parts.headers);
-    let recorded = store::within(
-        state.config.database.statement_timeout,
-        deliveries::record(
-            &state.pool,
-            &deliveries::SourceDelivery {
-                source: &source.name,
-                scheme: source.scheme.as_str(),
-                event_type: &event_type,
-                delivery_id: envelope.delivery_id.as_deref(),
-                delivery_key: &delivery_key,
-                headers: &headers,
-                body: text,
-                outcome,
-                reason,
-                http_request_id: request_id,
-                instance_id: &state.config.instance_id,
-                processing_ms: received.elapsed().as_secs_f32() * 1000.0,
-                deploy,
-            },
-        ),
-    )
-    .await?;
+    let recorded = state
+        .ingest
+        .source_delivery(&SourceDelivery {
+            source: &source.name,
+            scheme: source.scheme.as_str(),
+            event_type: &event_type,
+            delivery_id: envelope.delivery_id.as_deref(),
+            delivery_key: &delivery_key,
+            headers: &headers,
+            body: text,
+            outcome,
+            reason,
+            http_request_id: request_id,
+            instance_id: &state.config.instance_id,
+            processing_ms: received.elapsed().as_secs_f32() * 1000.0,
+            deploy,
+        })
+        .await?;
 
     let result = if recorded.inserted {
         recorded.outcome.as_str()
@@ -103,75 +99,12 @@ pub async fn handle(
         signed = envelope.signed,
         "delivery committed"
     );
-    if recorded.deploy_id.is_some() {
-        state.deploy_queued.notify_one();
-    }
-    if recorded.inserted {
-        announce(
-            state,
-            Announcement {
-                source: &source.name,
-                event_id: recorded.event_id,
-                event_type: &event_type,
-                delivery_id: envelope.delivery_id.as_deref(),
-                outcome: result,
-                payload: text,
-                replay: false,
-            },
-        )
-        .await;
-    }
     Ok(ok_json(&json!({
         "result": result,
         "event_id": recorded.event_id,
         "delivery_id": envelope.delivery_id,
         "deploy_id": recorded.deploy_id,
     })))
-}
-
-/// What the source's stream says about a stored delivery.
-pub(super) struct Announcement<'a> {
-    pub source: &'a str,
-    pub event_id: i64,
-    pub event_type: &'a str,
-    pub delivery_id: Option<&'a str>,
-    pub outcome: &'a str,
-    pub payload: &'a str,
-    pub replay: bool,
-}
-
-/// XADD to `{prefix}webhooks:{source}`. Redis is not the source of truth: a failure is logged
-/// and counted, and a replay announces the delivery again.
-pub(super) async fn announce(state: &AppState, announcement: Announcement<'_>) {
-    let Announcement {
-        source,
-        event_id,
-        event_type,
-        delivery_id,
-        outcome,
-        payload,
-        replay,
-    } = announcement;
-    let event_id = event_id.to_string();
-    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let fields = [
-        ("event_id", event_id.as_str()),
-        ("source", source),
-        ("event_type", event_type),
-        ("delivery_id", delivery_id.unwrap_or("")),
-        ("outcome", outcome),
-        ("replay", if replay { "true" } else { "false" }),
-        ("at", at.as_str()),
-        ("payload", payload),
-    ];
-    if let Err(e) = state.cache.announce_delivery(source, &fields).await {
-        state
-            .metrics
-            .redis_errors
-            .with_label_values(&["announce"])
-            .inc();
-        tracing::warn!(error = %e, source, event_id, "stored delivery not announced on Redis");
-    }
 }
 
 /// The generic job-completion contract: `job_id`, `status`, counts, `timestamp`.
@@ -191,57 +124,6 @@ fn job_event(payload: &Value) -> Result<String, ApiError> {
         .filter(|s| JOB_STATUSES.contains(s))
         .ok_or_else(|| bad("status must be one of completed, failed, partially_completed"))?;
     Ok(format!("job.{status}"))
-}
-
-/// What a delivery means for deploys.
-#[derive(Debug)]
-pub(super) enum Push {
-    /// Not a push, or deploys are off: stored and announced, nothing more.
-    Nothing,
-    /// A push to the configured repository and branch.
-    Deploy(deliveries::QueuedDeploy),
-    /// A push elsewhere: stored as `ignored`, with why.
-    Ignored(&'static str),
-}
-
-/// Whether a delivery is a push that should roll out. Only GitHub's and Gitea's `push` events
-/// count, and only when deploys are configured.
-pub(super) fn push_decision(
-    deploy: Option<&DeployConfig>,
-    source: &SourceConfig,
-    event_type: &str,
-    payload: &Value,
-) -> Push {
-    let is_push =
-        matches!(source.scheme, SourceScheme::Github | SourceScheme::Gitea) && event_type == "push";
-    let Some(deploy) = deploy.filter(|_| is_push) else {
-        return Push::Nothing;
-    };
-    let repository = payload
-        .pointer("/repository/full_name")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let branch = payload
-        .get("ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("refs/heads/"));
-    if !repository.eq_ignore_ascii_case(&deploy.repository) {
-        return Push::Ignored("push to another repository");
-    }
-    if branch != Some(deploy.branch.as_str()) {
-        return Push::Ignored("push to another branch or a tag");
-    }
-    if payload.get("deleted").and_then(Value::as_bool) == Some(true) {
-        return Push::Ignored("the branch was deleted");
-    }
-    Push::Deploy(deliveries::QueuedDeploy {
-        repository: deploy.repository.clone(),
-        branch: deploy.branch.clone(),
-        commit_sha: payload
-            .get("after")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    })
 }
 
 /// The request's headers as stored with a delivery: no signatures, no credentials.

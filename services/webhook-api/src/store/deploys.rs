@@ -8,7 +8,7 @@ use tokio_postgres::GenericClient;
 use super::StoreError;
 
 /// Held for as long as one instance runs deploys; "deploy" in ASCII.
-pub const DEPLOY_LOCK_KEY: i64 = 0x6465_706c_6f79;
+const DEPLOY_LOCK_KEY: i64 = 0x6465_706c_6f79;
 
 #[derive(Debug)]
 pub struct ClaimedDeploy {
@@ -33,6 +33,22 @@ impl Finished {
             Finished::TimedOut => "timed_out",
         }
     }
+}
+
+/// The deploy lock, on a connection of the caller's own (the lock goes with it if the
+/// instance dies): true when this instance holds it now.
+pub async fn try_lock(client: &impl GenericClient) -> Result<bool, StoreError> {
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&DEPLOY_LOCK_KEY])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+pub async fn unlock(client: &impl GenericClient) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&DEPLOY_LOCK_KEY])
+        .await?;
+    Ok(())
 }
 
 /// Anything queued, or running (perhaps by an instance that stopped)?

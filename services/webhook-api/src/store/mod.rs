@@ -4,13 +4,14 @@ pub mod avatars;
 pub mod batch;
 pub mod deliveries;
 pub mod deploys;
+pub mod event_log;
 pub mod group;
 pub mod ingest;
 pub mod jobs;
 pub mod migrations;
-pub mod reconcile;
 pub mod rejections;
 pub mod schema;
+pub mod training_checks;
 
 use std::time::Duration;
 

@@ -7,34 +7,42 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use deadpool_postgres::Pool;
+use prometheus::IntCounterVec;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReconcileConfig;
 use crate::fal;
 use crate::fal_queue::{error_body, FalQueue, QueueAnswer};
-use crate::http::{after_commit, AppState};
-use crate::store::reconcile::{self as queries, StaleTraining};
-use crate::store::{self, ingest, StoreError};
+use crate::ingest::Ingest;
+use crate::store::ingest::{self, Outcome};
+use crate::store::schema::AvatarSql;
+use crate::store::training_checks::{self as checks, StaleTraining};
+use crate::store::StoreError;
 use crate::verify::Scheme;
 
-pub async fn run(state: Arc<AppState>, shutdown: CancellationToken) {
-    let Some(config) = state.config.reconcile.clone() else {
-        tracing::info!("reconciler off: FAL_API_KEY is not set");
-        return;
-    };
+/// What the reconciler works with.
+pub struct Reconciler {
+    pub pool: Pool,
+    pub avatar_sql: Arc<AvatarSql>,
+    pub ingest: Ingest,
+    pub config: ReconcileConfig,
+    pub instance_id: String,
+    /// Who holds the lease: this process, even if two instances share an INSTANCE_ID.
+    pub owner: String,
+    /// `webhook_reconciler_actions_total{action}`.
+    pub actions: IntCounterVec,
+}
+
+pub async fn run(state: Reconciler, shutdown: CancellationToken) {
+    let config = &state.config;
     let queue = FalQueue::new(&config.queue_url, &config.api_key, config.request_timeout);
-    // The lease owner: this process, even if two instances were given the same INSTANCE_ID.
-    let owner = format!(
-        "{}/{}",
-        state.config.instance_id,
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(config.interval) => {}
         }
-        if let Err(e) = cycle(&state, &config, &queue, &owner, &shutdown).await {
+        if let Err(e) = cycle(&state, config, &queue, &state.owner, &shutdown).await {
             tracing::warn!(error = %e, "reconciler cycle failed");
         }
     }
@@ -48,7 +56,7 @@ struct Tally {
 }
 
 async fn cycle(
-    state: &AppState,
+    state: &Reconciler,
     config: &ReconcileConfig,
     queue: &FalQueue,
     owner: &str,
@@ -56,10 +64,10 @@ async fn cycle(
 ) -> Result<(), StoreError> {
     // Long enough to outlive a slow cycle; renewed by every cycle of the holder.
     let lease = config.interval * 3 + Duration::from_secs(30);
-    if !queries::take_lease(&state.pool, owner, lease).await? {
+    if !checks::take_lease(&state.pool, owner, lease).await? {
         return Ok(());
     }
-    let trainings = queries::stale_trainings(
+    let trainings = checks::stale_trainings(
         &state.pool,
         &state.avatar_sql,
         config.stale_after,
@@ -87,7 +95,7 @@ async fn cycle(
             "reconciler cycle"
         );
     }
-    queries::record_run(
+    checks::record_run(
         &state.pool,
         owner,
         tally.checked,
@@ -98,7 +106,7 @@ async fn cycle(
 }
 
 async fn check(
-    state: &AppState,
+    state: &Reconciler,
     config: &ReconcileConfig,
     queue: &FalQueue,
     training: &StaleTraining,
@@ -108,27 +116,27 @@ async fn check(
     let app = config.app_for(training.training_type);
     let action = match queue.check(app, &training.fal_request_id).await {
         Ok(QueueAnswer::Running) => {
-            queries::checked(&state.pool, training.avatar_id).await?;
+            checks::checked(&state.pool, training.avatar_id).await?;
             "still_running"
         }
         Ok(QueueAnswer::Finished(body)) => match fal::parse(body.as_bytes()) {
             Ok(callback) => {
                 let outcome = ingest_result(state, training, callback, body).await?;
-                queries::checked(&state.pool, training.avatar_id).await?;
-                if outcome == ingest::Outcome::Applied {
+                checks::checked(&state.pool, training.avatar_id).await?;
+                if outcome == Outcome::Applied {
                     tally.applied += 1;
                 }
                 "applied_result"
             }
             Err(e) => {
-                queries::check_failed(&state.pool, training.avatar_id).await?;
+                checks::check_failed(&state.pool, training.avatar_id).await?;
                 tally.errors += 1;
                 tracing::warn!(error = %e, fal_request_id = %training.fal_request_id, "FAL's result does not parse; backing off");
                 "fal_error"
             }
         },
         Ok(QueueAnswer::NotFound) => {
-            let failures = queries::check_failed(&state.pool, training.avatar_id).await?;
+            let failures = checks::check_failed(&state.pool, training.avatar_id).await?;
             if failures >= config.max_not_found {
                 let reason = format!(
                     "FAL's queue has no record of request {} ({failures} checks answered 404): \
@@ -137,8 +145,7 @@ async fn check(
                 );
                 let body = error_body(&training.fal_request_id, &reason);
                 let callback = fal::parse(body.as_bytes()).expect("an ERROR callback parses");
-                if ingest_result(state, training, callback, body).await? == ingest::Outcome::Applied
-                {
+                if ingest_result(state, training, callback, body).await? == Outcome::Applied {
                     tally.applied += 1;
                 }
                 "marked_error"
@@ -147,47 +154,38 @@ async fn check(
             }
         }
         Err(e) => {
-            let failures = queries::check_failed(&state.pool, training.avatar_id).await?;
+            let failures = checks::check_failed(&state.pool, training.avatar_id).await?;
             tally.errors += 1;
             tracing::warn!(error = %e, fal_request_id = %training.fal_request_id, failures, "FAL status check failed; backing off");
             "fal_error"
         }
     };
-    state
-        .metrics
-        .reconciler_actions
-        .with_label_values(&[action])
-        .inc();
+    state.actions.with_label_values(&[action]).inc();
     Ok(())
 }
 
-/// The same path as a webhook: parse, group commit, announce.
+/// The same path as a webhook: group commit, then the file job and the announcement.
 async fn ingest_result(
-    state: &AppState,
+    state: &Reconciler,
     training: &StaleTraining,
     callback: fal::FalCallback,
     body: String,
-) -> Result<ingest::Outcome, StoreError> {
+) -> Result<Outcome, StoreError> {
     let delivery = ingest::Delivery {
         callback,
         body,
         scheme: Scheme::Reconciler,
         http_request_id: format!("reconciler-{}", uuid::Uuid::new_v4().simple()),
-        instance_id: state.config.instance_id.clone(),
+        instance_id: state.instance_id.clone(),
         training_type: training.training_type,
         received: Instant::now(),
     };
-    let ingested = store::within(
-        state.config.database.statement_timeout,
-        state.committer.ingest(delivery),
-    )
-    .await?;
+    let ingested = state.ingest.fal_callback(delivery).await?;
     tracing::info!(
         outcome = ingested.outcome.as_str(),
         fal_request_id = %training.fal_request_id,
         event_id = ingested.event_id,
         "reconciler applied FAL's result"
     );
-    after_commit(state, &ingested).await;
     Ok(ingested.outcome)
 }

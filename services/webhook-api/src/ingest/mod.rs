@@ -1,0 +1,82 @@
+//! The one path of a verified delivery, whoever brings it (a webhook handler, an operator's
+//! replay, the reconciler): commit it within the statement timeout, then what follows a commit:
+//! wake the file worker or the deploy runner, announce on Redis. Nothing here is HTTP.
+
+mod sources;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use prometheus::IntCounterVec;
+use tokio::sync::Notify;
+
+use crate::cache::{Cache, CacheError, STATUS_CHANGED};
+use crate::metrics;
+use crate::store::group::GroupCommitter;
+use crate::store::ingest::{Delivery, Ingested};
+use crate::store::{self, StoreError};
+
+pub use sources::{push_decision, Push, SourceDelivery, SourceReplay};
+
+/// Handles the ingest path needs; cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    pool: Pool,
+    committer: GroupCommitter,
+    cache: Cache,
+    statement_timeout: Duration,
+    redis_errors: IntCounterVec,
+    /// Wakes this instance's file worker when a completion enqueued a job.
+    pub job_enqueued: Arc<Notify>,
+    /// Wakes this instance's deploy runner when a push queued a deploy.
+    pub deploy_queued: Arc<Notify>,
+}
+
+impl Ingest {
+    pub fn new(
+        pool: Pool,
+        committer: GroupCommitter,
+        cache: Cache,
+        statement_timeout: Duration,
+        redis_errors: IntCounterVec,
+    ) -> Self {
+        Self {
+            pool,
+            committer,
+            cache,
+            statement_timeout,
+            redis_errors,
+            job_enqueued: Arc::new(Notify::new()),
+            deploy_queued: Arc::new(Notify::new()),
+        }
+    }
+
+    /// A FAL callback (or FAL's answer the reconciler fetched): committed with whatever else is
+    /// queued, then the file worker woken and the change announced.
+    pub async fn fal_callback(&self, delivery: Delivery) -> Result<Ingested, StoreError> {
+        let ingested =
+            store::within(self.statement_timeout, self.committer.ingest(delivery)).await?;
+        if ingested.file_job.is_some() {
+            self.job_enqueued.notify_one();
+        }
+        if let Some(avatar) = &ingested.changed {
+            let announced = self
+                .cache
+                .announce_change(avatar, STATUS_CHANGED, ingested.event_id)
+                .await;
+            if let Err(e) = announced {
+                self.redis_failed(
+                    "publish",
+                    &e,
+                    "committed change not announced on Redis yet; the announcer retries",
+                );
+            }
+        }
+        Ok(ingested)
+    }
+
+    fn redis_failed(&self, operation: &str, error: &CacheError, what: &str) {
+        metrics::redis_failed(&self.redis_errors, operation, error, what);
+    }
+}
