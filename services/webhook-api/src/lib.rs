@@ -11,6 +11,7 @@
 
 pub mod avatar;
 pub mod cache;
+pub mod cluster_report;
 pub mod config;
 pub mod deploy;
 pub mod fal;
@@ -22,7 +23,7 @@ pub mod late_announcer;
 pub mod metrics;
 pub mod reconciler;
 pub mod startup;
-pub mod status;
+
 pub mod store;
 pub mod telemetry;
 pub mod verify;

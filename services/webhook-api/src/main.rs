@@ -80,7 +80,7 @@ fn main() -> ExitCode {
                     Command::Jobs(jobs) => jobs_command(&config, jobs).await,
                     Command::Status => {
                         let pool = store::connect_pool(&config.database);
-                        let report = webhook_api::status::report(&config, &pool).await?;
+                        let report = webhook_api::cluster_report::report(&config, &pool).await?;
                         print!("{report}");
                         Ok(())
                     }

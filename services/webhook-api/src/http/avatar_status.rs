@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, HttpResponse};
 use super::{ok_json, AppState};
+use crate::metrics;
 use crate::store::{self, avatars};
 
 /// The `{avatar_id}` of `/api/v1/avatar/{avatar_id}/status`, if the path has that shape.
@@ -23,14 +24,12 @@ pub async fn handle(state: &AppState, path: &str) -> Result<HttpResponse, ApiErr
     match state.cache.cached_status(avatar_id).await {
         Ok(Some(view)) => return Ok(ok_json(&serde_json::to_value(view).expect("serializes"))),
         Ok(None) => {}
-        Err(e) => {
-            state
-                .metrics
-                .redis_errors
-                .with_label_values(&["read_status"])
-                .inc();
-            tracing::warn!(error = %e, "status cache unavailable, reading PostgreSQL");
-        }
+        Err(e) => metrics::redis_failed(
+            &state.metrics.redis_errors,
+            "read_status",
+            &e,
+            "status cache unavailable, reading PostgreSQL",
+        ),
     }
     let view = store::within(
         state.config.database.statement_timeout,
@@ -39,12 +38,12 @@ pub async fn handle(state: &AppState, path: &str) -> Result<HttpResponse, ApiErr
     .await?
     .ok_or_else(|| ApiError::UnknownAvatar(format!("no avatar with id {avatar_id}")))?;
     if let Err(e) = state.cache.store_status(&view).await {
-        state
-            .metrics
-            .redis_errors
-            .with_label_values(&["fill_status"])
-            .inc();
-        tracing::warn!(error = %e, "status cache not filled");
+        metrics::redis_failed(
+            &state.metrics.redis_errors,
+            "fill_status",
+            &e,
+            "status cache not filled",
+        );
     }
     Ok(ok_json(&serde_json::to_value(view).expect("serializes")))
 }

@@ -4,6 +4,7 @@ mod avatar_status;
 pub mod error;
 mod health;
 mod operator;
+mod query;
 pub mod server;
 mod status_update;
 mod webhooks;

@@ -9,6 +9,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError, HttpResponse};
+use super::query::{number, optional_number, param};
 use super::{ok_json, AppState};
 use crate::avatar::TrainingType;
 use crate::fal;
@@ -99,7 +100,7 @@ fn up(ok: bool) -> &'static str {
 pub async fn failures(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
     let limit = number(query, "limit", 50, 1..=MAX_PAGE)?;
     let before = optional_number(query, "before")?;
-    let source = param(query, "source");
+    let source = param(query, "source").filter(|s| !s.is_empty());
     let body = store::within(
         state.config.database.statement_timeout,
         deliveries::failures(&state.pool, source, before, limit),
@@ -232,41 +233,4 @@ pub async fn deploy(state: &AppState, id: i64) -> Result<HttpResponse, ApiError>
     .await?
     .map(|deploy| ok_json(&deploy))
     .ok_or_else(|| ApiError::NotFound(format!("deploy {id}")))
-}
-
-/// The raw value of `name` in a query string of plain values (ids, numbers, source names).
-fn param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-        .filter(|v| !v.is_empty())
-}
-
-fn optional_number(query: Option<&str>, name: &str) -> Result<Option<i64>, ApiError> {
-    param(query, name)
-        .map(|raw| {
-            raw.parse()
-                .map_err(|_| ApiError::BadRequest(format!("{name} must be a whole number")))
-        })
-        .transpose()
-}
-
-fn number(
-    query: Option<&str>,
-    name: &str,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, ApiError> {
-    let value = optional_number(query, name)?.unwrap_or(default);
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "{name} must be between {} and {}",
-            range.start(),
-            range.end()
-        )))
-    }
 }

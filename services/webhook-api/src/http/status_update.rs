@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::error::{ApiError, HttpResponse};
-use super::{ok_json, AppState};
+use super::{ok_json, query, AppState};
 use crate::avatar::TrainingType;
 use crate::fal;
 use crate::store::ingest;
@@ -124,15 +124,12 @@ async fn read_body(
 }
 
 fn training_type(query: Option<&str>) -> Result<Option<TrainingType>, ApiError> {
-    let Some(query) = query else { return Ok(None) };
-    for pair in query.split('&') {
-        if let Some(value) = pair.strip_prefix("training_type=") {
-            return TrainingType::parse(value).map(Some).ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "training_type {value:?} is not one of portrait, style"
-                ))
-            });
-        }
-    }
-    Ok(None)
+    let Some(value) = query::param(query, "training_type") else {
+        return Ok(None);
+    };
+    TrainingType::parse(value).map(Some).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "training_type {value:?} is not one of portrait, style"
+        ))
+    })
 }

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod migrations;
 pub mod rejections;
+pub mod report;
 pub mod schema;
 pub mod training_checks;
 

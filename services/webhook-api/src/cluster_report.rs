@@ -1,4 +1,4 @@
-//! `webhook-api status`: the cluster's state for an operator at a terminal, read from
+//! `webhook-api status`, the cluster report: the cluster's state for an operator at a terminal, read from
 //! PostgreSQL and Redis (not from an instance, so it works when both instances are down).
 
 use std::fmt::Write;
@@ -8,7 +8,8 @@ use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::store::schema::{self, AvatarSql};
+use crate::store::report::{self, ReconcilerRun};
+use crate::store::schema;
 use crate::store::{self, avatars, jobs, StoreError};
 
 /// The report, as text. Fails only when PostgreSQL cannot be read; Redis trouble is reported.
@@ -27,14 +28,15 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
         out,
         "\nWebhooks in the last hour (events; deliveries incl. redeliveries):"
     );
-    let lines = store::within(limit, last_hour(pool)).await?;
+    let lines = store::within(limit, report::last_hour(pool)).await?;
     if lines.is_empty() {
         let _ = writeln!(out, "  none");
     }
-    for (source, outcome, events, deliveries) in lines {
+    for line in lines {
         let _ = writeln!(
             out,
-            "  {source:<12} {outcome:<10} {events:>7} events {deliveries:>7} deliveries"
+            "  {:<12} {:<10} {:>7} events {:>7} deliveries",
+            line.source, line.outcome, line.events, line.deliveries
         );
     }
 
@@ -52,7 +54,8 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
         training.stale,
         duration(training.oldest_unchanged_secs),
     );
-    for (bucket, count) in store::within(limit, training_ages(pool, &avatar_sql)).await? {
+    let ages = store::within(limit, report::training_ages(pool, &avatar_sql)).await?;
+    for (bucket, count) in ["under 30m", "30m to 2h", "over 2h"].iter().zip(ages) {
         let _ = writeln!(out, "  unchanged {bucket:<14} {count:>6}");
     }
 
@@ -71,7 +74,10 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
     let _ = writeln!(
         out,
         "\nReconciler: {}",
-        store::within(limit, reconciler(pool, now)).await?
+        reconciler_line(
+            store::within(limit, report::reconciler_run(pool)).await?,
+            now
+        )
     );
     if config.reconcile.is_none() {
         let _ = writeln!(
@@ -94,76 +100,26 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
     Ok(out)
 }
 
-async fn last_hour(pool: &Pool) -> Result<Vec<(String, String, i64, i64)>, StoreError> {
-    let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT source, outcome, count(*), sum(deliveries)::bigint FROM webhook_events \
-             WHERE received_at > now() - interval '1 hour' GROUP BY 1, 2 ORDER BY 1, 2",
-            &[],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-        .collect()
-}
-
-async fn training_ages(
-    pool: &Pool,
-    avatar_sql: &AvatarSql,
-) -> Result<Vec<(&'static str, i64)>, StoreError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT count(*) FILTER (WHERE updated_at > now() - interval '30 minutes'), \
-                   count(*) FILTER (WHERE updated_at <= now() - interval '30 minutes' \
-                                      AND updated_at > now() - interval '2 hours'), \
-                   count(*) FILTER (WHERE updated_at <= now() - interval '2 hours') \
-                 FROM avatars WHERE {} AND fal_request_id IS NOT NULL",
-                avatar_sql.training
-            ),
-            &[],
-        )
-        .await?;
-    Ok(vec![
-        ("under 30m", row.try_get(0)?),
-        ("30m to 2h", row.try_get(1)?),
-        ("over 2h", row.try_get(2)?),
-    ])
-}
-
-async fn reconciler(pool: &Pool, now: DateTime<Utc>) -> Result<String, StoreError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT owner, expires_at, last_run_at, last_run_checked, last_run_applied, \
-               last_run_errors FROM reconciler_lease WHERE name = 'fal'",
-            &[],
-        )
-        .await?;
-    let Some(row) = row else {
-        return Ok("never ran".into());
+fn reconciler_line(run: Option<ReconcilerRun>, now: DateTime<Utc>) -> String {
+    let Some(run) = run else {
+        return "never ran".into();
     };
-    let owner: String = row.try_get(0)?;
-    let expires: DateTime<Utc> = row.try_get(1)?;
-    let last_run: Option<DateTime<Utc>> = row.try_get(2)?;
-    let holder = if expires > now {
-        format!("held by {owner}")
+    let holder = if run.expires_at > now {
+        format!("held by {}", run.owner)
     } else {
-        format!("free (last held by {owner})")
+        format!("free (last held by {})", run.owner)
     };
-    Ok(match last_run {
+    match run.last_run_at {
         None => format!("{holder}; no run finished yet"),
         Some(at) => format!(
             "last run {} ({} ago): checked {}, applied {}, errors {}; {holder}",
             at.format("%Y-%m-%d %H:%M:%S UTC"),
             duration((now - at).num_milliseconds() as f64 / 1000.0),
-            row.try_get::<_, i32>(3)?,
-            row.try_get::<_, i32>(4)?,
-            row.try_get::<_, i32>(5)?,
+            run.checked,
+            run.applied,
+            run.errors,
         ),
-    })
+    }
 }
 
 /// `2h 05m`, `4m 09s`, `12s`.
