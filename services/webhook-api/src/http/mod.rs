@@ -7,6 +7,7 @@ mod operator;
 mod query;
 pub mod server;
 mod status_update;
+mod views;
 mod webhooks;
 
 pub(crate) use crate::startup::AppState;

@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 
 use super::error::{json_response, ApiError, HttpResponse};
 use super::query::{number, optional_number, param};
-use super::{ok_json, AppState};
+use super::{ok_json, views, AppState};
 use crate::avatar::TrainingType;
 use crate::fal;
 use crate::ingest::SourceReplay;
+use crate::store::deliveries::EventOutcome;
 use crate::store::{self, deliveries, deploys, ingest};
 use crate::verify::Scheme;
 
@@ -21,12 +22,12 @@ const MAX_PAGE: i64 = 500;
 
 pub async fn metrics(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
     let hours = number(query, "hours", 24, 1..=24 * 90)?;
-    let body = store::within(
+    let lines = store::within(
         state.config.database.statement_timeout,
-        deliveries::metrics(&state.pool, hours as i32),
+        deliveries::outcome_counts(&state.pool, hours as i32),
     )
     .await?;
-    Ok(ok_json(&body))
+    Ok(ok_json(&views::outcome_counts(hours, &lines)))
 }
 
 /// `ok`, `degraded` (Redis down, or the latest deploy did not succeed) or `fail` (503,
@@ -48,10 +49,7 @@ pub async fn health(state: &AppState) -> HttpResponse {
             &json!({ "status": "fail", "database": "unavailable", "redis": up(redis_up) }),
         );
     };
-    let deploy_failed = latest_deploy
-        .as_ref()
-        .and_then(|d| d["state"].as_str())
-        .is_some_and(|s| matches!(s, "failed" | "timed_out"));
+    let deploy_failed = latest_deploy.as_ref().is_some_and(|d| d.failed());
     let sources: Vec<Value> = std::iter::once(("fal", "fal_ed25519|hmac"))
         .chain(
             state
@@ -61,14 +59,7 @@ pub async fn health(state: &AppState) -> HttpResponse {
                 .map(|s| (s.name.as_str(), s.scheme.as_str())),
         )
         .map(|(name, scheme)| {
-            let seen = activity.iter().find(|a| a["source"] == name);
-            json!({
-                "source": name,
-                "scheme": scheme,
-                "last_received_at": seen.map(|a| &a["last_received_at"]),
-                "last_accepted_at": seen.map(|a| &a["last_accepted_at"]),
-                "last_hour": seen.map_or(json!({"accepted": 0, "rejected": 0, "failed": 0}), |a| a["last_hour"].clone()),
-            })
+            views::source_health(name, scheme, activity.iter().find(|a| a.source == name))
         })
         .collect();
     let status = if redis_up && !deploy_failed {
@@ -84,7 +75,7 @@ pub async fn health(state: &AppState) -> HttpResponse {
         "sources": sources,
         "deploy": {
             "configured": state.config.deploy.is_some(),
-            "latest": latest_deploy,
+            "latest": latest_deploy.as_ref().map(views::deploy),
         },
     }))
 }
@@ -101,21 +92,24 @@ pub async fn failures(state: &AppState, query: Option<&str>) -> Result<HttpRespo
     let limit = number(query, "limit", 50, 1..=MAX_PAGE)?;
     let before = optional_number(query, "before")?;
     let source = param(query, "source").filter(|s| !s.is_empty());
-    let body = store::within(
+    let (events, next_before) = store::within(
         state.config.database.statement_timeout,
         deliveries::failures(&state.pool, source, before, limit),
     )
     .await?;
-    Ok(ok_json(&body))
+    let items: Vec<Value> = events.iter().map(|e| views::event(e, false)).collect();
+    Ok(ok_json(
+        &json!({ "items": items, "next_before": next_before }),
+    ))
 }
 
 pub async fn event(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> {
     store::within(
         state.config.database.statement_timeout,
-        deliveries::event_json(&state.pool, id),
+        deliveries::event(&state.pool, id),
     )
     .await?
-    .map(|event| ok_json(&event))
+    .map(|event| ok_json(&views::event(&event, true)))
     .ok_or_else(|| ApiError::NotFound(format!("event {id}")))
 }
 
@@ -130,7 +124,7 @@ pub async fn replay(state: &AppState, id: i64, request_id: &str) -> Result<HttpR
     let Some(payload) = stored
         .payload
         .as_deref()
-        .filter(|_| stored.outcome != "rejected")
+        .filter(|_| stored.outcome != EventOutcome::Rejected)
     else {
         return Err(ApiError::Conflict(format!(
             "event {id} was rejected; nothing verified was kept to replay"
@@ -196,7 +190,7 @@ async fn replay_source(
         event_id: stored.id,
         event_type: &stored.event_type,
         delivery_id: stored.delivery_id.as_deref(),
-        outcome: &stored.outcome,
+        outcome: stored.outcome,
         payload,
     };
     let deploy_id = state
@@ -207,7 +201,7 @@ async fn replay_source(
         "result": "replayed",
         "event_id": stored.id,
         "source": stored.source,
-        "outcome": stored.outcome,
+        "outcome": stored.outcome.as_str(),
         "deploy_id": deploy_id,
     }))
 }
@@ -219,6 +213,7 @@ pub async fn deploy_list(state: &AppState, query: Option<&str>) -> Result<HttpRe
         deploys::list(&state.pool, limit),
     )
     .await?;
+    let items: Vec<Value> = items.iter().map(views::deploy).collect();
     Ok(ok_json(&json!({
         "configured": state.config.deploy.is_some(),
         "items": items,
@@ -231,6 +226,6 @@ pub async fn deploy(state: &AppState, id: i64) -> Result<HttpResponse, ApiError>
         deploys::get(&state.pool, id),
     )
     .await?
-    .map(|deploy| ok_json(&deploy))
+    .map(|deploy| ok_json(&views::deploy(&deploy)))
     .ok_or_else(|| ApiError::NotFound(format!("deploy {id}")))
 }

@@ -13,6 +13,7 @@ use super::status_update::{count_signature_failure, read_json_body};
 use super::{ok_json, AppState};
 use crate::config::{SourceConfig, SourceScheme};
 use crate::ingest::{push_decision, Push, SourceDelivery};
+use crate::store::deliveries::EventOutcome;
 use crate::verify::sources::{self, SIGNATURE_HEADERS};
 
 /// The job statuses of the generic HMAC contract.
@@ -56,9 +57,9 @@ pub async fn handle(
     };
     let push = push_decision(state.config.deploy.as_ref(), source, &event_type, &payload);
     let (outcome, reason, deploy) = match &push {
-        Push::Nothing => ("accepted", None, None),
-        Push::Deploy(deploy) => ("accepted", Some("deploy queued"), Some(deploy)),
-        Push::Ignored(why) => ("ignored", Some(*why), None),
+        Push::Nothing => (EventOutcome::Accepted, None, None),
+        Push::Deploy(deploy) => (EventOutcome::Accepted, Some("deploy queued"), Some(deploy)),
+        Push::Ignored(why) => (EventOutcome::Ignored, Some(*why), None),
     };
     let headers = stored_headers(&parts.headers);
     let recorded = state

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::Ingest;
 use crate::config::{DeployConfig, SourceConfig, SourceScheme};
-use crate::store::deliveries::{self, QueuedDeploy, Recorded};
+use crate::store::deliveries::{self, EventOutcome, QueuedDeploy, Recorded};
 use crate::store::{self, StoreError};
 
 pub use crate::store::deliveries::SourceDelivery;
@@ -20,7 +20,7 @@ pub struct SourceReplay<'a> {
     pub event_id: i64,
     pub event_type: &'a str,
     pub delivery_id: Option<&'a str>,
-    pub outcome: &'a str,
+    pub outcome: EventOutcome,
     pub payload: &'a str,
 }
 
@@ -56,7 +56,7 @@ impl Ingest {
                 event_id: recorded.event_id,
                 event_type: delivery.event_type,
                 delivery_id: delivery.delivery_id,
-                outcome: &recorded.outcome,
+                outcome: recorded.outcome.as_str(),
                 payload: delivery.body,
                 replay: false,
             })
@@ -95,7 +95,7 @@ impl Ingest {
             event_id: replay.event_id,
             event_type: replay.event_type,
             delivery_id: replay.delivery_id,
-            outcome: replay.outcome,
+            outcome: replay.outcome.as_str(),
             payload: replay.payload,
             replay: true,
         })

@@ -1,10 +1,68 @@
 //! Deliveries of the configured sources, and the operators' views over every delivery (FAL's
 //! included): all of them live in `webhook_events`.
 
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::StoreError;
+
+/// What became of a stored delivery (`webhook_events.outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// FAL: the avatar changed.
+    Applied,
+    /// Nothing to change (FAL), or a push to another branch (sources).
+    Ignored,
+    /// FAL: no avatar has the request id (yet).
+    Unmatched,
+    /// A source's delivery, stored.
+    Accepted,
+    /// Refused for its signature or body; stored without the body.
+    Rejected,
+    /// Accepted, but what it asked for failed (a deploy).
+    Failed,
+}
+
+impl EventOutcome {
+    const ALL: [EventOutcome; 6] = [
+        EventOutcome::Applied,
+        EventOutcome::Ignored,
+        EventOutcome::Unmatched,
+        EventOutcome::Accepted,
+        EventOutcome::Rejected,
+        EventOutcome::Failed,
+    ];
+    /// What operators list as failures.
+    pub const FAILURES: [EventOutcome; 3] = [
+        EventOutcome::Rejected,
+        EventOutcome::Unmatched,
+        EventOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Applied => "applied",
+            EventOutcome::Ignored => "ignored",
+            EventOutcome::Unmatched => "unmatched",
+            EventOutcome::Accepted => "accepted",
+            EventOutcome::Rejected => "rejected",
+            EventOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for EventOutcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("unknown outcome {s:?}"))
+    }
+}
 
 /// A verified delivery of a configured source, ready to be recorded.
 #[derive(Debug)]
@@ -18,7 +76,7 @@ pub struct SourceDelivery<'a> {
     pub headers: &'a Value,
     /// The raw body (JSON).
     pub body: &'a str,
-    pub outcome: &'a str,
+    pub outcome: EventOutcome,
     pub reason: Option<&'a str>,
     pub http_request_id: &'a str,
     pub instance_id: &'a str,
@@ -40,7 +98,7 @@ pub struct Recorded {
     /// False: the delivery key was already there, this is a redelivery.
     pub inserted: bool,
     /// The outcome the delivery was first recorded with.
-    pub outcome: String,
+    pub outcome: EventOutcome,
     pub deploy_id: Option<i64>,
 }
 
@@ -69,7 +127,7 @@ pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Record
                 &delivery.delivery_key,
                 &delivery.delivery_id,
                 &delivery.event_type,
-                &delivery.outcome,
+                &delivery.outcome.as_str(),
                 &delivery.reason,
                 &delivery.scheme,
                 &delivery.http_request_id,
@@ -87,10 +145,13 @@ pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Record
         _ => None,
     };
     tx.commit().await?;
+    let outcome: String = row.try_get(2)?;
     Ok(Recorded {
         event_id,
         inserted,
-        outcome: row.try_get(2)?,
+        outcome: outcome
+            .parse()
+            .map_err(|e: String| StoreError::Unexpected(anyhow::anyhow!(e)))?,
         deploy_id,
     })
 }
@@ -124,7 +185,7 @@ pub struct StoredEvent {
     pub source: String,
     pub event_type: String,
     pub delivery_id: Option<String>,
-    pub outcome: String,
+    pub outcome: EventOutcome,
     pub signature_scheme: String,
     pub training_type: Option<String>,
     /// `None` for a rejected request: nothing verified was kept.
@@ -141,12 +202,15 @@ pub async fn stored_event(pool: &Pool, id: i64) -> Result<Option<StoredEvent>, S
         )
         .await?;
     row.map(|r| {
+        let outcome: String = r.try_get(4)?;
         Ok(StoredEvent {
             id: r.try_get(0)?,
             source: r.try_get(1)?,
             event_type: r.try_get(2)?,
             delivery_id: r.try_get(3)?,
-            outcome: r.try_get(4)?,
+            outcome: outcome
+                .parse()
+                .map_err(|e: String| StoreError::Unexpected(anyhow::anyhow!(e)))?,
             signature_scheme: r.try_get(5)?,
             training_type: r.try_get(6)?,
             payload: r.try_get(7)?,
@@ -167,46 +231,130 @@ pub async fn mark_replayed(pool: &Pool, id: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The whole row, as operators read it.
-pub async fn event_json(pool: &Pool, id: i64) -> Result<Option<Value>, StoreError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT to_jsonb(e) FROM webhook_events e WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(row.map(|r| r.get(0)))
+/// A stored delivery as operators read it (`payload` and `headers` only for one event).
+#[derive(Debug)]
+pub struct EventRow {
+    pub id: i64,
+    pub source: String,
+    pub delivery_key: Option<String>,
+    pub delivery_id: Option<String>,
+    pub fal_request_id: Option<String>,
+    pub event: String,
+    pub avatar_id: Option<uuid::Uuid>,
+    pub outcome: EventOutcome,
+    pub outcome_reason: Option<String>,
+    pub signature_scheme: String,
+    pub http_request_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub training_type: Option<String>,
+    pub status_code: i16,
+    pub processing_ms: Option<f32>,
+    pub deliveries: i32,
+    pub replays: i32,
+    pub received_at: DateTime<Utc>,
+    pub last_delivered_at: DateTime<Utc>,
+    pub last_replayed_at: Option<DateTime<Utc>>,
+    pub headers: Option<Value>,
+    pub payload: Option<Value>,
 }
 
-pub const FAILED_OUTCOMES: [&str; 3] = ["rejected", "unmatched", "failed"];
+impl EventRow {
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, StoreError> {
+        let outcome: String = row.try_get(7)?;
+        Ok(Self {
+            id: row.try_get(0)?,
+            source: row.try_get(1)?,
+            delivery_key: row.try_get(2)?,
+            delivery_id: row.try_get(3)?,
+            fal_request_id: row.try_get(4)?,
+            event: row.try_get(5)?,
+            avatar_id: row.try_get(6)?,
+            outcome: outcome.parse().map_err(|e: String| {
+                StoreError::Unexpected(anyhow::anyhow!("webhook_events.outcome: {e}"))
+            })?,
+            outcome_reason: row.try_get(8)?,
+            signature_scheme: row.try_get(9)?,
+            http_request_id: row.try_get(10)?,
+            instance_id: row.try_get(11)?,
+            training_type: row.try_get(12)?,
+            status_code: row.try_get(13)?,
+            processing_ms: row.try_get(14)?,
+            deliveries: row.try_get(15)?,
+            replays: row.try_get(16)?,
+            received_at: row.try_get(17)?,
+            last_delivered_at: row.try_get(18)?,
+            last_replayed_at: row.try_get(19)?,
+            headers: row.try_get(20)?,
+            payload: row.try_get(21)?,
+        })
+    }
+}
 
-/// Newest first, `limit` at a time; `before` is the previous page's `next_before`.
+/// `$1` says whether to read the headers and the payload.
+const SELECT_EVENTS: &str = "SELECT id, source, delivery_key, delivery_id, fal_request_id, event, \
+     avatar_id, outcome, outcome_reason, signature_scheme, http_request_id, instance_id, \
+     training_type, status_code, processing_ms, deliveries, replays, received_at, \
+     last_delivered_at, last_replayed_at, CASE WHEN $1 THEN headers END, \
+     CASE WHEN $1 THEN payload END FROM webhook_events";
+
+pub async fn event(pool: &Pool, id: i64) -> Result<Option<EventRow>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(&format!("{SELECT_EVENTS} WHERE id = $2"), &[&true, &id])
+        .await?;
+    row.as_ref().map(EventRow::from_row).transpose()
+}
+
+/// Failures newest first, `limit` at a time: the partial index `webhook_events_failures_idx`
+/// has the same list.
+static FAILURES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{SELECT_EVENTS} WHERE outcome IN ({}) \
+           AND ($2::text IS NULL OR source = $2) AND ($3::bigint IS NULL OR id < $3) \
+         ORDER BY id DESC LIMIT $4",
+        sql_list(&EventOutcome::FAILURES)
+    )
+});
+
+/// A page of failures and where the next one starts (`before`: the previous `next_before`).
 pub async fn failures(
     pool: &Pool,
     source: Option<&str>,
     before: Option<i64>,
     limit: i64,
-) -> Result<Value, StoreError> {
+) -> Result<(Vec<EventRow>, Option<i64>), StoreError> {
     let client = pool.get().await?;
     let rows = client
-        .query(
-            "SELECT id, to_jsonb(e) - 'payload' - 'headers' FROM webhook_events e \
-             WHERE outcome IN ('rejected', 'unmatched', 'failed') \
-               AND ($1::text IS NULL OR source = $1) AND ($2::bigint IS NULL OR id < $2) \
-             ORDER BY id DESC LIMIT $3",
-            &[&source, &before, &limit],
-        )
+        .query(FAILURES.as_str(), &[&false, &source, &before, &limit])
         .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.get::<_, i64>(0)))
+    let events = rows
+        .iter()
+        .map(EventRow::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_before = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id))
         .flatten();
-    let items: Vec<Value> = rows.iter().map(|r| r.get(1)).collect();
-    Ok(json!({ "items": items, "next_before": next_before }))
+    Ok((events, next_before))
 }
 
-/// Counts by source, outcome and answer class over the last `hours`, with processing time.
-pub async fn metrics(pool: &Pool, hours: i32) -> Result<Value, StoreError> {
+/// Events of one source (and, unless `whole_source`, one outcome and answer class).
+#[derive(Debug)]
+pub struct OutcomeCounts {
+    pub source: String,
+    /// The line of the source's totals.
+    pub whole_source: bool,
+    pub outcome: Option<String>,
+    /// `2xx`, `4xx`, `5xx`.
+    pub status_class: Option<String>,
+    pub events: i64,
+    pub deliveries: i64,
+    pub processing_ms_p50: Option<f64>,
+    pub processing_ms_p99: Option<f64>,
+}
+
+/// Counts by source, outcome and answer class over the last `hours`, with processing time;
+/// each source's totals first.
+pub async fn outcome_counts(pool: &Pool, hours: i32) -> Result<Vec<OutcomeCounts>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -221,37 +369,36 @@ pub async fn metrics(pool: &Pool, hours: i32) -> Result<Value, StoreError> {
             &[&hours],
         )
         .await?;
-    let mut sources = serde_json::Map::new();
-    for row in rows {
-        let source: String = row.get(0);
-        let whole_source = row.get::<_, i32>(7) == 1;
-        let entry = sources
-            .entry(source)
-            .or_insert_with(|| json!({ "by_outcome": [] }));
-        let timing = json!({
-            "events": row.get::<_, i64>(3),
-            "deliveries": row.get::<_, i64>(4),
-            "processing_ms_p50": row.get::<_, Option<f64>>(5),
-            "processing_ms_p99": row.get::<_, Option<f64>>(6),
-        });
-        if whole_source {
-            entry["total"] = timing;
-        } else if let Some(list) = entry["by_outcome"].as_array_mut() {
-            let mut item = json!({
-                "outcome": row.get::<_, String>(1),
-                "status_class": row.get::<_, String>(2),
-            });
-            item.as_object_mut()
-                .expect("an object")
-                .extend(timing.as_object().expect("an object").clone());
-            list.push(item);
-        }
-    }
-    Ok(json!({ "hours": hours, "sources": sources }))
+    rows.iter()
+        .map(|row| {
+            Ok(OutcomeCounts {
+                source: row.try_get(0)?,
+                whole_source: row.try_get::<_, i32>(7)? == 1,
+                outcome: row.try_get(1)?,
+                status_class: row.try_get(2)?,
+                events: row.try_get(3)?,
+                deliveries: row.try_get(4)?,
+                processing_ms_p50: row.try_get(5)?,
+                processing_ms_p99: row.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+/// A source's latest activity.
+#[derive(Debug)]
+pub struct SourceActivity {
+    pub source: String,
+    pub last_received_at: Option<DateTime<Utc>>,
+    pub last_accepted_at: Option<DateTime<Utc>>,
+    /// In the last hour.
+    pub accepted: i64,
+    pub rejected: i64,
+    pub failed: i64,
 }
 
 /// Per source: when it last sent anything, last got through, and the last hour's outcomes.
-pub async fn source_activity(pool: &Pool) -> Result<Vec<Value>, StoreError> {
+pub async fn source_activity(pool: &Pool) -> Result<Vec<SourceActivity>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -268,19 +415,25 @@ pub async fn source_activity(pool: &Pool) -> Result<Vec<Value>, StoreError> {
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            json!({
-                "source": r.get::<_, String>(0),
-                "last_received_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1),
-                "last_accepted_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(2),
-                "last_hour": {
-                    "accepted": r.get::<_, i64>(3),
-                    "rejected": r.get::<_, i64>(4),
-                    "failed": r.get::<_, i64>(5),
-                },
+            Ok(SourceActivity {
+                source: r.try_get(0)?,
+                last_received_at: r.try_get(1)?,
+                last_accepted_at: r.try_get(2)?,
+                accepted: r.try_get(3)?,
+                rejected: r.try_get(4)?,
+                failed: r.try_get(5)?,
             })
         })
-        .collect())
+        .collect()
+}
+
+/// `'a', 'b'` for `IN (...)`.
+fn sql_list(outcomes: &[EventOutcome]) -> String {
+    let quoted: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("'{}'", o.as_str()))
+        .collect();
+    quoted.join(", ")
 }

@@ -1,8 +1,8 @@
 //! The `deploys` queue: queued with the push that asked for it (`store::deliveries`), run one
 //! at a time across instances by `crate::deploy`.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use serde_json::Value;
 use tokio_postgres::GenericClient;
 
 use super::StoreError;
@@ -130,35 +130,77 @@ pub async fn finish(
     Ok(())
 }
 
-const DEPLOY_JSON: &str = "SELECT jsonb_build_object('id', id, 'event_id', event_id, \
-     'source', source, 'repository', repository, 'branch', branch, 'commit', commit_sha, \
-     'state', state, 'reason', reason, 'exit_code', exit_code, 'instance_id', instance_id, \
-     'queued_at', queued_at, 'started_at', started_at, 'finished_at', finished_at, \
-     'duration_ms', (extract(epoch FROM finished_at - started_at) * 1000)::bigint";
+/// A deploy run as operators see it.
+#[derive(Debug)]
+pub struct DeployRow {
+    pub id: i64,
+    pub event_id: i64,
+    pub source: String,
+    pub repository: String,
+    pub branch: String,
+    pub commit_sha: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub instance_id: Option<String>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last 64 KiB of its output; read only for one deploy.
+    pub output: Option<String>,
+}
+
+impl DeployRow {
+    /// Did it end badly (the cluster is then `degraded`)?
+    pub fn failed(&self) -> bool {
+        self.state == Finished::Failed.as_str() || self.state == Finished::TimedOut.as_str()
+    }
+
+    fn from_row(row: &tokio_postgres::Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.try_get(0)?,
+            event_id: row.try_get(1)?,
+            source: row.try_get(2)?,
+            repository: row.try_get(3)?,
+            branch: row.try_get(4)?,
+            commit_sha: row.try_get(5)?,
+            state: row.try_get(6)?,
+            reason: row.try_get(7)?,
+            exit_code: row.try_get(8)?,
+            instance_id: row.try_get(9)?,
+            queued_at: row.try_get(10)?,
+            started_at: row.try_get(11)?,
+            finished_at: row.try_get(12)?,
+            output: row.try_get(13)?,
+        })
+    }
+}
+
+/// `$1` says whether to read the output.
+const SELECT_DEPLOYS: &str = "SELECT id, event_id, source, repository, branch, commit_sha, state, \
+     reason, exit_code, instance_id, queued_at, started_at, finished_at, \
+     CASE WHEN $1 THEN output END FROM deploys";
 
 /// Newest first, without the output.
-pub async fn list(pool: &Pool, limit: i64) -> Result<Vec<Value>, StoreError> {
+pub async fn list(pool: &Pool, limit: i64) -> Result<Vec<DeployRow>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
-            &format!("{DEPLOY_JSON}) FROM deploys ORDER BY id DESC LIMIT $1"),
-            &[&limit],
+            &format!("{SELECT_DEPLOYS} ORDER BY id DESC LIMIT $2"),
+            &[&false, &limit],
         )
         .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter().map(DeployRow::from_row).collect()
 }
 
-pub async fn get(pool: &Pool, id: i64) -> Result<Option<Value>, StoreError> {
+pub async fn get(pool: &Pool, id: i64) -> Result<Option<DeployRow>, StoreError> {
     let client = pool.get().await?;
     let row = client
-        .query_opt(
-            &format!("{DEPLOY_JSON}, 'output', output) FROM deploys WHERE id = $1"),
-            &[&id],
-        )
+        .query_opt(&format!("{SELECT_DEPLOYS} WHERE id = $2"), &[&true, &id])
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.as_ref().map(DeployRow::from_row).transpose()
 }
 
-pub async fn latest(pool: &Pool) -> Result<Option<Value>, StoreError> {
+pub async fn latest(pool: &Pool) -> Result<Option<DeployRow>, StoreError> {
     Ok(list(pool, 1).await?.into_iter().next())
 }
