@@ -12,8 +12,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::batch::{self, BatchError};
-use super::ingest::{self, Delivery, Ingested};
+use super::ingest::{self, BatchError, Delivery, Ingested};
 use super::schema::AvatarSql;
 use super::StoreError;
 
@@ -110,7 +109,7 @@ async fn together(
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
     let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
-    let results = batch::ingest_all(&tx, sql, &deliveries).await?;
+    let results = ingest::ingest_all(&tx, sql, &deliveries).await?;
     tx.commit().await?;
     Ok(results)
 }

@@ -1,7 +1,6 @@
 //! PostgreSQL, the source of truth: pool, migrations, the ingest transaction, avatar reads.
 
 pub mod avatars;
-pub mod batch;
 pub mod deliveries;
 pub mod deploys;
 pub mod event_log;

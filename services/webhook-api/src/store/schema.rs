@@ -206,11 +206,10 @@ pub async fn inspect(client: &impl GenericClient) -> Result<Inspected, tokio_pos
 /// a schema that passed `Inspected::check(true)`.
 #[derive(Debug)]
 pub struct AvatarSql {
-    /// `UPDATE avatars` for one delivery: `$1` id, `$2` status, `$3` progress, `$4` LoRA URL,
-    /// `$5` config URL, `$6` error, `$7` body, `$8` training type (all text but `$1`, `$3`).
-    pub apply_one: String,
-    /// The same over arrays of those values (one `unnest`), for a batch.
-    pub apply_many: String,
+    /// `UPDATE avatars` over arrays (one `unnest`, one delivery or a batch): `$1` ids, `$2`
+    /// statuses, `$3` progress, `$4` LoRA URLs, `$5` config URLs, `$6` errors, `$7` bodies,
+    /// `$8` training types (all text but `$1`, `$3`).
+    pub apply: String,
     /// "The avatar is training", in a form that matches the partial index `avatars_training_idx`
     /// (a native enum's labels cannot be compared through an (immutable) cast).
     pub training: String,
@@ -227,73 +226,50 @@ impl AvatarSql {
             column("training_type"),
             column("fal_response_data"),
         );
-        let set = |v: ChangeValues| {
-            let training = AvatarStatus::Training.as_str();
-            let completed = AvatarStatus::Completed.as_str();
-            let error = AvatarStatus::Error.as_str();
-            format!(
-                "status = {status}{status_cast}, \
-                 training_progress = COALESCE({progress}, training_progress), \
-                 training_started_at = CASE WHEN {status} = '{training}' \
-                   THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
-                 training_completed_at = CASE WHEN {status} = '{completed}' THEN now() \
-                   ELSE training_completed_at END, \
-                 diffusers_lora_file_url = COALESCE({lora}, diffusers_lora_file_url), \
-                 config_file_url = COALESCE({config}, config_file_url), \
-                 training_error = COALESCE({error_text}, training_error), \
-                 fal_response_data = CASE WHEN {status} IN ('{completed}', '{error}') \
-                   THEN {body}{response_cast} ELSE fal_response_data END, \
-                 training_type = COALESCE(training_type, {kind}{kind_cast}), \
-                 last_status_check = now(), \
-                 updated_at = now()",
-                status = v.status,
-                status_cast = status.cast(),
-                progress = v.progress,
-                lora = v.lora_url,
-                config = v.config_url,
-                error_text = v.error,
-                body = v.body,
-                response_cast = response.cast(),
-                kind = v.training_type,
-                kind_cast = training_type.cast(),
-            )
-        };
-        let apply_one = format!(
-            "UPDATE avatars SET {} WHERE id = $1 RETURNING {view_columns}",
-            set(ChangeValues {
-                status: "$2::text",
-                progress: "$3::int",
-                lora_url: "$4::text",
-                config_url: "$5::text",
-                error: "$6::text",
-                body: "$7::text",
-                training_type: "$8::text",
-            })
+        let (training, completed, error) = (
+            AvatarStatus::Training.as_str(),
+            AvatarStatus::Completed.as_str(),
+            AvatarStatus::Error.as_str(),
         );
-        let apply_many = format!(
-            "UPDATE avatars SET {} FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], \
-               $5::text[], $6::text[], $7::text[], $8::text[]) \
-               AS c(c_id, c_status, c_progress, c_lora, c_config, c_error, c_body, c_type) \
+        let apply = format!(
+            "UPDATE avatars SET \
+               status = c.c_status{status_cast}, \
+               training_progress = COALESCE(c.c_progress, training_progress), \
+               training_started_at = CASE WHEN c.c_status = '{training}' \
+                 THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
+               training_completed_at = CASE WHEN c.c_status = '{completed}' THEN now() \
+                 ELSE training_completed_at END, \
+               diffusers_lora_file_url = COALESCE(c.c_lora, diffusers_lora_file_url), \
+               config_file_url = COALESCE(c.c_config, config_file_url), \
+               training_error = COALESCE(c.c_error, training_error), \
+               fal_response_data = CASE WHEN c.c_status IN ('{completed}', '{error}') \
+                 THEN c.c_body{response_cast} ELSE fal_response_data END, \
+               training_type = COALESCE(training_type, c.c_kind{kind_cast}), \
+               last_status_check = now(), \
+               updated_at = now() \
+             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], \
+               $7::text[], $8::text[]) \
+               AS c(c_id, c_status, c_progress, c_lora, c_config, c_error, c_body, c_kind) \
              WHERE avatars.id = c.c_id RETURNING {view_columns}",
-            set(ChangeValues {
-                status: "c.c_status",
-                progress: "c.c_progress",
-                lora_url: "c.c_lora",
-                config_url: "c.c_config",
-                error: "c.c_error",
-                body: "c.c_body",
-                training_type: "c.c_type",
-            })
+            status_cast = status.cast(),
+            response_cast = response.cast(),
+            kind_cast = training_type.cast(),
         );
         let text_limit = |name| match column(name).kind {
             Kind::Text { max_chars } => max_chars,
             _ => None,
         };
         Ok(Self {
-            apply_one,
-            apply_many,
+            apply,
             training: training_predicate(status),
-            url_max_chars: text_limit("diffusers_lora_file_url").min(text_limit("config_file_url")),
+            // One limit for both URL columns: the shorter, where either has one.
+            url_max_chars: [
+                text_limit("diffusers_lora_file_url"),
+                text_limit("config_file_url"),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             error_max_chars: text_limit("training_error"),
         })
     }
@@ -325,18 +301,6 @@ impl AvatarSql {
             _ => std::borrow::Cow::Borrowed(error),
         }
     }
-}
-
-/// The values of a change, named by the caller: `$n` parameters or `unnest` columns, all text
-/// but the progress.
-struct ChangeValues {
-    status: &'static str,
-    progress: &'static str,
-    lora_url: &'static str,
-    config_url: &'static str,
-    error: &'static str,
-    body: &'static str,
-    training_type: &'static str,
 }
 
 /// `status` is `TRAINING`, whatever the case it was written in: the enum's labels that spell
@@ -483,12 +447,11 @@ mod tests {
     #[test]
     fn the_bots_live_enums_are_cast_and_compared_by_their_labels() {
         let sql = AvatarSql::new(&bot_live(), "id").unwrap();
-        assert!(sql.apply_one.contains("status = $2::text::avatarstatus"));
+        assert!(sql.apply.contains("status = c.c_status::avatarstatus,"));
         assert!(sql
-            .apply_one
-            .contains("COALESCE(training_type, $8::text::avatartrainingtype)"));
-        assert!(sql.apply_one.contains("THEN $7::text::json ELSE"));
-        assert!(sql.apply_many.contains("status = c.c_status::avatarstatus"));
+            .apply
+            .contains("COALESCE(training_type, c.c_kind::avatartrainingtype)"));
+        assert!(sql.apply.contains("THEN c.c_body::json ELSE"));
         assert_eq!(sql.training, "status IN ('training', 'TRAINING')");
     }
 
@@ -507,8 +470,8 @@ mod tests {
             column("fal_response_data", Kind::Jsonb),
         );
         let sql = AvatarSql::new(&schema, "id").unwrap();
-        assert!(sql.apply_one.contains("status = $2::text, "));
-        assert!(sql.apply_one.contains("THEN $7::text::jsonb ELSE"));
+        assert!(sql.apply.contains("status = c.c_status, "));
+        assert!(sql.apply.contains("THEN c.c_body::jsonb ELSE"));
         assert_eq!(sql.training, "upper(status::text) = 'TRAINING'");
     }
 

@@ -6,8 +6,7 @@ use tokio_postgres::NoTls;
 
 use crate::helpers::{insert_avatar, pg_connect, TestDatabase};
 use webhook_api::fal;
-use webhook_api::store::batch::{self, BatchError};
-use webhook_api::store::ingest::{self, Delivery, Outcome};
+use webhook_api::store::ingest::{self, BatchError, Delivery, Outcome};
 use webhook_api::store::migrations;
 use webhook_api::store::schema::AvatarSql;
 use webhook_api::verify::Scheme;
@@ -122,7 +121,7 @@ async fn a_batch_ends_exactly_as_the_same_deliveries_one_by_one() {
 
     let mut client = batch_pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let together = batch::ingest_all(&tx, &sql, &deliveries.iter().collect::<Vec<_>>())
+    let together = ingest::ingest_all(&tx, &sql, &deliveries.iter().collect::<Vec<_>>())
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -191,7 +190,7 @@ async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
     let others = delivery(&completion("b-1"));
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let result = batch::ingest_all(&tx, &sql, &[&others, &late]).await;
+    let result = ingest::ingest_all(&tx, &sql, &[&others, &late]).await;
     assert!(
         matches!(result, Err(BatchError::OneByOne(_))),
         "{:?}",

@@ -1,16 +1,24 @@
 //! One verified callback → one transaction: lock the avatar, record the delivery (its unique
-//! key turns a redelivery into a duplicate), apply the state machine's decision, commit.
+//! key turns a redelivery into a duplicate), apply the state machine's decision, commit. Many
+//! callbacks that arrive together: the same steps as one statement each over arrays
+//! (`batch`), built by the same column builders (`columns`).
 
 use deadpool_postgres::{Pool, Transaction};
 use uuid::Uuid;
 
+mod batch;
+mod columns;
+
 use super::avatars::AvatarView;
 use super::schema::AvatarSql;
 use super::{jobs, StoreError};
-use crate::avatar::{self, AvatarStatus, Decision, TrainingType};
+use crate::avatar::{self, AvatarStatus, Change, Decision, TrainingType};
+use columns::{ChangeColumns, EventColumns};
+
 use crate::fal::FalCallback;
 use crate::files::policy::job_files;
 use crate::verify::Scheme;
+pub use batch::{ingest_all, BatchError};
 
 /// A verified, parsed delivery and where it came from.
 #[derive(Debug, Clone)]
@@ -27,7 +35,7 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub(super) fn processing_ms(&self) -> f32 {
+    fn processing_ms(&self) -> f32 {
         self.received.elapsed().as_secs_f32() * 1000.0
     }
 }
@@ -64,16 +72,6 @@ pub struct Ingested {
 const LOCK_AVATAR: &str = "SELECT id, status::text, COALESCE(training_progress, 0) FROM avatars \
      WHERE fal_request_id = $1 ORDER BY created_at DESC NULLS LAST LIMIT 1 FOR UPDATE";
 
-/// The upsert takes the event row's lock, so concurrent redeliveries wait for the first one's
-/// commit and then see it. `xmax = 0` tells a fresh insert from a conflict.
-const RECORD_EVENT: &str = "INSERT INTO webhook_events \
-     (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
-      signature_scheme, http_request_id, instance_id, training_type, payload, processing_ms) \
-     VALUES ('fal', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12) \
-     ON CONFLICT (delivery_key) DO UPDATE SET \
-       deliveries = webhook_events.deliveries + 1, last_delivered_at = now() \
-     RETURNING id, (xmax = 0) AS inserted, outcome";
-
 /// A delivery first recorded as `unmatched` is applied when it arrives again after the avatar
 /// got its `fal_request_id`.
 const REMATCH_EVENT: &str =
@@ -82,7 +80,7 @@ const REMATCH_EVENT: &str =
 
 /// The avatar a delivery is for, as locked at the start of its transaction.
 #[derive(Debug, Clone)]
-pub(super) struct LockedAvatar {
+struct LockedAvatar {
     pub id: Uuid,
     /// `None` when the bot gave it a status callbacks do not change.
     pub current: Option<avatar::Current>,
@@ -90,7 +88,7 @@ pub(super) struct LockedAvatar {
 
 impl LockedAvatar {
     /// Reads `id, status::text, progress` starting at column `first`.
-    pub(super) fn from_row(row: &tokio_postgres::Row, first: usize) -> Result<Self, StoreError> {
+    fn from_row(row: &tokio_postgres::Row, first: usize) -> Result<Self, StoreError> {
         let status: String = row.try_get(first + 1)?;
         Ok(Self {
             id: row.try_get(first)?,
@@ -106,14 +104,14 @@ impl LockedAvatar {
 }
 
 /// What a delivery will do, decided before anything is written.
-pub(super) struct Planned {
+struct Planned {
     pub outcome: Outcome,
     pub reason: Option<&'static str>,
     /// `None` when no avatar matched.
     pub decision: Option<Decision>,
 }
 
-pub(super) fn plan(avatar: Option<&LockedAvatar>, callback: &FalCallback) -> Planned {
+fn plan(avatar: Option<&LockedAvatar>, callback: &FalCallback) -> Planned {
     let decision = avatar.map(|avatar| match avatar.current {
         Some(current) => avatar::decide(current, &callback.event),
         None => Decision::Ignore("avatar has a status callbacks do not change"),
@@ -154,7 +152,6 @@ pub async fn ingest_in(
     delivery: &Delivery,
 ) -> Result<Ingested, StoreError> {
     let callback = &delivery.callback;
-
     let avatar = tx
         .query_opt(
             &tx.prepare_cached(LOCK_AVATAR).await?,
@@ -164,37 +161,17 @@ pub async fn ingest_in(
         .map(|row| LockedAvatar::from_row(&row, 0))
         .transpose()?;
     let avatar_id = avatar.as_ref().map(|a| a.id);
-    let Planned {
-        outcome,
-        reason,
-        decision,
-    } = plan(avatar.as_ref(), callback);
+    let planned = plan(avatar.as_ref(), callback);
 
-    let training_type = delivery.training_type.map(TrainingType::as_str);
-    let recorded = tx
-        .query_one(
-            &tx.prepare_cached(RECORD_EVENT).await?,
-            &[
-                &callback.delivery_key(),
-                &callback.request_id,
-                &callback.event.kind(),
-                &avatar_id,
-                &outcome.as_str(),
-                &reason,
-                &delivery.scheme.as_str(),
-                &delivery.http_request_id,
-                &delivery.instance_id,
-                &training_type,
-                &delivery.body,
-                &delivery.processing_ms(),
-            ],
-        )
-        .await?;
-    let event_id: i64 = recorded.try_get(0)?;
-    let inserted: bool = recorded.try_get(1)?;
-    if !inserted {
-        let first_outcome: String = recorded.try_get(2)?;
-        if first_outcome != Outcome::Unmatched.as_str() || avatar_id.is_none() {
+    let key = callback.delivery_key();
+    let mut columns = EventColumns::default();
+    columns.push(delivery, &key, &planned, avatar_id, 1);
+    let recorded = columns.record(tx).await?.pop().ok_or_else(|| {
+        StoreError::Unexpected(anyhow::anyhow!("the event insert returned no row"))
+    })?;
+    let event_id = recorded.event_id;
+    if !recorded.inserted {
+        if recorded.first_outcome != Outcome::Unmatched.as_str() || avatar_id.is_none() {
             return Ok(Ingested {
                 outcome: Outcome::Duplicate,
                 event_id,
@@ -204,55 +181,46 @@ pub async fn ingest_in(
         }
         tx.execute(
             &tx.prepare_cached(REMATCH_EVENT).await?,
-            &[&event_id, &avatar_id, &outcome.as_str(), &reason],
+            &[
+                &event_id,
+                &avatar_id,
+                &planned.outcome.as_str(),
+                &planned.reason,
+            ],
         )
         .await?;
     }
-
-    let changed = match (&decision, avatar_id) {
+    let (changed, file_job) = match (&planned.decision, avatar_id) {
         (Some(Decision::Apply(change)), Some(id)) => {
-            let row = tx
-                .query_one(
-                    &tx.prepare_cached(&sql.apply_one).await?,
-                    &[
-                        &id,
-                        &change.status.as_str(),
-                        &change.progress,
-                        &change
-                            .files
-                            .lora
-                            .as_ref()
-                            .and_then(|f| sql.fitting_url(&f.url)),
-                        &change
-                            .files
-                            .config
-                            .as_ref()
-                            .and_then(|f| sql.fitting_url(&f.url)),
-                        &change.error.as_deref().map(|e| sql.fitting_error(e)),
-                        &delivery.body,
-                        &training_type,
-                    ],
-                )
-                .await?;
-            Some(AvatarView::from_row(&row)?)
+            apply(tx, sql, delivery, id, change, event_id).await?
         }
-        _ => None,
-    };
-    let file_job = match (&decision, avatar_id) {
-        (Some(Decision::Apply(change)), Some(id)) if change.status == AvatarStatus::Completed => {
-            let files = job_files(&change.files);
-            if files.is_empty() {
-                None
-            } else {
-                Some(jobs::enqueue(tx, id, event_id, &files).await?)
-            }
-        }
-        _ => None,
+        _ => (None, None),
     };
     Ok(Ingested {
-        outcome,
+        outcome: planned.outcome,
         event_id,
         changed,
         file_job,
     })
+}
+
+/// Writes an applied change, and enqueues the copy of a completion's files.
+async fn apply(
+    tx: &Transaction<'_>,
+    sql: &AvatarSql,
+    delivery: &Delivery,
+    avatar_id: Uuid,
+    change: &Change,
+    event_id: i64,
+) -> Result<(Option<AvatarView>, Option<i64>), StoreError> {
+    let mut columns = ChangeColumns::default();
+    columns.push(sql, avatar_id, change, delivery);
+    let changed = columns.apply(tx, sql).await?.pop();
+    let files = job_files(&change.files);
+    let file_job = if change.status == AvatarStatus::Completed && !files.is_empty() {
+        Some(jobs::enqueue(tx, avatar_id, event_id, &files).await?)
+    } else {
+        None
+    };
+    Ok((changed, file_job))
 }

@@ -1,0 +1,192 @@
+//! A delivery's rows as one array per column, for one statement over `unnest`: the same
+//! statements whether one delivery is committed or a whole batch.
+
+use std::borrow::Cow;
+
+use deadpool_postgres::Transaction;
+use uuid::Uuid;
+
+use super::{Delivery, Planned};
+use crate::avatar::{Change, TrainingType};
+use crate::store::avatars::AvatarView;
+use crate::store::schema::AvatarSql;
+use crate::store::StoreError;
+
+/// The upsert takes each event row's lock, so concurrent redeliveries wait for the first one's
+/// commit and then see it. `xmax = 0` tells a fresh insert from a conflict.
+const RECORD_EVENTS: &str = "INSERT INTO webhook_events \
+     (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
+      signature_scheme, http_request_id, instance_id, training_type, payload, deliveries, \
+      processing_ms) \
+     SELECT 'fal', k, r, e, a, o, o_reason, s, h, i, t, p::jsonb, n, ms FROM unnest( \
+       $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
+       $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::real[]) \
+       AS d(k, r, e, a, o, o_reason, s, h, i, t, p, n, ms) \
+     ON CONFLICT (delivery_key) DO UPDATE SET \
+       deliveries = webhook_events.deliveries + excluded.deliveries, last_delivered_at = now() \
+     RETURNING delivery_key, id, (xmax = 0) AS inserted, outcome";
+
+/// What recording one delivery key found.
+pub(super) struct RecordedEvent {
+    pub key: String,
+    pub event_id: i64,
+    pub inserted: bool,
+    /// The outcome it was first recorded with.
+    pub first_outcome: String,
+}
+
+/// Deliveries as one array per `webhook_events` column.
+#[derive(Default)]
+pub(super) struct EventColumns<'a> {
+    key: Vec<&'a str>,
+    request_id: Vec<&'a str>,
+    event: Vec<&'static str>,
+    avatar_id: Vec<Option<Uuid>>,
+    outcome: Vec<&'static str>,
+    reason: Vec<Option<&'static str>>,
+    scheme: Vec<&'static str>,
+    http_request_id: Vec<&'a str>,
+    instance_id: Vec<&'a str>,
+    training_type: Vec<Option<&'static str>>,
+    body: Vec<&'a str>,
+    deliveries: Vec<i32>,
+    processing_ms: Vec<f32>,
+}
+
+impl<'a> EventColumns<'a> {
+    /// `deliveries`: how often this key arrived in the batch.
+    pub(super) fn push(
+        &mut self,
+        delivery: &'a Delivery,
+        key: &'a str,
+        planned: &Planned,
+        avatar_id: Option<Uuid>,
+        deliveries: i32,
+    ) {
+        self.key.push(key);
+        self.request_id.push(&delivery.callback.request_id);
+        self.event.push(delivery.callback.event.kind());
+        self.avatar_id.push(avatar_id);
+        self.outcome.push(planned.outcome.as_str());
+        self.reason.push(planned.reason);
+        self.scheme.push(delivery.scheme.as_str());
+        self.http_request_id.push(&delivery.http_request_id);
+        self.instance_id.push(&delivery.instance_id);
+        self.training_type
+            .push(delivery.training_type.map(TrainingType::as_str));
+        self.body.push(&delivery.body);
+        self.deliveries.push(deliveries);
+        self.processing_ms.push(delivery.processing_ms());
+    }
+
+    /// One statement for every delivery pushed (each key once).
+    pub(super) async fn record(
+        &self,
+        tx: &Transaction<'_>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = tx
+            .query(
+                &tx.prepare_cached(RECORD_EVENTS).await?,
+                &[
+                    &self.key,
+                    &self.request_id,
+                    &self.event,
+                    &self.avatar_id,
+                    &self.outcome,
+                    &self.reason,
+                    &self.scheme,
+                    &self.http_request_id,
+                    &self.instance_id,
+                    &self.training_type,
+                    &self.body,
+                    &self.deliveries,
+                    &self.processing_ms,
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RecordedEvent {
+                    key: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    inserted: row.try_get(2)?,
+                    first_outcome: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Applied changes as one array per value of `AvatarSql::apply`.
+#[derive(Default)]
+pub(super) struct ChangeColumns<'a> {
+    id: Vec<Uuid>,
+    status: Vec<&'static str>,
+    progress: Vec<Option<i32>>,
+    lora_url: Vec<Option<&'a str>>,
+    config_url: Vec<Option<&'a str>>,
+    error: Vec<Option<Cow<'a, str>>>,
+    body: Vec<&'a str>,
+    training_type: Vec<Option<&'static str>>,
+}
+
+impl<'a> ChangeColumns<'a> {
+    /// One statement for every change pushed; the avatars as committed.
+    pub(super) async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        sql: &AvatarSql,
+    ) -> Result<Vec<AvatarView>, StoreError> {
+        let rows = tx
+            .query(
+                &tx.prepare_cached(&sql.apply).await?,
+                &[
+                    &self.id,
+                    &self.status,
+                    &self.progress,
+                    &self.lora_url,
+                    &self.config_url,
+                    &self.error,
+                    &self.body,
+                    &self.training_type,
+                ],
+            )
+            .await?;
+        let mut views = Vec::with_capacity(rows.len());
+        for row in &rows {
+            views.push(AvatarView::from_row(row)?);
+        }
+        Ok(views)
+    }
+
+    pub(super) fn push(
+        &mut self,
+        sql: &AvatarSql,
+        id: Uuid,
+        change: &'a Change,
+        delivery: &'a Delivery,
+    ) {
+        self.id.push(id);
+        self.status.push(change.status.as_str());
+        self.progress.push(change.progress);
+        self.lora_url.push(
+            change
+                .files
+                .lora
+                .as_ref()
+                .and_then(|f| sql.fitting_url(&f.url)),
+        );
+        self.config_url.push(
+            change
+                .files
+                .config
+                .as_ref()
+                .and_then(|f| sql.fitting_url(&f.url)),
+        );
+        self.error
+            .push(change.error.as_deref().map(|e| sql.fitting_error(e)));
+        self.body.push(&delivery.body);
+        self.training_type
+            .push(delivery.training_type.map(TrainingType::as_str));
+    }
+}
