@@ -34,160 +34,76 @@ pub struct Metrics {
     oldest_pending_job_age: Gauge,
 }
 
+/// Registers each metric as it is made: one place for names, help texts and labels.
+struct Registrar {
+    registry: Registry,
+}
+
+impl Registrar {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&self, metric: M) -> M {
+        self.registry
+            .register(Box::new(metric.clone()))
+            .expect("metric names are unique");
+        metric
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("a valid counter"))
+    }
+
+    /// A counter by `label`, every value of `primed` at 0 from the start, so rates and alerts
+    /// see a series from the first scrape instead of "no data" until the first event.
+    fn counters(&self, name: &str, help: &str, label: &str, primed: &[&str]) -> IntCounterVec {
+        let counters = self.counters_by(name, help, &[label]);
+        for value in primed {
+            counters.with_label_values(&[value]).reset();
+        }
+        counters
+    }
+
+    fn counters_by(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid counters"))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Gauge {
+        self.add(Gauge::new(name, help).expect("a valid gauge"))
+    }
+
+    fn gauges(&self, name: &str, help: &str, label: &str) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid gauges"))
+    }
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+        let r = Registrar {
+            registry: Registry::new(),
+        };
+        let http_duration = r.add(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "webhook_http_request_duration_seconds",
+                    "Time to answer, by route",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ]),
+                &["route"],
+            )
+            .expect("a valid histogram"),
+        );
+        Self {
+            http_requests: r.counters_by(
                 "webhook_http_requests_total",
                 "HTTP requests by route, method and status",
+                &["route", "method", "status"],
             ),
-            &["route", "method", "status"],
-        )
-        .unwrap();
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "webhook_http_request_duration_seconds",
-                "Time to answer, by route",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
-            &["route"],
-        )
-        .unwrap();
-        let signature_failures = IntCounterVec::new(
-            Opts::new(
+            http_duration,
+            signature_failures: r.counters(
                 "webhook_signature_failures_total",
                 "Rejected signatures by reason",
-            ),
-            &["reason"],
-        )
-        .unwrap();
-        let outcomes = IntCounterVec::new(
-            Opts::new(
-                "webhook_callbacks_total",
-                "Acknowledged FAL callbacks by outcome",
-            ),
-            &["outcome"],
-        )
-        .unwrap();
-        let redis_errors = IntCounterVec::new(
-            Opts::new(
-                "webhook_redis_errors_total",
-                "Failed Redis operations by operation",
-            ),
-            &["operation"],
-        )
-        .unwrap();
-        let db_pool = IntGaugeVec::new(
-            Opts::new(
-                "webhook_db_pool_connections",
-                "PostgreSQL pool: size, available, waiting",
-            ),
-            &["state"],
-        )
-        .unwrap();
-        let file_jobs_settled = IntCounterVec::new(
-            Opts::new(
-                "webhook_file_job_runs_total",
-                "File job runs by result: done, retry, failed, dead, released, lease_lost, error",
-            ),
-            &["result"],
-        )
-        .unwrap();
-        let file_bytes_copied = IntCounter::new(
-            "webhook_file_bytes_copied_total",
-            "Bytes of trained files stored in S3",
-        )
-        .unwrap();
-        let file_jobs = IntGaugeVec::new(
-            Opts::new("webhook_file_jobs", "File jobs by state (whole cluster)"),
-            &["state"],
-        )
-        .unwrap();
-        let oldest_pending_job_age = Gauge::new(
-            "webhook_file_job_oldest_pending_age_seconds",
-            "Age of the oldest file job not yet done (0 when none)",
-        )
-        .unwrap();
-        let source_deliveries = IntCounterVec::new(
-            Opts::new(
-                "webhook_source_deliveries_total",
-                "Acknowledged deliveries of the configured sources, by source and outcome",
-            ),
-            &["source", "outcome"],
-        )
-        .unwrap();
-        let rejections_dropped = IntCounter::new(
-            "webhook_rejections_dropped_total",
-            "Rejected requests counted but not recorded in webhook_events",
-        )
-        .unwrap();
-        let late_announcements = IntCounter::new(
-            "webhook_late_announcements_total",
-            "Committed changes announced on Redis by the announcer, not the request path",
-        )
-        .unwrap();
-        let unannounceable = IntCounter::new(
-            "webhook_unannounceable_total",
-            "Applied changes older than Redis remembers announcements when the announcer reached them",
-        )
-        .unwrap();
-        let reconciler_actions = IntCounterVec::new(
-            Opts::new(
-                "webhook_reconciler_actions_total",
-                "Trainings checked against FAL's queue API, by what came of it",
-            ),
-            &["action"],
-        )
-        .unwrap();
-        let trainings = IntGaugeVec::new(
-            Opts::new(
-                "webhook_avatars_training",
-                "Avatars in training (all), and those without a change for longer than the reconciler waits (stale)",
-            ),
-            &["state"],
-        )
-        .unwrap();
-        let oldest_training_age = Gauge::new(
-            "webhook_training_oldest_unchanged_seconds",
-            "Seconds since the least recently changed avatar in training changed",
-        )
-        .unwrap();
-        for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(http_duration.clone()),
-            Box::new(signature_failures.clone()),
-            Box::new(outcomes.clone()),
-            Box::new(redis_errors.clone()),
-            Box::new(db_pool.clone()),
-            Box::new(file_jobs_settled.clone()),
-            Box::new(file_bytes_copied.clone()),
-            Box::new(file_jobs.clone()),
-            Box::new(oldest_pending_job_age.clone()),
-            Box::new(source_deliveries.clone()),
-            Box::new(rejections_dropped.clone()),
-            Box::new(reconciler_actions.clone()),
-            Box::new(late_announcements.clone()),
-            Box::new(unannounceable.clone()),
-            Box::new(trainings.clone()),
-            Box::new(oldest_training_age.clone()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
-        }
-        // Every known label value starts at 0, so rates and alerts see a series from the
-        // first scrape instead of "no data" until the first event.
-        for (counter, values) in [
-            (
-                &outcomes,
-                &["applied", "duplicate", "unmatched", "ignored"][..],
-            ),
-            (
-                &signature_failures,
+                "reason",
                 &[
                     "unsigned",
                     "missing_header",
@@ -196,47 +112,83 @@ impl Metrics {
                     "mismatch",
                     "hmac_not_configured",
                     "keys_unavailable",
-                ][..],
+                ],
             ),
-            (
-                &redis_errors,
-                &["publish", "announce", "read_status", "fill_status"][..],
+            outcomes: r.counters(
+                "webhook_callbacks_total",
+                "Acknowledged FAL callbacks by outcome",
+                "outcome",
+                &["applied", "duplicate", "unmatched", "ignored"],
             ),
-            (&file_jobs_settled, &["done", "failed", "dead", "retry"][..]),
-            (
-                &reconciler_actions,
+            redis_errors: r.counters(
+                "webhook_redis_errors_total",
+                "Failed Redis operations by operation",
+                "operation",
+                &["publish", "announce", "read_status", "fill_status"],
+            ),
+            db_pool: r.gauges(
+                "webhook_db_pool_connections",
+                "PostgreSQL pool: size, available, waiting",
+                "state",
+            ),
+            file_jobs_settled: r.counters(
+                "webhook_file_job_runs_total",
+                "File job runs by result: done, retry, failed, dead, released, lease_lost, error",
+                "result",
+                &["done", "failed", "dead", "retry"],
+            ),
+            file_bytes_copied: r.counter(
+                "webhook_file_bytes_copied_total",
+                "Bytes of trained files stored in S3",
+            ),
+            file_jobs: r.gauges(
+                "webhook_file_jobs",
+                "File jobs by state (whole cluster)",
+                "state",
+            ),
+            oldest_pending_job_age: r.gauge(
+                "webhook_file_job_oldest_pending_age_seconds",
+                "Age of the oldest file job not yet done (0 when none)",
+            ),
+            source_deliveries: r.counters_by(
+                "webhook_source_deliveries_total",
+                "Acknowledged deliveries of the configured sources, by source and outcome",
+                &["source", "outcome"],
+            ),
+            rejections_dropped: r.counter(
+                "webhook_rejections_dropped_total",
+                "Rejected requests counted but not recorded in webhook_events",
+            ),
+            reconciler_actions: r.counters(
+                "webhook_reconciler_actions_total",
+                "Trainings checked against FAL's queue API, by what came of it",
+                "action",
                 &[
                     "still_running",
                     "applied_result",
                     "not_found",
                     "marked_error",
                     "fal_error",
-                ][..],
+                ],
             ),
-        ] {
-            for value in values {
-                counter.with_label_values(&[value]).reset();
-            }
-        }
-        Self {
-            registry,
-            http_requests,
-            http_duration,
-            signature_failures,
-            outcomes,
-            redis_errors,
-            file_jobs_settled,
-            file_bytes_copied,
-            source_deliveries,
-            rejections_dropped,
-            reconciler_actions,
-            late_announcements,
-            unannounceable,
-            trainings,
-            oldest_training_age,
-            db_pool,
-            file_jobs,
-            oldest_pending_job_age,
+            late_announcements: r.counter(
+                "webhook_late_announcements_total",
+                "Committed changes announced on Redis by the announcer, not the request path",
+            ),
+            unannounceable: r.counter(
+                "webhook_unannounceable_total",
+                "Applied changes older than Redis remembers announcements when the announcer reached them",
+            ),
+            trainings: r.gauges(
+                "webhook_avatars_training",
+                "Avatars in training (all), and those without a change for longer than the reconciler waits (stale)",
+                "state",
+            ),
+            oldest_training_age: r.gauge(
+                "webhook_training_oldest_unchanged_seconds",
+                "Seconds since the least recently changed avatar in training changed",
+            ),
+            registry: r.registry,
         }
     }
 
