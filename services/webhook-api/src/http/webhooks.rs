@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, HttpResponse};
 use super::status_update::{count_signature_failure, read_json_body};
 use super::{ok_json, AppState};
-use crate::config::{SourceConfig, SourceScheme};
+use crate::config::SourceConfig;
 use crate::ingest::{push_decision, Push, SourceDelivery};
 use crate::store::deliveries::EventOutcome;
+use crate::verify::sources::SourceScheme;
 use crate::verify::sources::{self, SIGNATURE_HEADERS};
 
 /// The job statuses of the generic HMAC contract.

@@ -6,9 +6,10 @@
 use serde_json::Value;
 
 use super::Ingest;
-use crate::config::{DeployConfig, SourceConfig, SourceScheme};
+use crate::config::{DeployConfig, SourceConfig};
 use crate::store::deliveries::{self, EventOutcome, QueuedDeploy, Recorded};
 use crate::store::{self, StoreError};
+use crate::verify::sources::SourceScheme;
 
 pub use crate::store::deliveries::SourceDelivery;
 

@@ -1,0 +1,124 @@
+//! Copying trained files from FAL's CDN into S3 (MinIO): where to, from which hosts, how big,
+//! how often retried.
+
+use std::time::Duration;
+
+use super::env::Env;
+use super::{ConfigError, Environment, Secret};
+
+/// Copying trained files from FAL's CDN into S3 (MinIO).
+#[derive(Debug, Clone)]
+pub struct FilesConfig {
+    pub s3: S3Config,
+    /// Hosts files may come from; an entry also allows its subdomains.
+    pub host_allowlist: Vec<String>,
+    /// Test-only: accept `http://` file URLs. Refused when ENVIRONMENT=production.
+    pub allow_http: bool,
+    pub max_bytes: u64,
+    /// Multipart part size: the memory one copy holds at most twice.
+    pub part_size: usize,
+    pub max_attempts: i32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// A claimed job not renewed within this is taken over by another worker.
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub workers: usize,
+    /// A download that sends no bytes for this long is abandoned (and retried).
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint_url: String,
+    pub region: String,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    pub bucket: String,
+}
+
+impl FilesConfig {
+    pub(crate) fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
+        let allow_http = env.flag("FILE_ALLOW_HTTP", false)?;
+        if allow_http && environment == Environment::Production {
+            return Err(ConfigError::new(
+                "FILE_ALLOW_HTTP",
+                "is a test-only setting and must not be true when ENVIRONMENT=production",
+            ));
+        }
+        let secure = env.flag("MINIO_SECURE", false)?;
+        let endpoint = env.required("MINIO_ENDPOINT")?;
+        let endpoint_url = if endpoint.contains("://") {
+            endpoint
+        } else {
+            format!("{}://{endpoint}", if secure { "https" } else { "http" })
+        };
+        reqwest::Url::parse(&endpoint_url)
+            .ok()
+            .filter(|url| url.has_host())
+            .ok_or_else(|| ConfigError::new("MINIO_ENDPOINT", "expected host:port or a URL"))?;
+        let host_allowlist: Vec<String> = env
+            .optional("FILE_HOST_ALLOWLIST")
+            .unwrap_or_else(|| "fal.media,storage.googleapis.com".into())
+            .split(',')
+            .map(|h| {
+                h.trim()
+                    .trim_start_matches("*.")
+                    .trim_start_matches('.')
+                    .to_ascii_lowercase()
+            })
+            .filter(|h| !h.is_empty())
+            .collect();
+        if host_allowlist.is_empty() {
+            return Err(ConfigError::new("FILE_HOST_ALLOWLIST", "names no host"));
+        }
+        let part_size: usize = env.parsed("FILE_PART_SIZE_BYTES", 8 * 1024 * 1024)?;
+        if part_size < 5 * 1024 * 1024 {
+            return Err(ConfigError::new(
+                "FILE_PART_SIZE_BYTES",
+                "must be at least 5 MiB (the S3 minimum part size)",
+            ));
+        }
+        Ok(FilesConfig {
+            s3: S3Config {
+                endpoint_url,
+                region: env
+                    .optional("MINIO_REGION")
+                    .unwrap_or_else(|| "us-east-1".into()),
+                access_key: Secret::new(env.required("MINIO_ACCESS_KEY")?),
+                secret_key: Secret::new(env.required("MINIO_SECRET_KEY")?),
+                bucket: env.required("MINIO_BUCKET_NAME")?,
+            },
+            host_allowlist,
+            allow_http,
+            max_bytes: env.parsed("FILE_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
+            part_size,
+            max_attempts: env.parsed("FILE_JOB_MAX_ATTEMPTS", 8)?,
+            retry_base: Duration::from_millis(env.parsed("FILE_JOB_RETRY_BASE_MS", 2000)?),
+            retry_max: env.seconds("FILE_JOB_RETRY_MAX_SECS", 600)?,
+            lease: env
+                .seconds("FILE_JOB_LEASE_SECS", 120)?
+                .max(Duration::from_secs(1)),
+            poll_interval: Duration::from_millis(env.parsed("FILE_JOB_POLL_MS", 2000)?),
+            workers: env.parsed("FILE_WORKERS", 2)?,
+            read_timeout: env.seconds("FILE_READ_TIMEOUT_SECS", 60)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, BASE};
+
+    #[test]
+    fn minio_secure_selects_https_and_http_file_urls_are_refused_in_production() {
+        let mut vars = BASE.to_vec();
+        vars.push(("MINIO_SECURE", "true"));
+        assert_eq!(
+            config(&vars).unwrap().files.s3.endpoint_url,
+            "https://minio:9000"
+        );
+        vars.extend([("ENVIRONMENT", "production"), ("FILE_ALLOW_HTTP", "true")]);
+        assert_eq!(config(&vars).unwrap_err().var, "FILE_ALLOW_HTTP");
+    }
+}

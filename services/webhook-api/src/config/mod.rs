@@ -1,0 +1,360 @@
+//! Environment → one typed `Config`, read once at start, each area in a module of its own
+//! with its `from_env` and its tests (`env` holds the typed readers they all use).
+//!
+//! Variable names are those of the product's existing `prod.env`. Every problem names the
+//! variable; no message ever repeats the value of a secret.
+
+mod database;
+mod deploy;
+mod env;
+mod files;
+mod reconcile;
+mod redis;
+mod sources;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use database::{parse_database_url, DatabaseConfig};
+pub use deploy::DeployConfig;
+pub use files::{FilesConfig, S3Config};
+pub use reconcile::ReconcileConfig;
+pub use redis::{AnnounceConfig, RedisConfig};
+pub use sources::{SourceConfig, RESERVED_SOURCE_NAMES};
+
+use env::Env;
+
+pub const DEFAULT_JWKS_URL: &str = "https://rest.alpha.fal.ai/.well-known/jwks.json";
+pub const DEFAULT_FAL_QUEUE_URL: &str = "https://queue.fal.run";
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A value that must never reach a log line or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into().into_bytes())
+    }
+    /// A binary key (a decoded Standard Webhooks secret).
+    pub fn from_bytes(key: Vec<u8>) -> Self {
+        Self(key)
+    }
+    /// The secret as text (empty for a binary key, which only `expose_bytes` gives).
+    pub fn expose(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+    pub fn expose_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Production,
+    Staging,
+    Development,
+    Test,
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "production" | "prod" => Ok(Self::Production),
+            "staging" => Ok(Self::Staging),
+            "development" | "dev" | "local" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            _ => Err("expected one of production, staging, development, test".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub bind_address: std::net::IpAddr,
+    pub port: u16,
+    pub instance_id: String,
+    /// Which image this is (`WEBHOOK_BUILD`, set by the Dockerfile: tag + git revision).
+    pub build: String,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub announce: AnnounceConfig,
+    pub verify: VerifyConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub files: FilesConfig,
+    /// The other signed senders, `POST /api/v1/webhooks/{name}` (`WEBHOOK_SOURCES`).
+    pub sources: Vec<SourceConfig>,
+    /// Deploy on a verified push; `None` unless `DEPLOY_REPOSITORY` is set.
+    pub deploy: Option<DeployConfig>,
+    /// Asking FAL about trainings no callback finished; `None` without `FAL_API_KEY`.
+    pub reconcile: Option<ReconcileConfig>,
+    /// How long in-flight requests get to finish after SIGTERM before the process exits.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub fal_jwks_url: String,
+    pub jwks_max_age: Duration,
+    pub jwks_refetch_interval: Duration,
+    pub hmac_secrets: Vec<Secret>,
+    pub allow_unsigned: bool,
+    pub timestamp_tolerance_secs: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub max_body_bytes: usize,
+    /// Bounds reading the request head and the body; hyper also closes a kept-alive
+    /// connection that sends no new request within it (the upstream keep-alive timeout).
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Config {
+    /// How long a training may go without a change before it counts as stale: the
+    /// reconciler's wait, or its default when the reconciler is off.
+    pub fn stale_training_after(&self) -> Duration {
+        self.reconcile
+            .as_ref()
+            .map_or(Duration::from_secs(30 * 60), |r| r.stale_after)
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the config from any name → value lookup, so tests need not touch the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let environment: Environment = env.parsed("ENVIRONMENT", Environment::Development)?;
+        Ok(Config {
+            environment,
+            bind_address: env.parsed("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
+            port: env.parsed("PORT", 8000)?,
+            instance_id: env
+                .optional("INSTANCE_ID")
+                .or_else(|| lookup("HOSTNAME"))
+                .unwrap_or_else(|| "webhook-api".into()),
+            build: env
+                .optional("WEBHOOK_BUILD")
+                .unwrap_or_else(|| "dev".into()),
+            database: DatabaseConfig::from_env(&env)?,
+            redis: RedisConfig::from_env(&env)?,
+            announce: AnnounceConfig::from_env(&env)?,
+            verify: VerifyConfig::from_env(&env, environment)?,
+            http: HttpConfig {
+                max_body_bytes: env.parsed("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)?,
+                read_timeout: env.seconds("HTTP_READ_TIMEOUT_SECS", 30)?,
+            },
+            log: LogConfig::from_env(&env, environment)?,
+            files: FilesConfig::from_env(&env, environment)?,
+            sources: sources::from_env(&env, environment)?,
+            deploy: deploy::from_env(&env)?,
+            reconcile: reconcile::from_env(&env)?,
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20)?,
+        })
+    }
+}
+
+impl VerifyConfig {
+    fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
+        let allow_unsigned = env.flag("WEBHOOK_ALLOW_UNSIGNED", false)?;
+        if allow_unsigned && environment == Environment::Production {
+            return Err(ConfigError::new(
+                "WEBHOOK_ALLOW_UNSIGNED",
+                "must not be true when ENVIRONMENT=production",
+            ));
+        }
+        let hmac_secrets: Vec<Secret> = env
+            .optional("FAL_WEBHOOK_SECRET")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            fal_jwks_url: env
+                .optional("FAL_JWKS_URL")
+                .unwrap_or_else(|| DEFAULT_JWKS_URL.into()),
+            jwks_max_age: env.seconds("FAL_JWKS_MAX_AGE_SECS", 24 * 3600)?.min(
+                // The contract caps the cache at a day, whatever is configured.
+                Duration::from_secs(24 * 3600),
+            ),
+            jwks_refetch_interval: env.seconds("FAL_JWKS_REFETCH_INTERVAL_SECS", 60)?,
+            hmac_secrets,
+            allow_unsigned,
+            timestamp_tolerance_secs: 300,
+        })
+    }
+}
+
+impl LogConfig {
+    fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
+        let filter = env
+            .optional("LOG_LEVEL")
+            .unwrap_or_else(|| "info".into())
+            .to_ascii_lowercase();
+        tracing_subscriber::EnvFilter::try_new(&filter)
+            .map_err(|e| ConfigError::new("LOG_LEVEL", format!("not a level or filter ({e})")))?;
+        let format = match env.optional("LOG_FORMAT").as_deref() {
+            None if environment == Environment::Production => LogFormat::Json,
+            None => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "expected json or text")),
+        };
+        Ok(Self { filter, format })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub(super) fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    pub(super) const BASE: [(&str, &str); 6] = [
+        ("DATABASE_URL", "postgresql://bot:s3cret@db:5432/aisha"),
+        ("REDIS_URL", "redis://:redispw@redis:6379/0"),
+        ("MINIO_ENDPOINT", "minio:9000"),
+        ("MINIO_ACCESS_KEY", "minio-access"),
+        ("MINIO_SECRET_KEY", "minio-secret-key"),
+        ("MINIO_BUCKET_NAME", "avatars"),
+    ];
+
+    #[test]
+    fn minimal_environment_gets_documented_defaults() {
+        let cfg = config(&BASE).unwrap();
+        assert_eq!(cfg.port, 8000);
+        assert_eq!(cfg.redis.key_prefix, "aisha:");
+        assert_eq!(cfg.verify.fal_jwks_url, DEFAULT_JWKS_URL);
+        assert_eq!(cfg.http.max_body_bytes, 1024 * 1024);
+        assert!(!cfg.verify.allow_unsigned);
+        assert_eq!(cfg.database.pg.get_dbname(), Some("aisha"));
+        assert_eq!(cfg.files.s3.endpoint_url, "http://minio:9000");
+        assert_eq!(
+            cfg.files.host_allowlist,
+            ["fal.media", "storage.googleapis.com"]
+        );
+        assert_eq!(cfg.files.max_bytes, 2 * 1024 * 1024 * 1024);
+    }
+
+    #[test]
+    fn asyncpg_database_url_is_accepted() {
+        let pg = parse_database_url("postgresql+asyncpg://bot:pw@db:5432/aisha").unwrap();
+        assert_eq!(pg.get_user(), Some("bot"));
+        assert_eq!(pg.get_dbname(), Some("aisha"));
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let err = config(&BASE[1..]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(err.to_string().contains("DATABASE_URL: is required"));
+    }
+
+    #[test]
+    fn malformed_database_url_never_echoes_the_password() {
+        let mut vars = BASE.to_vec();
+        vars[0] = ("DATABASE_URL", "mysql://bot:topsecretpw@db/aisha");
+        let err = config(&vars).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(!err.to_string().contains("topsecretpw"));
+    }
+
+    #[test]
+    fn malformed_number_names_variable_and_value() {
+        let mut vars = BASE.to_vec();
+        vars.push(("PORT", "eighty"));
+        let err = config(&vars).unwrap_err();
+        assert_eq!(err.var, "PORT");
+        assert!(err.to_string().contains("eighty"));
+    }
+
+    #[test]
+    fn unsigned_is_refused_in_production() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("ENVIRONMENT", "production"),
+            ("WEBHOOK_ALLOW_UNSIGNED", "true"),
+        ]);
+        assert_eq!(config(&vars).unwrap_err().var, "WEBHOOK_ALLOW_UNSIGNED");
+        vars[BASE.len()] = ("ENVIRONMENT", "development");
+        assert!(config(&vars).unwrap().verify.allow_unsigned);
+    }
+
+    #[test]
+    fn secret_list_allows_rotation_and_is_redacted_in_debug() {
+        let mut vars = BASE.to_vec();
+        vars.push(("FAL_WEBHOOK_SECRET", "old-secret, new-secret"));
+        let cfg = config(&vars).unwrap();
+        assert_eq!(cfg.verify.hmac_secrets.len(), 2);
+        assert_eq!(cfg.verify.hmac_secrets[1].expose(), "new-secret");
+        let debug = format!("{cfg:?}");
+        for secret in [
+            "old-secret",
+            "new-secret",
+            "s3cret",
+            "redispw",
+            "minio-secret-key",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked into Debug output");
+        }
+    }
+
+    #[test]
+    fn production_logs_json_by_default() {
+        let mut vars = BASE.to_vec();
+        vars.extend([("ENVIRONMENT", "production"), ("LOG_LEVEL", "INFO")]);
+        let cfg = config(&vars).unwrap();
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.log.filter, "info");
+    }
+}

@@ -1,0 +1,163 @@
+//! The other signed senders: `WEBHOOK_SOURCES` and each source's secrets.
+
+use super::env::Env;
+use super::{ConfigError, Environment, Secret};
+use crate::verify::sources::SourceScheme;
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub scheme: SourceScheme,
+    /// Any of them may have signed a delivery (rotation). For `standard`, the decoded key bytes.
+    pub secrets: Vec<Secret>,
+    /// Accept deliveries without a signature (never in production).
+    pub unsigned: bool,
+}
+
+/// Path segments of `/api/v1/webhooks/…` that belong to the operator API, never a source.
+pub const RESERVED_SOURCE_NAMES: [&str; 5] = ["fal", "metrics", "health", "failures", "events"];
+
+/// `WEBHOOK_SOURCES=github:github,jobs:hmac,…` (name:scheme), each with its secrets in
+/// `WEBHOOK_SOURCE_<NAME>_SECRETS` (comma-separated, for rotation) or, outside production only,
+/// `WEBHOOK_SOURCE_<NAME>_UNSIGNED=true`.
+pub(crate) fn from_env(
+    env: &Env<'_>,
+    environment: Environment,
+) -> Result<Vec<SourceConfig>, ConfigError> {
+    const VAR: &str = "WEBHOOK_SOURCES";
+    let problem = |p: String| ConfigError::new(VAR, p);
+    let Some(list) = env.optional(VAR) else {
+        return Ok(Vec::new());
+    };
+    let mut sources: Vec<SourceConfig> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, scheme) = entry
+            .split_once(':')
+            .ok_or_else(|| problem(format!("{entry:?} is not name:scheme")))?;
+        let (name, scheme) = (name.trim(), scheme.trim());
+        let valid_name = !name.is_empty()
+            && name.len() <= 40
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid_name {
+            return Err(problem(format!(
+                "source name {name:?} must be 1-40 characters of a-z, 0-9, - and _"
+            )));
+        }
+        if RESERVED_SOURCE_NAMES.contains(&name) {
+            return Err(problem(format!("source name {name:?} is reserved")));
+        }
+        if sources.iter().any(|s| s.name == name) {
+            return Err(problem(format!("source {name:?} is listed twice")));
+        }
+        let scheme: SourceScheme = scheme.parse().map_err(problem)?;
+        let prefix = format!(
+            "WEBHOOK_SOURCE_{}",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
+        let unsigned_var = format!("{prefix}_UNSIGNED");
+        let unsigned = env.flag_or(&unsigned_var, false).map_err(problem)?;
+        if unsigned && environment == Environment::Production {
+            return Err(problem(format!(
+                "{unsigned_var} must not be true when ENVIRONMENT=production"
+            )));
+        }
+        let secrets_var = format!("{prefix}_SECRETS");
+        let secrets = env
+            .optional(&secrets_var)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match scheme {
+                SourceScheme::Standard => standard_webhooks_key(s).ok_or_else(|| {
+                    problem(format!(
+                        "{secrets_var}: a standard secret is whsec_ followed by base64"
+                    ))
+                }),
+                _ => Ok(Secret::new(s)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if secrets.is_empty() && !unsigned {
+            return Err(problem(format!(
+                "source {name:?} has no secret: set {secrets_var}"
+            )));
+        }
+        sources.push(SourceConfig {
+            name: name.to_string(),
+            scheme,
+            secrets,
+            unsigned,
+        });
+    }
+    Ok(sources)
+}
+
+/// A Standard Webhooks secret (`whsec_<base64>`) → the HMAC key it stands for.
+fn standard_webhooks_key(secret: &str) -> Option<Secret> {
+    use base64::Engine;
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .filter(|k| !k.is_empty())?;
+    Some(Secret::from_bytes(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, BASE};
+
+    #[test]
+    fn sources_are_read_with_their_secrets_and_checked() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            (
+                "WEBHOOK_SOURCES",
+                "github:github, ci-jobs:hmac,billing:standard",
+            ),
+            ("WEBHOOK_SOURCE_GITHUB_SECRETS", "gh-old,gh-new"),
+            ("WEBHOOK_SOURCE_CI_JOBS_SECRETS", "jobs"),
+            ("WEBHOOK_SOURCE_BILLING_SECRETS", "whsec_c2VjcmV0"),
+        ]);
+        let cfg = config(&vars).unwrap();
+        let names: Vec<_> = cfg.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["github", "ci-jobs", "billing"]);
+        assert_eq!(cfg.sources[0].secrets.len(), 2);
+        assert_eq!(cfg.sources[2].secrets[0].expose_bytes(), b"secret");
+        assert!(!format!("{cfg:?}").contains("gh-old"));
+
+        let refused = |extra: &[(&'static str, &'static str)], expected: &str| {
+            let mut vars = vars.clone();
+            for (name, value) in extra {
+                vars.retain(|(n, _)| n != name);
+                vars.push((name, value));
+            }
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.var, "WEBHOOK_SOURCES");
+            assert!(err.to_string().contains(expected), "{err}");
+            assert!(!err.to_string().contains("gh-old"), "{err}");
+        };
+        refused(&[("WEBHOOK_SOURCES", "github:gitlab")], "unknown scheme");
+        refused(&[("WEBHOOK_SOURCES", "metrics:hmac")], "reserved");
+        refused(&[("WEBHOOK_SOURCES", "Git Hub:github")], "must be 1-40");
+        refused(&[("WEBHOOK_SOURCES", "github")], "not name:scheme");
+        refused(
+            &[("WEBHOOK_SOURCES", "plane:plane")],
+            "WEBHOOK_SOURCE_PLANE_SECRETS",
+        );
+        refused(
+            &[("WEBHOOK_SOURCE_BILLING_SECRETS", "whsec_%%%")],
+            "whsec_ followed by base64",
+        );
+        refused(
+            &[
+                ("WEBHOOK_SOURCES", "plane:plane"),
+                ("WEBHOOK_SOURCE_PLANE_UNSIGNED", "true"),
+                ("ENVIRONMENT", "production"),
+            ],
+            "must not be true when ENVIRONMENT=production",
+        );
+    }
+}
