@@ -24,21 +24,7 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
         now.format("%Y-%m-%d %H:%M:%S UTC")
     );
 
-    let _ = writeln!(
-        out,
-        "\nWebhooks in the last hour (events; deliveries incl. redeliveries):"
-    );
-    let lines = store::within(limit, report::last_hour(pool)).await?;
-    if lines.is_empty() {
-        let _ = writeln!(out, "  none");
-    }
-    for line in lines {
-        let _ = writeln!(
-            out,
-            "  {:<12} {:<10} {:>7} events {:>7} deliveries",
-            line.source, line.outcome, line.events, line.deliveries
-        );
-    }
+    webhooks_section(&mut out, pool, limit).await?;
 
     let avatar_sql = store::within(limit, schema::load(pool)).await?;
     let training = store::within(
@@ -98,6 +84,29 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
     };
     let _ = writeln!(out, "\nRedis: {cache_line}");
     Ok(out)
+}
+
+async fn webhooks_section(
+    out: &mut String,
+    pool: &Pool,
+    limit: std::time::Duration,
+) -> Result<(), StoreError> {
+    let _ = writeln!(
+        out,
+        "\nWebhooks in the last hour (events; deliveries incl. redeliveries):"
+    );
+    let lines = store::within(limit, report::last_hour(pool)).await?;
+    if lines.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for line in lines {
+        let _ = writeln!(
+            out,
+            "  {:<12} {:<10} {:>7} events {:>7} deliveries",
+            line.source, line.outcome, line.events, line.deliveries
+        );
+    }
+    Ok(())
 }
 
 fn reconciler_line(run: Option<ReconcilerRun>, now: DateTime<Utc>) -> String {

@@ -93,102 +93,37 @@ impl Metrics {
             )
             .expect("a valid histogram"),
         );
+        let (http_requests, signature_failures, outcomes, source_deliveries, rejections_dropped) =
+            webhook_metrics(&r);
+        let (db_pool, file_jobs_settled, file_bytes_copied, file_jobs, oldest_pending_job_age) =
+            file_metrics(&r);
+        let (
+            redis_errors,
+            late_announcements,
+            unannounceable,
+            reconciler_actions,
+            trainings,
+            oldest_training_age,
+        ) = background_metrics(&r);
         Self {
-            http_requests: r.counters_by(
-                "webhook_http_requests_total",
-                "HTTP requests by route, method and status",
-                &["route", "method", "status"],
-            ),
-            http_duration,
-            signature_failures: r.counters(
-                "webhook_signature_failures_total",
-                "Rejected signatures by reason",
-                "reason",
-                &[
-                    "unsigned",
-                    "missing_header",
-                    "malformed",
-                    "stale_timestamp",
-                    "mismatch",
-                    "hmac_not_configured",
-                    "keys_unavailable",
-                ],
-            ),
-            outcomes: r.counters(
-                "webhook_callbacks_total",
-                "Acknowledged FAL callbacks by outcome",
-                "outcome",
-                &["applied", "duplicate", "unmatched", "ignored"],
-            ),
-            redis_errors: r.counters(
-                "webhook_redis_errors_total",
-                "Failed Redis operations by operation",
-                "operation",
-                &["publish", "announce", "read_status", "fill_status"],
-            ),
-            db_pool: r.gauges(
-                "webhook_db_pool_connections",
-                "PostgreSQL pool: size, available, waiting",
-                "state",
-            ),
-            file_jobs_settled: r.counters(
-                "webhook_file_job_runs_total",
-                "File job runs by result: done, retry, failed, dead, released, lease_lost, error",
-                "result",
-                &["done", "failed", "dead", "retry"],
-            ),
-            file_bytes_copied: r.counter(
-                "webhook_file_bytes_copied_total",
-                "Bytes of trained files stored in S3",
-            ),
-            file_jobs: r.gauges(
-                "webhook_file_jobs",
-                "File jobs by state (whole cluster)",
-                "state",
-            ),
-            oldest_pending_job_age: r.gauge(
-                "webhook_file_job_oldest_pending_age_seconds",
-                "Age of the oldest file job not yet done (0 when none)",
-            ),
-            source_deliveries: r.counters_by(
-                "webhook_source_deliveries_total",
-                "Acknowledged deliveries of the configured sources, by source and outcome",
-                &["source", "outcome"],
-            ),
-            rejections_dropped: r.counter(
-                "webhook_rejections_dropped_total",
-                "Rejected requests counted but not recorded in webhook_events",
-            ),
-            reconciler_actions: r.counters(
-                "webhook_reconciler_actions_total",
-                "Trainings checked against FAL's queue API, by what came of it",
-                "action",
-                &[
-                    "still_running",
-                    "applied_result",
-                    "not_found",
-                    "marked_error",
-                    "fal_error",
-                ],
-            ),
-            late_announcements: r.counter(
-                "webhook_late_announcements_total",
-                "Committed changes announced on Redis by the announcer, not the request path",
-            ),
-            unannounceable: r.counter(
-                "webhook_unannounceable_total",
-                "Applied changes older than Redis remembers announcements when the announcer reached them",
-            ),
-            trainings: r.gauges(
-                "webhook_avatars_training",
-                "Avatars in training (all), and those without a change for longer than the reconciler waits (stale)",
-                "state",
-            ),
-            oldest_training_age: r.gauge(
-                "webhook_training_oldest_unchanged_seconds",
-                "Seconds since the least recently changed avatar in training changed",
-            ),
             registry: r.registry,
+            http_requests,
+            http_duration,
+            signature_failures,
+            outcomes,
+            redis_errors,
+            file_jobs_settled,
+            file_bytes_copied,
+            source_deliveries,
+            rejections_dropped,
+            reconciler_actions,
+            late_announcements,
+            unannounceable,
+            trainings,
+            oldest_training_age,
+            db_pool,
+            file_jobs,
+            oldest_pending_job_age,
         }
     }
 
@@ -267,4 +202,132 @@ pub fn redis_failed(
 ) {
     errors.with_label_values(&[operation]).inc();
     tracing::warn!(error = %error, operation, "{what}");
+}
+
+/// Requests, signatures and what the webhooks came to.
+fn webhook_metrics(
+    r: &Registrar,
+) -> (
+    IntCounterVec,
+    IntCounterVec,
+    IntCounterVec,
+    IntCounterVec,
+    IntCounter,
+) {
+    (
+        r.counters_by(
+            "webhook_http_requests_total",
+            "HTTP requests by route, method and status",
+            &["route", "method", "status"],
+        ),
+        r.counters(
+            "webhook_signature_failures_total",
+            "Rejected signatures by reason",
+            "reason",
+            &[
+                "unsigned",
+                "missing_header",
+                "malformed",
+                "stale_timestamp",
+                "mismatch",
+                "hmac_not_configured",
+                "keys_unavailable",
+            ],
+        ),
+        r.counters(
+            "webhook_callbacks_total",
+            "Acknowledged FAL callbacks by outcome",
+            "outcome",
+            &["applied", "duplicate", "unmatched", "ignored"],
+        ),
+        r.counters_by(
+            "webhook_source_deliveries_total",
+            "Acknowledged deliveries of the configured sources, by source and outcome",
+            &["source", "outcome"],
+        ),
+        r.counter(
+            "webhook_rejections_dropped_total",
+            "Rejected requests counted but not recorded in webhook_events",
+        ),
+    )
+}
+
+/// The pool and the file jobs.
+fn file_metrics(r: &Registrar) -> (IntGaugeVec, IntCounterVec, IntCounter, IntGaugeVec, Gauge) {
+    (
+        r.gauges(
+            "webhook_db_pool_connections",
+            "PostgreSQL pool: size, available, waiting",
+            "state",
+        ),
+        r.counters(
+            "webhook_file_job_runs_total",
+            "File job runs by result: done, retry, failed, dead, released, lease_lost, error",
+            "result",
+            &["done", "failed", "dead", "retry"],
+        ),
+        r.counter(
+            "webhook_file_bytes_copied_total",
+            "Bytes of trained files stored in S3",
+        ),
+        r.gauges(
+            "webhook_file_jobs",
+            "File jobs by state (whole cluster)",
+            "state",
+        ),
+        r.gauge(
+            "webhook_file_job_oldest_pending_age_seconds",
+            "Age of the oldest file job not yet done (0 when none)",
+        ),
+    )
+}
+
+/// Redis, the late announcer and the reconciler.
+fn background_metrics(
+    r: &Registrar,
+) -> (
+    IntCounterVec,
+    IntCounter,
+    IntCounter,
+    IntCounterVec,
+    IntGaugeVec,
+    Gauge,
+) {
+    (
+        r.counters(
+        "webhook_redis_errors_total",
+        "Failed Redis operations by operation",
+        "operation",
+        &["publish", "announce", "read_status", "fill_status"],
+    ),
+        r.counter(
+        "webhook_late_announcements_total",
+        "Committed changes announced on Redis by the announcer, not the request path",
+    ),
+        r.counter(
+        "webhook_unannounceable_total",
+        "Applied changes older than Redis remembers announcements when the announcer reached them",
+    ),
+        r.counters(
+        "webhook_reconciler_actions_total",
+        "Trainings checked against FAL's queue API, by what came of it",
+        "action",
+        &[
+            "still_running",
+            "applied_result",
+            "not_found",
+            "marked_error",
+            "fal_error",
+        ],
+    ),
+        r.gauges(
+        "webhook_avatars_training",
+        "Avatars in training (all), and those without a change for longer than the reconciler waits (stale)",
+        "state",
+    ),
+        r.gauge(
+        "webhook_training_oldest_unchanged_seconds",
+        "Seconds since the least recently changed avatar in training changed",
+    ),
+    )
 }

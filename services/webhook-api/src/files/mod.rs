@@ -1,6 +1,7 @@
 //! FAL's CDN → S3, streamed: the download feeds multipart parts while the previous part
 //! uploads, so one copy holds at most two parts in memory whatever the file's size.
 
+mod multipart;
 pub mod policy;
 
 use std::sync::Arc;
@@ -9,14 +10,12 @@ use std::time::Duration;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
 
 use crate::config::FilesConfig;
+use multipart::MultipartUpload;
 use policy::{FetchPolicy, JobFile};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -134,7 +133,7 @@ impl Copier {
         })?;
         self.policy.check(&url).map_err(CopyError::Permanent)?;
 
-        let mut response = self.http.get(url).send().await.map_err(download_error)?;
+        let response = self.http.get(url).send().await.map_err(download_error)?;
         check_status(response.status())?;
         let max = self.policy.max_bytes;
         if let Some(length) = response.content_length() {
@@ -147,52 +146,7 @@ impl Copier {
         }
 
         let mut upload = MultipartUpload::new(self.s3.clone(), &self.bucket, key);
-        let result = async {
-            let mut hasher = Sha256::new();
-            let mut size: u64 = 0;
-            let mut buffer = BytesMut::with_capacity(self.part_size);
-            loop {
-                let chunk = tokio::time::timeout(self.read_timeout, response.chunk())
-                    .await
-                    .map_err(|_| {
-                        CopyError::Transient(format!(
-                            "download stalled: no bytes for {:?} after {size} bytes",
-                            self.read_timeout
-                        ))
-                    })?
-                    .map_err(download_error)?;
-                let Some(chunk) = chunk else { break };
-                size += chunk.len() as u64;
-                if size > max {
-                    return Err(CopyError::Permanent(format!(
-                        "file is over the limit of {max} bytes (FILE_MAX_BYTES)"
-                    )));
-                }
-                hasher.update(&chunk);
-                // Parts are filled to exactly `part_size` in buffers allocated at that size, so
-                // no buffer ever grows (and doubles) past it.
-                let mut rest = &chunk[..];
-                while !rest.is_empty() {
-                    let take = rest.len().min(self.part_size - buffer.len());
-                    buffer.extend_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                    if buffer.len() == self.part_size {
-                        let part =
-                            std::mem::replace(&mut buffer, BytesMut::with_capacity(self.part_size));
-                        upload.send_part(part.freeze(), journal).await?;
-                    }
-                }
-            }
-            check_declared_size(source.file_size, size)?;
-            upload.finish(buffer.freeze(), journal).await?;
-            Ok(Stored {
-                key: key.to_string(),
-                sha256: hex::encode(hasher.finalize()),
-                size,
-            })
-        }
-        .await;
-        match result {
+        match self.stream(response, file, key, &mut upload, journal).await {
             Ok(stored) => {
                 self.verify_stored(&stored).await?;
                 Ok(stored)
@@ -202,6 +156,60 @@ impl Copier {
                 Err(e)
             }
         }
+    }
+
+    /// The download into `upload`, part by part, hashed on the way.
+    async fn stream(
+        &self,
+        mut response: reqwest::Response,
+        file: &JobFile,
+        key: &str,
+        upload: &mut MultipartUpload,
+        journal: &impl UploadJournal,
+    ) -> Result<Stored, CopyError> {
+        let max = self.policy.max_bytes;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut buffer = BytesMut::with_capacity(self.part_size);
+        loop {
+            let chunk = tokio::time::timeout(self.read_timeout, response.chunk())
+                .await
+                .map_err(|_| {
+                    CopyError::Transient(format!(
+                        "download stalled: no bytes for {:?} after {size} bytes",
+                        self.read_timeout
+                    ))
+                })?
+                .map_err(download_error)?;
+            let Some(chunk) = chunk else { break };
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(CopyError::Permanent(format!(
+                    "file is over the limit of {max} bytes (FILE_MAX_BYTES)"
+                )));
+            }
+            hasher.update(&chunk);
+            // Parts are filled to exactly `part_size` in buffers allocated at that size, so no
+            // buffer ever grows (and doubles) past it.
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let take = rest.len().min(self.part_size - buffer.len());
+                buffer.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buffer.len() == self.part_size {
+                    let part =
+                        std::mem::replace(&mut buffer, BytesMut::with_capacity(self.part_size));
+                    upload.send_part(part.freeze(), journal).await?;
+                }
+            }
+        }
+        check_declared_size(file.source.file_size, size)?;
+        upload.finish(buffer.freeze(), journal).await?;
+        Ok(Stored {
+            key: key.to_string(),
+            sha256: hex::encode(hasher.finalize()),
+            size,
+        })
     }
 
     /// The object as S3 now reports it must have the size we streamed.
@@ -271,144 +279,6 @@ pub fn s3_client(config: &FilesConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(sdk_config)
 }
 
-/// A multipart upload started on the first full part; small files become one `PutObject`.
-/// At most one part uploads while the next one is being downloaded.
-struct MultipartUpload {
-    s3: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
-    upload_id: Option<String>,
-    parts: Vec<CompletedPart>,
-    in_flight: Option<JoinHandle<Result<CompletedPart, CopyError>>>,
-}
-
-impl MultipartUpload {
-    fn new(s3: aws_sdk_s3::Client, bucket: &str, key: &str) -> Self {
-        Self {
-            s3,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            upload_id: None,
-            parts: Vec::new(),
-            in_flight: None,
-        }
-    }
-
-    async fn send_part(
-        &mut self,
-        body: Bytes,
-        journal: &impl UploadJournal,
-    ) -> Result<(), CopyError> {
-        let upload_id = match &self.upload_id {
-            Some(id) => id.clone(),
-            None => {
-                let created = self
-                    .s3
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .content_type("application/octet-stream")
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("starting the multipart upload", e))?;
-                let id = created
-                    .upload_id()
-                    .ok_or_else(|| CopyError::Transient("S3 returned no upload id".into()))?
-                    .to_string();
-                self.upload_id = Some(id.clone());
-                journal.started(&self.key, &id).await?;
-                id
-            }
-        };
-        self.wait_for_part_in_flight().await?;
-        let part_number = self.parts.len() as i32 + 1;
-        let request = self
-            .s3
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(upload_id)
-            .part_number(part_number)
-            .body(ByteStream::from(body));
-        self.in_flight = Some(tokio::spawn(async move {
-            let uploaded = request
-                .send()
-                .await
-                .map_err(|e| s3_error("uploading a part", e))?;
-            Ok(CompletedPart::builder()
-                .part_number(part_number)
-                .set_e_tag(uploaded.e_tag().map(str::to_owned))
-                .build())
-        }));
-        Ok(())
-    }
-
-    async fn wait_for_part_in_flight(&mut self) -> Result<(), CopyError> {
-        if let Some(handle) = self.in_flight.take() {
-            let part = handle
-                .await
-                .map_err(|e| CopyError::Transient(format!("part upload task failed: {e}")))??;
-            self.parts.push(part);
-        }
-        Ok(())
-    }
-
-    async fn finish(&mut self, last: Bytes, journal: &impl UploadJournal) -> Result<(), CopyError> {
-        if self.upload_id.is_none() {
-            self.s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .content_type("application/octet-stream")
-                .body(ByteStream::from(last))
-                .send()
-                .await
-                .map_err(|e| s3_error("uploading the object", e))?;
-            return Ok(());
-        }
-        if !last.is_empty() {
-            self.send_part(last, journal).await?;
-        }
-        self.wait_for_part_in_flight().await?;
-        self.s3
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .set_upload_id(self.upload_id.clone())
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.parts)))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| s3_error("completing the multipart upload", e))?;
-        self.upload_id = None;
-        Ok(())
-    }
-
-    /// Leaves nothing partial behind after a failure.
-    async fn abort(&mut self) {
-        if let Some(handle) = self.in_flight.take() {
-            handle.abort();
-        }
-        if let Some(upload_id) = self.upload_id.take() {
-            let aborted = self
-                .s3
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            if let Err(e) = aborted {
-                // The next attempt's stale-upload sweep gets another chance.
-                tracing::warn!(key = %self.key, error = %e, "could not abort multipart upload");
-            }
-        }
-    }
-}
-
 fn check_status(status: StatusCode) -> Result<(), CopyError> {
     if status.is_success() {
         return Ok(());
@@ -442,7 +312,7 @@ fn download_error(e: reqwest::Error) -> CopyError {
     }
 }
 
-fn s3_error<E: std::error::Error + 'static>(what: &str, e: E) -> CopyError {
+pub(super) fn s3_error<E: std::error::Error + 'static>(what: &str, e: E) -> CopyError {
     CopyError::Transient(format!("S3 {what}: {}", error_chain(&e)))
 }
 

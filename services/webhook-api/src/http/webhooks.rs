@@ -37,25 +37,8 @@ pub async fn handle(
     let payload: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
 
-    let event_type = match (source.scheme, envelope.event_type) {
-        (_, Some(event)) => event,
-        (SourceScheme::Hmac, None) => job_event(&payload)?,
-        // Standard Webhooks carries the event in the payload's `type`.
-        (_, None) => payload
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty() && t.len() <= 200)
-            .unwrap_or("unknown")
-            .to_string(),
-    };
-    let delivery_key = match &envelope.delivery_id {
-        Some(id) => format!("{}:{id}", source.name),
-        None => format!(
-            "{}:sha256:{}",
-            source.name,
-            hex::encode(Sha256::digest(&body))
-        ),
-    };
+    let event_type = event_type(source, envelope.event_type, &payload)?;
+    let delivery_key = delivery_key(source, envelope.delivery_id.as_deref(), &body);
     let push = push_decision(state.config.deploy.as_ref(), source, &event_type, &payload);
     let (outcome, reason, deploy) = match &push {
         Push::Nothing => (EventOutcome::Accepted, None, None),
@@ -107,6 +90,37 @@ pub async fn handle(
         "delivery_id": envelope.delivery_id,
         "deploy_id": recorded.deploy_id,
     })))
+}
+
+/// The sender's event type: its header, the job contract's status, or Standard Webhooks'
+/// payload `type`.
+fn event_type(
+    source: &SourceConfig,
+    from_header: Option<String>,
+    payload: &Value,
+) -> Result<String, ApiError> {
+    Ok(match (source.scheme, from_header) {
+        (_, Some(event)) => event,
+        (SourceScheme::Hmac, None) => job_event(payload)?,
+        (_, None) => payload
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && t.len() <= 200)
+            .unwrap_or("unknown")
+            .to_string(),
+    })
+}
+
+/// `{source}:{delivery id}`, or `{source}:sha256:{body hash}` when the sender sends no id.
+fn delivery_key(source: &SourceConfig, delivery_id: Option<&str>, body: &[u8]) -> String {
+    match delivery_id {
+        Some(id) => format!("{}:{id}", source.name),
+        None => format!(
+            "{}:sha256:{}",
+            source.name,
+            hex::encode(Sha256::digest(body))
+        ),
+    }
 }
 
 /// The generic job-completion contract: `job_id`, `status`, counts, `timestamp`.

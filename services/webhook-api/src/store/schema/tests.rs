@@ -1,0 +1,171 @@
+//! The statements and refusals for each shape `avatars` can have.
+
+use super::*;
+
+fn column(name: &str, kind: Kind) -> Column {
+    Column {
+        name: name.into(),
+        type_sql: kind.to_string(),
+        kind,
+    }
+}
+
+fn enum_of(type_name: &str, labels: &[&str]) -> Kind {
+    Kind::Enum {
+        type_name: type_name.into(),
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+    }
+}
+
+fn bot_live() -> Inspected {
+    let statuses = [
+        "draft",
+        "training",
+        "completed",
+        "error",
+        "cancelled",
+        "DRAFT",
+        "TRAINING",
+        "COMPLETED",
+        "ERROR",
+        "CANCELLED",
+    ];
+    Inspected {
+        table_exists: true,
+        columns: vec![
+            column("status", enum_of("avatarstatus", &statuses)),
+            column(
+                "training_type",
+                enum_of(
+                    "avatartrainingtype",
+                    &["portrait", "style", "PORTRAIT", "STYLE"],
+                ),
+            ),
+            column("fal_response_data", Kind::Json),
+            column(
+                "diffusers_lora_file_url",
+                Kind::Text {
+                    max_chars: Some(500),
+                },
+            ),
+            column(
+                "config_file_url",
+                Kind::Text {
+                    max_chars: Some(500),
+                },
+            ),
+            column("training_error", Kind::Text { max_chars: None }),
+        ],
+    }
+}
+
+fn with(mut schema: Inspected, replaced: Column) -> Inspected {
+    let slot = schema
+        .columns
+        .iter_mut()
+        .find(|c| c.name == replaced.name)
+        .unwrap();
+    *slot = replaced;
+    schema
+}
+
+#[test]
+fn the_bots_live_enums_are_cast_and_compared_by_their_labels() {
+    let sql = AvatarSql::new(&bot_live(), "id").unwrap();
+    assert!(sql.apply.contains("status = c.c_status::avatarstatus,"));
+    assert!(sql
+        .apply
+        .contains("COALESCE(training_type, c.c_kind::avatartrainingtype)"));
+    assert!(sql.apply.contains("THEN c.c_body::json ELSE"));
+    assert_eq!(sql.training, "status IN ('training', 'TRAINING')");
+}
+
+#[test]
+fn varchar_columns_take_text_by_assignment_and_compare_upper_case() {
+    let schema = with(
+        with(
+            bot_live(),
+            column(
+                "status",
+                Kind::Text {
+                    max_chars: Some(18),
+                },
+            ),
+        ),
+        column("fal_response_data", Kind::Jsonb),
+    );
+    let sql = AvatarSql::new(&schema, "id").unwrap();
+    assert!(sql.apply.contains("status = c.c_status, "));
+    assert!(sql.apply.contains("THEN c.c_body::jsonb ELSE"));
+    assert_eq!(sql.training, "upper(status::text) = 'TRAINING'");
+}
+
+#[test]
+fn an_enum_without_a_written_label_is_refused_naming_column_type_and_value() {
+    let schema = with(
+        bot_live(),
+        column(
+            "status",
+            enum_of("avatarstatus", &["training", "completed", "TRAINING"]),
+        ),
+    );
+    let error = schema.check(false).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "avatars.status (enum avatarstatus) cannot hold \"COMPLETED\", which the service \
+         writes: add the label (ALTER TYPE avatarstatus ADD VALUE 'COMPLETED')"
+    );
+}
+
+#[test]
+fn a_varchar_too_short_is_refused() {
+    let schema = with(
+        bot_live(),
+        column("training_type", Kind::Text { max_chars: Some(5) }),
+    );
+    let error = schema.check(false).unwrap_err().to_string();
+    assert!(error.starts_with("avatars.training_type (varchar(5)) cannot hold \"PORTRAIT\""));
+    assert!(error.ends_with("widen the column to at least 8 characters"));
+}
+
+#[test]
+fn json_must_be_json_and_missing_columns_count_only_after_migrations() {
+    let schema = with(bot_live(), column("fal_response_data", Kind::Other));
+    assert!(matches!(
+        schema.check(false),
+        Err(SchemaError::WrongType { .. })
+    ));
+    let mut partial = bot_live();
+    partial.columns.retain(|c| c.name != "training_error");
+    assert!(partial.check(false).is_ok());
+    assert_eq!(
+        partial.check(true).unwrap_err().to_string(),
+        "avatars.training_error is missing: the service reads and writes it"
+    );
+}
+
+#[test]
+fn urls_too_long_for_the_column_are_left_out_and_errors_are_shortened() {
+    let schema = with(
+        with(
+            bot_live(),
+            column(
+                "diffusers_lora_file_url",
+                Kind::Text {
+                    max_chars: Some(20),
+                },
+            ),
+        ),
+        column(
+            "training_error",
+            Kind::Text {
+                max_chars: Some(10),
+            },
+        ),
+    );
+    let sql = AvatarSql::new(&schema, "id").unwrap();
+    assert_eq!(sql.fitting_url("https://a.io/x"), Some("https://a.io/x"));
+    assert_eq!(sql.fitting_url("https://v3.fal.media/files/x"), None);
+    assert_eq!(sql.fitting_error("short"), "short");
+    assert_eq!(sql.fitting_error("out of memory on GPU"), "out of me…");
+}
