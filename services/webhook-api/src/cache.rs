@@ -81,7 +81,7 @@ impl Cache {
     /// Write-through after a committed callback, in one round trip: remember event
     /// `event_id` as announced, refresh the cached status, announce the change. (The
     /// announcer only looks at events settled long after this ran, so no check is needed.)
-    pub async fn announce_change(
+    pub async fn publish_committed_change(
         &self,
         view: &AvatarView,
         event: &str,
@@ -106,7 +106,7 @@ impl Cache {
 
     /// The announcer's late announcement of event `event_id`: true when it announced it,
     /// false when the event was announced meanwhile.
-    pub async fn announce_change_once(
+    pub async fn publish_missed_change(
         &self,
         view: &AvatarView,
         event: &str,
@@ -173,7 +173,7 @@ impl Cache {
     }
 
     /// Announces a stored delivery of a configured source to its readers.
-    pub async fn announce_delivery(
+    pub async fn publish_delivery(
         &self,
         source: &str,
         fields: &[(&str, &str)],

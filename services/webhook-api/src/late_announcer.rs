@@ -127,7 +127,7 @@ impl LateAnnouncer {
             let Some(view) = view else { continue };
             if self
                 .cache
-                .announce_change_once(&view, STATUS_CHANGED, *event_id)
+                .publish_missed_change(&view, STATUS_CHANGED, *event_id)
                 .await?
             {
                 self.late_announcements.inc();

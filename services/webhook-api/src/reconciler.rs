@@ -19,7 +19,7 @@ use crate::store::ingest::{self, Outcome};
 use crate::store::schema::AvatarSql;
 use crate::store::training_checks::{self as checks, StaleTraining};
 use crate::store::StoreError;
-use crate::verify::Scheme;
+use crate::verify::FalScheme;
 
 /// What the reconciler works with.
 pub struct Reconciler {
@@ -174,7 +174,7 @@ async fn ingest_result(
     let delivery = ingest::Delivery {
         callback,
         body,
-        scheme: Scheme::Reconciler,
+        scheme: FalScheme::Reconciler,
         http_request_id: format!("reconciler-{}", uuid::Uuid::new_v4().simple()),
         instance_id: state.instance_id.clone(),
         training_type: training.training_type,

@@ -39,7 +39,7 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Scheme {
+enum FalScheme {
     /// `X-Signature: sha256=<hex>` with the secret in the WEBHOOK_SECRET environment variable.
     Hmac,
     /// FAL's ED25519 headers, signed with the key `jwks` publishes.
@@ -51,7 +51,7 @@ struct RunArgs {
     /// The callback URL, e.g. http://127.0.0.1:8001/api/v1/avatar/status_update.
     url: String,
     #[arg(long, value_enum, default_value = "hmac")]
-    scheme: Scheme,
+    scheme: FalScheme,
     #[arg(long, default_value = "webhook-loadgen")]
     seed: String,
     /// Certificate (PEM) to trust for an https URL.
@@ -113,12 +113,12 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run_load(args: RunArgs) -> anyhow::Result<()> {
     let signer = match args.scheme {
-        Scheme::Hmac => Signer::Hmac {
+        FalScheme::Hmac => Signer::Hmac {
             secret: std::env::var("WEBHOOK_SECRET")
                 .context("--scheme hmac needs the secret in WEBHOOK_SECRET")?
                 .into_bytes(),
         },
-        Scheme::Ed25519 => Signer::ed25519_from_seed(&args.seed),
+        FalScheme::Ed25519 => Signer::ed25519_from_seed(&args.seed),
     };
     anyhow::ensure!(args.avatars > 0, "--avatars must be at least 1");
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");

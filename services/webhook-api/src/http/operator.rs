@@ -16,7 +16,7 @@ use crate::fal;
 use crate::ingest::SourceReplay;
 use crate::store::deliveries::EventOutcome;
 use crate::store::{self, deliveries, deploys, ingest};
-use crate::verify::Scheme;
+use crate::verify::FalScheme;
 
 const MAX_PAGE: i64 = 500;
 
@@ -157,7 +157,7 @@ async fn replay_fal(
     let delivery = ingest::Delivery {
         callback,
         body: payload.to_string(),
-        scheme: Scheme::parse(&stored.signature_scheme).unwrap_or(Scheme::Hmac),
+        scheme: FalScheme::parse(&stored.signature_scheme).unwrap_or(FalScheme::Hmac),
         http_request_id: request_id.to_string(),
         instance_id: state.config.instance_id.clone(),
         training_type: stored

@@ -63,7 +63,7 @@ impl Ingest {
         if let Some(avatar) = &ingested.changed {
             let announced = self
                 .cache
-                .announce_change(avatar, STATUS_CHANGED, ingested.event_id)
+                .publish_committed_change(avatar, STATUS_CHANGED, ingested.event_id)
                 .await;
             if let Err(e) = announced {
                 self.redis_failed(

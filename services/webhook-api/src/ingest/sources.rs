@@ -26,7 +26,7 @@ pub struct SourceReplay<'a> {
 }
 
 /// What the source's stream says about a stored delivery.
-struct Announcement<'a> {
+struct StreamEntry<'a> {
     source: &'a str,
     event_id: i64,
     event_type: &'a str,
@@ -52,7 +52,7 @@ impl Ingest {
             self.deploy_queued.notify_one();
         }
         if recorded.inserted {
-            self.announce(Announcement {
+            self.publish(StreamEntry {
                 source: delivery.source,
                 event_id: recorded.event_id,
                 event_type: delivery.event_type,
@@ -91,7 +91,7 @@ impl Ingest {
         if deploy_id.is_some() {
             self.deploy_queued.notify_one();
         }
-        self.announce(Announcement {
+        self.publish(StreamEntry {
             source: replay.source,
             event_id: replay.event_id,
             event_type: replay.event_type,
@@ -105,24 +105,20 @@ impl Ingest {
     }
 
     /// XADD to `{prefix}webhooks:{source}`; a replay announces the delivery again.
-    async fn announce(&self, announcement: Announcement<'_>) {
-        let event_id = announcement.event_id.to_string();
+    async fn publish(&self, entry: StreamEntry<'_>) {
+        let event_id = entry.event_id.to_string();
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let fields = [
             ("event_id", event_id.as_str()),
-            ("source", announcement.source),
-            ("event_type", announcement.event_type),
-            ("delivery_id", announcement.delivery_id.unwrap_or("")),
-            ("outcome", announcement.outcome),
-            ("replay", if announcement.replay { "true" } else { "false" }),
+            ("source", entry.source),
+            ("event_type", entry.event_type),
+            ("delivery_id", entry.delivery_id.unwrap_or("")),
+            ("outcome", entry.outcome),
+            ("replay", if entry.replay { "true" } else { "false" }),
             ("at", at.as_str()),
-            ("payload", announcement.payload),
+            ("payload", entry.payload),
         ];
-        if let Err(e) = self
-            .cache
-            .announce_delivery(announcement.source, &fields)
-            .await
-        {
+        if let Err(e) = self.cache.publish_delivery(entry.source, &fields).await {
             self.redis_failed("announce", &e, "stored delivery not announced on Redis");
         }
     }

@@ -10,8 +10,9 @@ use http::HeaderMap;
 use crate::config::{Secret, VerifyConfig};
 use jwks::JwksCache;
 
+/// How a FAL callback's signature was checked (the configured sources have `SourceScheme`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
+pub enum FalScheme {
     FalEd25519,
     Hmac,
     Unsigned,
@@ -19,22 +20,22 @@ pub enum Scheme {
     Reconciler,
 }
 
-impl Scheme {
+impl FalScheme {
     pub fn as_str(self) -> &'static str {
         match self {
-            Scheme::FalEd25519 => "fal_ed25519",
-            Scheme::Hmac => "hmac",
-            Scheme::Unsigned => "unsigned",
-            Scheme::Reconciler => "reconciler",
+            FalScheme::FalEd25519 => "fal_ed25519",
+            FalScheme::Hmac => "hmac",
+            FalScheme::Unsigned => "unsigned",
+            FalScheme::Reconciler => "reconciler",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         [
-            Scheme::FalEd25519,
-            Scheme::Hmac,
-            Scheme::Unsigned,
-            Scheme::Reconciler,
+            FalScheme::FalEd25519,
+            FalScheme::Hmac,
+            FalScheme::Unsigned,
+            FalScheme::Reconciler,
         ]
         .into_iter()
         .find(|scheme| scheme.as_str() == s)
@@ -97,20 +98,20 @@ impl Verifier {
     }
 
     /// FAL's headers win when present; then `X-Signature`; unsigned only when configured.
-    pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Scheme, VerifyError> {
+    pub async fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<FalScheme, VerifyError> {
         if headers.contains_key(fal_ed25519::SIGNATURE) {
             self.verify_fal(headers, body).await?;
-            return Ok(Scheme::FalEd25519);
+            return Ok(FalScheme::FalEd25519);
         }
         if let Some(value) = headers.get(hmac::HEADER) {
             let value = value
                 .to_str()
                 .map_err(|_| VerifyError::Malformed("X-Signature", "not ASCII"))?;
             hmac::verify(&self.hmac_secrets, body, value)?;
-            return Ok(Scheme::Hmac);
+            return Ok(FalScheme::Hmac);
         }
         if self.allow_unsigned {
-            return Ok(Scheme::Unsigned);
+            return Ok(FalScheme::Unsigned);
         }
         Err(VerifyError::Unsigned)
     }

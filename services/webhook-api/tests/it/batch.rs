@@ -9,7 +9,7 @@ use webhook_api::fal;
 use webhook_api::store::ingest::{self, BatchError, Delivery, Outcome};
 use webhook_api::store::migrations;
 use webhook_api::store::schema::AvatarSql;
-use webhook_api::verify::Scheme;
+use webhook_api::verify::FalScheme;
 
 async fn database_with_avatars() -> (TestDatabase, Pool, AvatarSql) {
     let database = TestDatabase::create().await;
@@ -34,7 +34,7 @@ fn delivery(body: &str) -> Delivery {
     Delivery {
         callback: fal::parse(body.as_bytes()).unwrap(),
         body: body.to_string(),
-        scheme: Scheme::Hmac,
+        scheme: FalScheme::Hmac,
         http_request_id: "it".into(),
         instance_id: "it".into(),
         training_type: None,

@@ -17,7 +17,7 @@ use columns::{ChangeColumns, EventColumns};
 
 use crate::fal::FalCallback;
 use crate::files::policy::job_files;
-use crate::verify::Scheme;
+use crate::verify::FalScheme;
 pub use batch::{ingest_all, BatchError};
 
 /// A verified, parsed delivery and where it came from.
@@ -26,7 +26,7 @@ pub struct Delivery {
     pub callback: FalCallback,
     /// The raw body, stored as the event's payload (valid JSON: it parsed).
     pub body: String,
-    pub scheme: Scheme,
+    pub scheme: FalScheme,
     pub http_request_id: String,
     pub instance_id: String,
     pub training_type: Option<TrainingType>,
