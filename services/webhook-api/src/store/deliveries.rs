@@ -54,13 +54,18 @@ impl EventOutcome {
     }
 }
 
-impl std::str::FromStr for EventOutcome {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+impl EventOutcome {
+    /// `webhook_events.outcome` in column `index` of `row`.
+    fn read(row: &tokio_postgres::Row, index: usize) -> Result<Self, StoreError> {
+        let stored: String = row.try_get(index)?;
         Self::ALL
             .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| format!("unknown outcome {s:?}"))
+            .find(|o| o.as_str() == stored)
+            .ok_or_else(|| {
+                StoreError::Unexpected(anyhow::anyhow!(
+                    "webhook_events.outcome {stored:?} is not one this service writes"
+                ))
+            })
     }
 }
 
@@ -145,13 +150,10 @@ pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Record
         _ => None,
     };
     tx.commit().await?;
-    let outcome: String = row.try_get(2)?;
     Ok(Recorded {
         event_id,
         inserted,
-        outcome: outcome
-            .parse()
-            .map_err(|e: String| StoreError::Unexpected(anyhow::anyhow!(e)))?,
+        outcome: EventOutcome::read(&row, 2)?,
         deploy_id,
     })
 }
@@ -202,15 +204,12 @@ pub async fn stored_event(pool: &Pool, id: i64) -> Result<Option<StoredEvent>, S
         )
         .await?;
     row.map(|r| {
-        let outcome: String = r.try_get(4)?;
         Ok(StoredEvent {
             id: r.try_get(0)?,
             source: r.try_get(1)?,
             event_type: r.try_get(2)?,
             delivery_id: r.try_get(3)?,
-            outcome: outcome
-                .parse()
-                .map_err(|e: String| StoreError::Unexpected(anyhow::anyhow!(e)))?,
+            outcome: EventOutcome::read(&r, 4)?,
             signature_scheme: r.try_get(5)?,
             training_type: r.try_get(6)?,
             payload: r.try_get(7)?,
@@ -260,7 +259,6 @@ pub struct EventRow {
 
 impl EventRow {
     fn from_row(row: &tokio_postgres::Row) -> Result<Self, StoreError> {
-        let outcome: String = row.try_get(7)?;
         Ok(Self {
             id: row.try_get(0)?,
             source: row.try_get(1)?,
@@ -269,9 +267,7 @@ impl EventRow {
             fal_request_id: row.try_get(4)?,
             event: row.try_get(5)?,
             avatar_id: row.try_get(6)?,
-            outcome: outcome.parse().map_err(|e: String| {
-                StoreError::Unexpected(anyhow::anyhow!("webhook_events.outcome: {e}"))
-            })?,
+            outcome: EventOutcome::read(row, 7)?,
             outcome_reason: row.try_get(8)?,
             signature_scheme: row.try_get(9)?,
             http_request_id: row.try_get(10)?,
