@@ -19,8 +19,6 @@ Settings (environment, defaults shown):
   S3_PORT=${S3_PORT:-9000}            port of the local S3 server
   S3_DATA_DIR=${S3_DATA_DIR:-/var/tmp/webhook-dev-s3}   where it keeps objects
   S3_ACCESS_KEY=${S3_ACCESS_KEY:-devaccess} / S3_SECRET_KEY=${S3_SECRET_KEY:-devsecretkey}   its credentials
-  BOT_VENV=${BOT_VENV:-\$HOME/.cache/webhook-bot-venv}   Python with SQLAlchemy 2 + psycopg2, for the
-                                       tests that load rows through the bot's ORM mapping
 Needs root (or sudo) only to install packages and start PostgreSQL.
 USAGE
 }
@@ -35,7 +33,6 @@ S3_PORT=${S3_PORT:-9000}
 S3_DATA_DIR=${S3_DATA_DIR:-/var/tmp/webhook-dev-s3}
 S3_ACCESS_KEY=${S3_ACCESS_KEY:-devaccess}
 S3_SECRET_KEY=${S3_SECRET_KEY:-devsecretkey}
-BOT_VENV=${BOT_VENV:-$HOME/.cache/webhook-bot-venv}
 S3S_VERSION=0.14.1   # later versions need a newer Rust than this toolchain
 
 SUDO=()
@@ -112,21 +109,10 @@ if ! curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/"; then
   curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" || { log "s3s-fs did not start: see $S3_DATA_DIR.log"; exit 1; }
 fi
 
-# The bot reads the avatars through SQLAlchemy: the tests load what the service wrote the same way.
-if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2' >/dev/null 2>&1; then
-  log "installing SQLAlchemy 2 and psycopg2 into $BOT_VENV"
-  if ! python3 -m venv "$BOT_VENV" >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$BOT_VENV"
-  fi
-  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary >&2
-fi
-
 cat <<ENV
 DATABASE_URL=postgresql://$DEV_DB_USER:$DEV_DB_PASSWORD@127.0.0.1:$PG_PORT/$DEV_DB_USER
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 MINIO_ENDPOINT=127.0.0.1:$S3_PORT
 MINIO_ACCESS_KEY=$S3_ACCESS_KEY
 MINIO_SECRET_KEY=$S3_SECRET_KEY
-BOT_PYTHON=$BOT_VENV/bin/python
 ENV

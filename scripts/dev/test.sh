@@ -16,6 +16,8 @@ Settings (environment, defaults shown):
   SKIP_LINT=${SKIP_LINT:-0}                  1 skips fmt, clippy and shellcheck
   SKIP_CONTAINERS=${SKIP_CONTAINERS:-0}            1 skips the Docker phase
   SKIP_BENCH_SMOKE=${SKIP_BENCH_SMOKE:-0}           1 skips the short run of the benchmark suite
+  BOT_VENV=${BOT_VENV:-\$HOME/.cache/webhook-bot-venv}   Python with SQLAlchemy 2 + psycopg2, for the
+                                       tests that load rows through the bot's ORM mapping
   plus those of scripts/dev/deps.sh (see its --help).
 USAGE
 }
@@ -34,9 +36,19 @@ TEST_REDIS_URL=$(sed -n 's/^REDIS_URL=//p' <<<"$deps_env")
 TEST_MINIO_ENDPOINT=$(sed -n 's/^MINIO_ENDPOINT=//p' <<<"$deps_env")
 TEST_MINIO_ACCESS_KEY=$(sed -n 's/^MINIO_ACCESS_KEY=//p' <<<"$deps_env")
 TEST_MINIO_SECRET_KEY=$(sed -n 's/^MINIO_SECRET_KEY=//p' <<<"$deps_env")
-TEST_BOT_PYTHON=$(sed -n 's/^BOT_PYTHON=//p' <<<"$deps_env")
 export TEST_DATABASE_URL TEST_REDIS_URL TEST_MINIO_ENDPOINT TEST_MINIO_ACCESS_KEY TEST_MINIO_SECRET_KEY
-export TEST_BOT_PYTHON
+
+# The bot reads the avatars through SQLAlchemy: the tests load what the service wrote the same way.
+BOT_VENV=${BOT_VENV:-$HOME/.cache/webhook-bot-venv}
+if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2' >/dev/null 2>&1; then
+  step "installing SQLAlchemy 2 and psycopg2 into $BOT_VENV"
+  if ! python3 -m venv "$BOT_VENV" >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq python3-venv >/dev/null; else sudo apt-get install -y -qq python3-venv >/dev/null; fi
+    python3 -m venv "$BOT_VENV"
+  fi
+  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary
+fi
+export TEST_BOT_PYTHON=$BOT_VENV/bin/python
 
 if [[ "${SKIP_LINT:-0}" != 1 ]]; then
   if ! command -v shellcheck >/dev/null 2>&1; then

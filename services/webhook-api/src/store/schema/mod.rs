@@ -5,8 +5,6 @@
 //! its column's own type (PostgreSQL never has to guess), and a column that cannot hold a value
 //! the service writes stops the start with one line naming it.
 
-use std::fmt;
-
 use tokio_postgres::GenericClient;
 
 use crate::avatar::{AvatarStatus, TrainingType};
@@ -101,10 +99,9 @@ pub enum SchemaError {
     },
 }
 
-/// The inspected columns; `None` for one the table does not have (yet).
+/// The inspected columns the table has (none when there is no table yet).
 #[derive(Debug, Clone, Default)]
 pub struct Inspected {
-    pub table_exists: bool,
     columns: Vec<Column>,
 }
 
@@ -133,14 +130,16 @@ impl Inspected {
                 }
                 continue;
             };
-            let fits_kind = match name {
-                "fal_response_data" => matches!(
-                    column.kind,
+            let writable = match (name, &column.kind) {
+                ("fal_response_data", kind) => matches!(
+                    kind,
                     Kind::Json | Kind::Jsonb | Kind::Text { max_chars: None }
                 ),
-                _ => matches!(column.kind, Kind::Enum { .. } | Kind::Text { .. }),
-            } && !(matches!(column.kind, Kind::Enum { .. }) && values.is_empty());
-            if !fits_kind {
+                // An enum only where the service writes a known set of values.
+                (_, Kind::Enum { .. }) => !values.is_empty(),
+                (_, kind) => matches!(kind, Kind::Text { .. }),
+            };
+            if !writable {
                 return Err(SchemaError::WrongType {
                     column: column.name.clone(),
                     type_sql: column.type_sql.clone(),
@@ -167,10 +166,6 @@ impl Inspected {
 }
 
 pub async fn inspect(client: &impl GenericClient) -> Result<Inspected, tokio_postgres::Error> {
-    let table_exists = client
-        .query_one("SELECT to_regclass('avatars') IS NOT NULL", &[])
-        .await?
-        .try_get(0)?;
     let mut columns = Vec::new();
     for row in client.query(COLUMNS, &[&&INSPECTED[..]]).await? {
         let type_name: String = row.try_get(2)?;
@@ -196,10 +191,7 @@ pub async fn inspect(client: &impl GenericClient) -> Result<Inspected, tokio_pos
             kind,
         });
     }
-    Ok(Inspected {
-        table_exists,
-        columns,
-    })
+    Ok(Inspected { columns })
 }
 
 /// The avatar statements, written for this database's column types. Built once at start from
@@ -358,19 +350,6 @@ pub async fn ensure_training_index(
         .await?;
     tracing::info!(predicate = %sql.training, "built the partial index of trainings");
     Ok(())
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Kind::Enum { type_name, .. } => write!(f, "enum {type_name}"),
-            Kind::Text { max_chars: None } => f.write_str("text"),
-            Kind::Text { max_chars: Some(n) } => write!(f, "varchar({n})"),
-            Kind::Json => f.write_str("json"),
-            Kind::Jsonb => f.write_str("jsonb"),
-            Kind::Other => f.write_str("other"),
-        }
-    }
 }
 
 #[cfg(test)]

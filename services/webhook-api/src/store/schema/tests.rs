@@ -2,10 +2,22 @@
 
 use super::*;
 
+/// How the messages name a column's type in these tests.
+fn type_sql(kind: &Kind) -> String {
+    match kind {
+        Kind::Enum { type_name, .. } => format!("enum {type_name}"),
+        Kind::Text { max_chars: None } => "text".into(),
+        Kind::Text { max_chars: Some(n) } => format!("varchar({n})"),
+        Kind::Json => "json".into(),
+        Kind::Jsonb => "jsonb".into(),
+        Kind::Other => "other".into(),
+    }
+}
+
 fn column(name: &str, kind: Kind) -> Column {
     Column {
         name: name.into(),
-        type_sql: kind.to_string(),
+        type_sql: type_sql(&kind),
         kind,
     }
 }
@@ -31,7 +43,6 @@ fn bot_live() -> Inspected {
         "CANCELLED",
     ];
     Inspected {
-        table_exists: true,
         columns: vec![
             column("status", enum_of("avatarstatus", &statuses)),
             column(
