@@ -173,9 +173,16 @@ fn start(
     let commit = deploy
         .commit_sha
         .as_deref()
-        .filter(|c| matches!(c.len(), 40 | 64) && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|c| c.bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap_or("");
     let mut command = tokio::process::Command::new(program);
+    // A cleared environment: the instance's secrets stay with the instance.
+    command.env_clear().envs(
+        config
+            .env_pass
+            .iter()
+            .filter_map(|name| Some((name, std::env::var_os(name)?))),
+    );
     command
         .args(args)
         .env("DEPLOY_ID", deploy.id.to_string())

@@ -99,6 +99,8 @@ struct RawCallback {
     result: Value,
 }
 
+const MAX_REQUEST_ID_BYTES: usize = 255;
+
 pub fn parse(body: &[u8]) -> Result<FalCallback, ParseError> {
     let raw: RawCallback =
         serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
@@ -109,6 +111,18 @@ pub fn parse(body: &[u8]) -> Result<FalCallback, ParseError> {
         .filter(|id| !id.is_empty())
         .ok_or(ParseError::Missing("request_id"))?
         .to_string();
+    // The bot's `avatars.fal_request_id` is varchar(255), and the id is part of an index key.
+    for (field, id) in [
+        ("request_id", Some(&request_id)),
+        ("gateway_request_id", raw.gateway_request_id.as_ref()),
+    ] {
+        if id.is_some_and(|id| id.len() > MAX_REQUEST_ID_BYTES) {
+            return Err(ParseError::Invalid {
+                field,
+                problem: format!("longer than {MAX_REQUEST_ID_BYTES} bytes"),
+            });
+        }
+    }
     let status = raw.status.as_deref().ok_or(ParseError::Missing("status"))?;
 
     let (format, event) = match status {
@@ -368,6 +382,14 @@ mod tests {
             parse(br#"{"request_id":"r","status":"in_progress","progress":140}"#),
             Err(ParseError::Invalid {
                 field: "progress",
+                ..
+            })
+        ));
+        let long = format!(r#"{{"request_id":"{}","status":"OK"}}"#, "r".repeat(3000));
+        assert!(matches!(
+            parse(long.as_bytes()),
+            Err(ParseError::Invalid {
+                field: "request_id",
                 ..
             })
         ));

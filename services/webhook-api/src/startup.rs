@@ -84,7 +84,11 @@ impl Application {
             config.database.statement_timeout,
             metrics.redis_errors.clone(),
         );
-        let rejections = RejectionLog::start(pool.clone(), metrics.rejections_dropped.clone());
+        let rejections = RejectionLog::start(
+            pool.clone(),
+            metrics.rejections_dropped.clone(),
+            &config.rejections,
+        );
         let state = Arc::new(AppState {
             config,
             pool,

@@ -191,7 +191,7 @@ impl Worker {
         };
         let mut stored = Vec::with_capacity(job.files.len());
         for file in &job.files {
-            let key = object_key(job.user_id.as_deref(), job.avatar_id, &file.source);
+            let key = object_key(job.user_id.as_deref(), job.avatar_id, file);
             let object = self.copier.copy(file, &key, &journal).await?;
             stored.push((file.clone(), object));
         }

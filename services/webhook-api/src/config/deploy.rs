@@ -15,7 +15,14 @@ pub struct DeployConfig {
     pub timeout: Duration,
     /// How often an idle instance looks for queued deploys another instance could not start.
     pub poll_interval: Duration,
+    /// The only variables of the instance the command sees (`DEPLOY_ENV_PASS`): it must not
+    /// inherit the instance's secrets.
+    pub env_pass: Vec<String>,
 }
+
+/// Enough for a shell script that talks to the Docker engine.
+const DEFAULT_ENV_PASS: &str =
+    "PATH,HOME,LANG,LC_ALL,TZ,DOCKER_HOST,DOCKER_CONFIG,DOCKER_CERT_PATH,DOCKER_TLS_VERIFY";
 
 /// `None` unless `DEPLOY_REPOSITORY` is set.
 pub(crate) fn from_env(env: &Env<'_>) -> Result<Option<DeployConfig>, ConfigError> {
@@ -42,7 +49,29 @@ pub(crate) fn from_env(env: &Env<'_>) -> Result<Option<DeployConfig>, ConfigErro
         command,
         timeout: env.seconds("DEPLOY_TIMEOUT_SECS", 1800)?,
         poll_interval: Duration::from_millis(env.parsed("DEPLOY_POLL_MS", 5000)?),
+        env_pass: env_pass(env)?,
     }))
+}
+
+fn env_pass(env: &Env<'_>) -> Result<Vec<String>, ConfigError> {
+    let list = env
+        .optional("DEPLOY_ENV_PASS")
+        .unwrap_or_else(|| DEFAULT_ENV_PASS.into());
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| {
+            let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if plain {
+                Ok(name.to_string())
+            } else {
+                Err(ConfigError::new(
+                    "DEPLOY_ENV_PASS",
+                    format!("{name:?} is not a variable name"),
+                ))
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -66,6 +95,8 @@ mod tests {
             ["/opt/deploy/update.sh", "--pull", "--quiet"]
         );
         assert_eq!(deploy.timeout, Duration::from_secs(1800));
+        assert!(deploy.env_pass.iter().any(|v| v == "PATH"));
+        assert!(!deploy.env_pass.iter().any(|v| v == "DATABASE_URL"));
         vars.push(("DEPLOY_REPOSITORY", "just-a-name"));
         vars.retain(|(n, v)| *n != "DEPLOY_REPOSITORY" || *v == "just-a-name");
         assert_eq!(config(&vars).unwrap_err().var, "DEPLOY_REPOSITORY");

@@ -15,6 +15,25 @@ impl Env<'_> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
     }
 
+    /// A secret from `NAME`, or from the file `NAME_FILE` names (a Docker secret, say); both
+    /// set is an error, so the operator never wonders which one is used.
+    pub(crate) fn secret_text(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        let file_var = format!("{name}_FILE");
+        match (self.optional(name), self.optional(&file_var)) {
+            (Some(_), Some(_)) => Err(ConfigError::new(
+                name,
+                format!("set either {name} or {file_var}, not both"),
+            )),
+            (Some(value), None) => Ok(Some(value)),
+            (None, Some(path)) => std::fs::read_to_string(path.trim())
+                .map(|text| Some(text.trim().to_string()).filter(|t| !t.is_empty()))
+                .map_err(|e| {
+                    ConfigError::new(name, format!("{file_var}: cannot read {path:?}: {e}"))
+                }),
+            (None, None) => Ok(None),
+        }
+    }
+
     pub(crate) fn required(&self, name: &'static str) -> Result<String, ConfigError> {
         self.optional(name)
             .ok_or_else(|| ConfigError::new(name, "is required but not set"))

@@ -14,6 +14,10 @@ pub struct FilesConfig {
     pub host_allowlist: Vec<String>,
     /// Test-only: accept `http://` file URLs. Refused when ENVIRONMENT=production.
     pub allow_http: bool,
+    /// Test-only: connect to loopback and private addresses. Refused in production.
+    pub allow_private_addresses: bool,
+    /// Ports file URLs may name (`FILE_ALLOWED_PORTS`, default 443); `None`: any.
+    pub allowed_ports: Option<Vec<u16>>,
     pub max_bytes: u64,
     /// Multipart part size: the memory one copy holds at most twice.
     pub part_size: usize,
@@ -39,13 +43,18 @@ pub struct S3Config {
 
 impl FilesConfig {
     pub(crate) fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
-        let allow_http = env.flag("FILE_ALLOW_HTTP", false)?;
-        if allow_http && environment == Environment::Production {
-            return Err(ConfigError::new(
-                "FILE_ALLOW_HTTP",
-                "is a test-only setting and must not be true when ENVIRONMENT=production",
-            ));
-        }
+        let test_only = |name: &'static str| -> Result<bool, ConfigError> {
+            let on = env.flag(name, false)?;
+            if on && environment == Environment::Production {
+                return Err(ConfigError::new(
+                    name,
+                    "is a test-only setting and must not be true when ENVIRONMENT=production",
+                ));
+            }
+            Ok(on)
+        };
+        let allow_http = test_only("FILE_ALLOW_HTTP")?;
+        let allow_private_addresses = test_only("FILE_ALLOW_PRIVATE_ADDRESSES")?;
         let secure = env.flag("MINIO_SECURE", false)?;
         let endpoint = env.required("MINIO_ENDPOINT")?;
         let endpoint_url = if endpoint.contains("://") {
@@ -91,6 +100,8 @@ impl FilesConfig {
             },
             host_allowlist,
             allow_http,
+            allow_private_addresses,
+            allowed_ports: allowed_ports(env)?,
             max_bytes: env.parsed("FILE_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
             part_size,
             max_attempts: env.parsed("FILE_JOB_MAX_ATTEMPTS", 8)?,
@@ -106,6 +117,27 @@ impl FilesConfig {
     }
 }
 
+/// `443` unless configured; `any` lifts the rule (tests, whose CDN listens anywhere).
+fn allowed_ports(env: &Env<'_>) -> Result<Option<Vec<u16>>, ConfigError> {
+    let list = env
+        .optional("FILE_ALLOWED_PORTS")
+        .unwrap_or_else(|| "443".into());
+    if list.trim().eq_ignore_ascii_case("any") {
+        return Ok(None);
+    }
+    list.split(',')
+        .map(|port| {
+            port.trim().parse::<u16>().map_err(|_| {
+                ConfigError::new(
+                    "FILE_ALLOWED_PORTS",
+                    format!("{port:?} is not a port (a list like 443,8443, or any)"),
+                )
+            })
+        })
+        .collect::<Result<Vec<u16>, _>>()
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{config, BASE};
@@ -118,7 +150,14 @@ mod tests {
             config(&vars).unwrap().files.s3.endpoint_url,
             "https://minio:9000"
         );
+        assert_eq!(config(&vars).unwrap().files.allowed_ports, Some(vec![443]));
         vars.extend([("ENVIRONMENT", "production"), ("FILE_ALLOW_HTTP", "true")]);
         assert_eq!(config(&vars).unwrap_err().var, "FILE_ALLOW_HTTP");
+        vars.pop();
+        vars.push(("FILE_ALLOW_PRIVATE_ADDRESSES", "true"));
+        assert_eq!(
+            config(&vars).unwrap_err().var,
+            "FILE_ALLOW_PRIVATE_ADDRESSES"
+        );
     }
 }

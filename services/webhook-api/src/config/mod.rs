@@ -8,6 +8,7 @@ mod database;
 mod deploy;
 mod env;
 mod files;
+mod operators;
 mod reconcile;
 mod redis;
 mod sources;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use database::{parse_database_url, DatabaseConfig};
 pub use deploy::DeployConfig;
 pub use files::{FilesConfig, S3Config};
+pub use operators::{token_digest, OperatorToken, Scope};
 pub use reconcile::ReconcileConfig;
 pub use redis::{AnnounceConfig, RedisConfig};
 pub use sources::{SourceConfig, RESERVED_SOURCE_NAMES};
@@ -111,12 +113,15 @@ pub struct Config {
     pub announce: AnnounceConfig,
     pub verify: VerifyConfig,
     pub http: HttpConfig,
+    pub rejections: RejectionsConfig,
     pub log: LogConfig,
     pub files: FilesConfig,
     /// The other signed senders, `POST /api/v1/webhooks/{name}` (`WEBHOOK_SOURCES`).
     pub sources: Vec<SourceConfig>,
     /// Deploy on a verified push; `None` unless `DEPLOY_REPOSITORY` is set.
     pub deploy: Option<DeployConfig>,
+    /// Who may use the operators' API, `/metrics` and the health details (`OPERATOR_TOKENS`).
+    pub operator_tokens: Vec<OperatorToken>,
     /// Asking FAL about trainings no callback finished; `None` without `FAL_API_KEY`.
     pub reconcile: Option<ReconcileConfig>,
     /// How long in-flight requests get to finish after SIGTERM before the process exits.
@@ -139,6 +144,13 @@ pub struct HttpConfig {
     /// Bounds reading the request head and the body; hyper also closes a kept-alive
     /// connection that sends no new request within it (the upstream keep-alive timeout).
     pub read_timeout: Duration,
+}
+
+/// Refused requests kept for operators: how many a second, and for how long.
+#[derive(Debug, Clone)]
+pub struct RejectionsConfig {
+    pub rows_per_second: usize,
+    pub keep: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -183,10 +195,15 @@ impl Config {
                 max_body_bytes: env.parsed("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)?,
                 read_timeout: env.seconds("HTTP_READ_TIMEOUT_SECS", 30)?,
             },
+            rejections: RejectionsConfig {
+                rows_per_second: env.parsed("REJECTED_ROWS_PER_SECOND", 10)?,
+                keep: Duration::from_secs(24 * 3600 * env.parsed("RETENTION_REJECTED_DAYS", 7)?),
+            },
             log: LogConfig::from_env(&env, environment)?,
             files: FilesConfig::from_env(&env, environment)?,
             sources: sources::from_env(&env, environment)?,
             deploy: deploy::from_env(&env)?,
+            operator_tokens: operators::from_env(&env)?,
             reconcile: reconcile::from_env(&env)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20)?,
         })

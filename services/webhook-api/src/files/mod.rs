@@ -1,6 +1,7 @@
 //! FAL's CDN → S3, streamed: the download feeds multipart parts while the previous part
 //! uploads, so one copy holds at most two parts in memory whatever the file's size.
 
+mod address;
 mod multipart;
 pub mod policy;
 
@@ -68,6 +69,9 @@ impl Copier {
         let redirect_policy = policy.clone();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .dns_resolver(Arc::new(address::PublicResolver {
+                allow_private: policy.allow_private_addresses(),
+            }))
             // Every hop must pass the same rules as the first URL.
             .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 if attempt.previous().len() >= 5 {
@@ -305,11 +309,23 @@ fn check_declared_size(declared: Option<u64>, actual: u64) -> Result<(), CopyErr
 
 fn download_error(e: reqwest::Error) -> CopyError {
     let message = format!("download failed: {}", error_chain(&e));
-    if e.is_redirect() || e.is_builder() {
+    if e.is_redirect() || e.is_builder() || refused_address(&e) {
         CopyError::Permanent(message)
     } else {
         CopyError::Transient(message)
     }
+}
+
+/// The name resolved to no public address: asking again will not change that.
+fn refused_address(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if cause.is::<address::NotPublic>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 pub(super) fn s3_error<E: std::error::Error + 'static>(what: &str, e: E) -> CopyError {

@@ -46,6 +46,8 @@ pub fn job_files(files: &TrainedFiles) -> Vec<JobFile> {
 pub struct FetchPolicy {
     allowlist: Vec<String>,
     allow_http: bool,
+    allow_private_addresses: bool,
+    allowed_ports: Option<Vec<u16>>,
     pub max_bytes: u64,
 }
 
@@ -54,11 +56,14 @@ impl FetchPolicy {
         Self {
             allowlist: config.host_allowlist.clone(),
             allow_http: config.allow_http,
+            allow_private_addresses: config.allow_private_addresses,
+            allowed_ports: config.allowed_ports.clone(),
             max_bytes: config.max_bytes,
         }
     }
 
-    /// `https://` (or `http://` where tests allow it) on an allowed host, else why not.
+    /// `https://` (or `http://` where tests allow it) on an allowed host and port, else why
+    /// not. The addresses a name resolves to are checked when connecting (`address`).
     pub fn check(&self, url: &Url) -> Result<(), String> {
         match url.scheme() {
             "https" => {}
@@ -66,11 +71,31 @@ impl FetchPolicy {
             scheme => return Err(format!("{scheme}:// URLs are not fetched; only https://")),
         }
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if self.host_allowed(&host) {
-            Ok(())
-        } else {
-            Err(format!("host {host:?} is not in FILE_HOST_ALLOWLIST"))
+        if !self.host_allowed(&host) {
+            return Err(format!("host {host:?} is not in FILE_HOST_ALLOWLIST"));
         }
+        let port = url.port_or_known_default().unwrap_or_default();
+        if let Some(allowed) = self.allowed_ports.as_ref().filter(|p| !p.contains(&port)) {
+            return Err(format!(
+                "port {port} is not in FILE_ALLOWED_PORTS ({allowed:?})"
+            ));
+        }
+        // An address written in the URL is never resolved, so it is checked here.
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        match literal {
+            Some(ip) if !self.allow_private_addresses && !super::address::is_public(ip) => Err(
+                format!("{ip} is not a public address (FILE_ALLOW_PRIVATE_ADDRESSES)"),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn allow_private_addresses(&self) -> bool {
+        self.allow_private_addresses
     }
 
     fn host_allowed(&self, host: &str) -> bool {
@@ -83,12 +108,17 @@ impl FetchPolicy {
     }
 }
 
-/// `avatars/{user_id}/{avatar_id}/lora/{file_name}`, the contract's object layout.
-pub fn object_key(user_id: Option<&str>, avatar_id: Uuid, file: &FileRef) -> String {
+/// `avatars/{user_id}/{avatar_id}/{kind}/{file_name}`: the contract's `lora/` for the weights,
+/// `config/` for the training config, so two files of one name never overwrite each other.
+pub fn object_key(user_id: Option<&str>, avatar_id: Uuid, file: &JobFile) -> String {
     let user = user_id
         .map(safe_segment)
         .unwrap_or_else(|| "unknown-user".into());
-    format!("avatars/{user}/{avatar_id}/lora/{}", file_name(file))
+    format!(
+        "avatars/{user}/{avatar_id}/{}/{}",
+        file.kind.as_str(),
+        file_name(&file.source)
+    )
 }
 
 /// The declared name, else the URL's last path segment, reduced to safe characters.
@@ -132,8 +162,14 @@ mod tests {
 
     fn policy(allow_http: bool) -> FetchPolicy {
         FetchPolicy {
-            allowlist: vec!["fal.media".into(), "storage.googleapis.com".into()],
+            allowlist: vec![
+                "fal.media".into(),
+                "storage.googleapis.com".into(),
+                "169.254.169.254".into(),
+            ],
             allow_http,
+            allow_private_addresses: false,
+            allowed_ports: Some(if allow_http { vec![443, 80] } else { vec![443] }),
             max_bytes: 1 << 31,
         }
     }
@@ -164,42 +200,63 @@ mod tests {
             "https://169.254.169.254/latest/meta-data",
             "http://v3.fal.media/x",
             "file:///etc/passwd",
+            "https://v3.fal.media:8443/x",
+            "https://v3.fal.media:22/x",
         ] {
             assert!(check(&p, url).is_err(), "{url}");
         }
+        let metadata = check(&p, "https://169.254.169.254/latest/meta-data").unwrap_err();
+        assert!(metadata.contains("not a public address"), "{metadata}");
         assert_eq!(check(&policy(true), "http://v3.fal.media/x"), Ok(()));
     }
 
     #[test]
     fn object_keys_follow_the_contract_and_are_safe() {
         let avatar = Uuid::nil();
-        let file = |url: &str, name: Option<&str>| FileRef {
-            url: url.into(),
-            content_type: None,
-            file_name: name.map(Into::into),
-            file_size: None,
+        let file = |kind: FileKind, url: &str, name: Option<&str>| JobFile {
+            kind,
+            source: FileRef {
+                url: url.into(),
+                content_type: None,
+                file_name: name.map(Into::into),
+                file_size: None,
+            },
         };
+        let weights = "pytorch_lora_weights.safetensors";
         assert_eq!(
             object_key(
                 Some("u1"),
                 avatar,
-                &file("https://x/a", Some("pytorch_lora_weights.safetensors"))
+                &file(FileKind::Lora, "https://x/a", Some(weights))
             ),
-            format!("avatars/u1/{avatar}/lora/pytorch_lora_weights.safetensors")
+            format!("avatars/u1/{avatar}/lora/{weights}")
         );
         assert_eq!(
             object_key(
                 Some("u1"),
                 avatar,
-                &file("https://x/files/Q9pe_config.json", None)
+                &file(FileKind::Config, "https://x/files/Q9pe_config.json", None)
             ),
-            format!("avatars/u1/{avatar}/lora/Q9pe_config.json")
+            format!("avatars/u1/{avatar}/config/Q9pe_config.json")
+        );
+        // One name for both kinds: two objects.
+        assert_ne!(
+            object_key(
+                None,
+                avatar,
+                &file(FileKind::Lora, "https://x/a", Some("f"))
+            ),
+            object_key(
+                None,
+                avatar,
+                &file(FileKind::Config, "https://x/a", Some("f"))
+            )
         );
         assert_eq!(
             object_key(
                 Some("../u"),
                 avatar,
-                &file("https://x/a", Some("../../etc/passwd"))
+                &file(FileKind::Lora, "https://x/a", Some("../../etc/passwd"))
             ),
             format!("avatars/_u/{avatar}/lora/_.._etc_passwd")
         );

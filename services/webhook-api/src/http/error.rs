@@ -26,6 +26,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("this route needs an operator token: Authorization: Bearer <token>")]
+    Unauthorized,
+    #[error("the token {token:?} lacks the scope {scope:?}")]
+    Forbidden { token: String, scope: &'static str },
     #[error("{0}")]
     Signature(#[from] VerifyError),
     #[error("the request was not received within {0} s")]
@@ -43,6 +47,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Signature(VerifyError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -61,6 +67,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden { .. } => "forbidden",
             ApiError::Signature(VerifyError::KeysUnavailable) => "signature_keys_unavailable",
             ApiError::Signature(VerifyError::Unsigned) => "missing_signature",
             ApiError::Signature(_) => "invalid_signature",
@@ -100,6 +108,12 @@ impl ApiError {
         match &self {
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, header::HeaderValue::from_static(allow));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"webhook-operators\""),
+                );
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

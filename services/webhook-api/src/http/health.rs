@@ -1,5 +1,6 @@
 //! Health for load balancers and operators. PostgreSQL down is a failure (503: nothing can be
-//! acknowledged); Redis down only degrades (webhooks are still accepted).
+//! acknowledged); Redis down only degrades (webhooks are still accepted). The details (versions,
+//! queue, pool) are for operator tokens only.
 
 use std::time::{Duration, Instant};
 
@@ -25,13 +26,32 @@ pub async fn ready(state: &AppState) -> HttpResponse {
     }
     match store::within(CHECK_TIMEOUT, store::ping(&state.pool)).await {
         Ok(()) => json_response(StatusCode::OK, &json!({ "status": "ready" })),
-        Err(e) => json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "not_ready", "reason": e.to_string() }),
-        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "status": "not_ready", "reason": "database unavailable" }),
+            )
+        }
     }
 }
 
+/// What anyone may know: ok, degraded (Redis down) or fail (503, PostgreSQL down). Two pings,
+/// no table read, so a flood of it costs little.
+pub async fn public(state: &AppState) -> HttpResponse {
+    let (postgres, redis) = tokio::join!(
+        store::within(CHECK_TIMEOUT, store::ping(&state.pool)),
+        state.cache.ping(),
+    );
+    let (overall, status) = match (postgres, redis) {
+        (Err(_), _) => ("fail", StatusCode::SERVICE_UNAVAILABLE),
+        (Ok(()), Err(_)) => ("degraded", StatusCode::OK),
+        (Ok(()), Ok(())) => ("ok", StatusCode::OK),
+    };
+    json_response(status, &json!({ "status": overall }))
+}
+
+/// Everything, for a `read` token: versions, checks with latencies, the file queue, the pool.
 pub async fn full(state: &AppState) -> HttpResponse {
     let (postgres, redis, queue) = tokio::join!(
         timed(store::within(CHECK_TIMEOUT, store::ping(&state.pool))),

@@ -1,5 +1,6 @@
 //! The hyper service: request id, routing, metrics and logging around each handler.
 
+mod auth;
 mod avatar_status;
 pub mod error;
 mod health;
@@ -7,6 +8,7 @@ mod operator;
 mod query;
 pub mod server;
 mod status_update;
+mod stored_headers;
 mod views;
 mod webhooks;
 
@@ -22,7 +24,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::{Config, OperatorToken, Scope};
 use crate::store::rejections::Rejection;
 use crate::store::{self, jobs};
 use error::{ApiError, HttpResponse};
@@ -68,6 +70,34 @@ impl Route {
             Route::DeliveryReplay(_) => "deliveries_replay",
             Route::Deploys | Route::Deploy(_) => "deploys",
         }
+    }
+
+    /// What a token must allow here; `None` for the public routes (`/health` shows its
+    /// details only to a `read` token).
+    fn scope(self) -> Option<Scope> {
+        match self {
+            Route::Metrics
+            | Route::DeliveryMetrics
+            | Route::DeliveryHealth
+            | Route::DeliveryFailures
+            | Route::DeliveryEvent(_) => Some(Scope::Read),
+            Route::DeliveryReplay(_) => Some(Scope::Replay),
+            Route::Deploys | Route::Deploy(_) => Some(Scope::Deploy),
+            Route::StatusUpdate
+            | Route::Source(_)
+            | Route::AvatarStatus
+            | Route::Health
+            | Route::HealthLive
+            | Route::HealthReady => None,
+        }
+    }
+
+    /// Calls that change something or read deploy output leave an audit row.
+    fn audited(self) -> bool {
+        matches!(
+            self,
+            Route::DeliveryReplay(_) | Route::Deploys | Route::Deploy(_)
+        )
     }
 
     fn allowed(self) -> (&'static str, &'static [Method]) {
@@ -196,7 +226,18 @@ async fn dispatch(
     if !methods.contains(&parts.method) {
         return Err(ApiError::MethodNotAllowed { allow });
     }
-    match route {
+    let tokens = &state.config.operator_tokens;
+    let operator = match route.scope() {
+        Some(scope) => Some(
+            auth::require(tokens, &parts.headers, scope).inspect_err(|e| {
+                if let ApiError::Forbidden { token, .. } = e {
+                    tracing::warn!(token = %token, route = route.label(), "operator call refused");
+                }
+            })?,
+        ),
+        None => None,
+    };
+    let answer = match route {
         Route::StatusUpdate => {
             status_update::handle(state, parts, body, request_id, received).await
         }
@@ -204,42 +245,116 @@ async fn dispatch(
             let source = &state.config.sources[index];
             webhooks::handle(state, source, parts, body, request_id, received).await
         }
-        Route::DeliveryMetrics => operator::metrics(state, parts.uri.query()).await,
-        Route::DeliveryHealth => Ok(operator::health(state).await),
-        Route::DeliveryFailures => operator::failures(state, parts.uri.query()).await,
-        Route::DeliveryEvent(id) => operator::event(state, id).await,
-        Route::DeliveryReplay(id) => operator::replay(state, id, request_id).await,
-        Route::Deploys => operator::deploy_list(state, parts.uri.query()).await,
-        Route::Deploy(id) => operator::deploy(state, id).await,
         Route::AvatarStatus => avatar_status::handle(state, parts.uri.path()).await,
-        Route::Health => Ok(health::full(state).await),
+        Route::Health => Ok(
+            match auth::presented(tokens, &parts.headers).filter(|t| t.allows(Scope::Read)) {
+                Some(_) => health::full(state).await,
+                None => health::public(state).await,
+            },
+        ),
         Route::HealthLive => Ok(health::live()),
         Route::HealthReady => Ok(health::ready(state).await),
-        Route::Metrics => {
-            let queue = store::within(Duration::from_secs(2), jobs::stats(&state.pool))
-                .await
-                .ok();
-            let training = store::within(
-                Duration::from_secs(2),
-                store::avatars::training_stats(
-                    &state.pool,
-                    &state.avatar_sql,
-                    state.config.stale_training_after(),
-                ),
+        Route::Metrics => Ok(metrics(state).await),
+        operator_route => {
+            let operator = operator.expect("operator routes have a scope");
+            operator_call(
+                state,
+                operator_route,
+                operator,
+                parts.uri.query(),
+                request_id,
             )
             .await
-            .ok();
-            let text = state
-                .metrics
-                .render(&state.pool, queue.as_ref(), training.as_ref());
-            let mut response = Response::new(Full::new(Bytes::from(text)));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            Ok(response)
         }
+    };
+    if let (true, Some(operator)) = (route.audited(), operator) {
+        audit(state, route, operator, parts, &answer, request_id).await;
     }
+    answer
+}
+
+/// The operators' API, once the token is checked.
+async fn operator_call(
+    state: &AppState,
+    route: Route,
+    operator: &OperatorToken,
+    query: Option<&str>,
+    request_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    match route {
+        Route::DeliveryMetrics => operator::metrics(state, query).await,
+        Route::DeliveryHealth => Ok(operator::health(state).await),
+        Route::DeliveryFailures => operator::failures(state, query).await,
+        Route::DeliveryEvent(id) => operator::event(state, id).await,
+        Route::DeliveryReplay(id) => operator::replay(state, id, operator, query, request_id).await,
+        Route::Deploys => operator::deploy_list(state, query).await,
+        Route::Deploy(id) => operator::deploy(state, id).await,
+        other => Err(ApiError::NotFound(other.label().to_string())),
+    }
+}
+
+/// A line in the log and a row in `operator_audit`; a row that cannot be written is logged.
+async fn audit(
+    state: &AppState,
+    route: Route,
+    operator: &OperatorToken,
+    parts: &http::request::Parts,
+    answer: &Result<HttpResponse, ApiError>,
+    request_id: &str,
+) {
+    let status = answer
+        .as_ref()
+        .map_or_else(ApiError::status, |r| r.status());
+    let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    tracing::info!(
+        token = %operator.name,
+        action = route.label(),
+        target,
+        status = status.as_u16(),
+        "operator call"
+    );
+    let entry = store::audit::AuditEntry {
+        token_name: &operator.name,
+        action: route.label(),
+        target,
+        status_code: status.as_u16() as i16,
+        instance_id: &state.config.instance_id,
+        http_request_id: request_id,
+    };
+    let written = store::within(
+        state.config.database.statement_timeout,
+        store::audit::record(&state.pool, &entry),
+    )
+    .await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, token = %operator.name, "audit row not written");
+    }
+}
+
+/// Prometheus's text format; the database figures are left out when PostgreSQL is slow.
+async fn metrics(state: &AppState) -> HttpResponse {
+    let queue = store::within(Duration::from_secs(2), jobs::stats(&state.pool))
+        .await
+        .ok();
+    let training = store::within(
+        Duration::from_secs(2),
+        store::avatars::training_stats(
+            &state.pool,
+            &state.avatar_sql,
+            state.config.stale_training_after(),
+        ),
+    )
+    .await
+    .ok();
+    let text = state
+        .metrics
+        .render(&state.pool, queue.as_ref(), training.as_ref());
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// A webhook request refused for what it carried (signature, body) is kept for operators;
@@ -272,7 +387,7 @@ fn record_rejection(
         status_code: status.as_u16() as i16,
         http_request_id: request_id.to_string(),
         instance_id: state.config.instance_id.clone(),
-        headers: webhooks::stored_headers(headers),
+        headers: stored_headers::for_rejection(headers),
         processing_ms: received.elapsed().as_secs_f32() * 1000.0,
     });
 }

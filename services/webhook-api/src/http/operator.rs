@@ -12,6 +12,7 @@ use super::error::{json_response, ApiError, HttpResponse};
 use super::query::{number, optional_number, param};
 use super::{ok_json, views, AppState};
 use crate::avatar::TrainingType;
+use crate::config::{OperatorToken, Scope};
 use crate::fal;
 use crate::ingest::SourceReplay;
 use crate::store::deliveries::EventOutcome;
@@ -116,7 +117,27 @@ pub async fn event(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> 
 /// Runs a stored delivery through the path it first took. Idempotent: FAL's ingest dedups on
 /// the delivery key (an `unmatched` callback is applied once its avatar exists), and a source
 /// event is announced again but never queues a second deploy.
-pub async fn replay(state: &AppState, id: i64, request_id: &str) -> Result<HttpResponse, ApiError> {
+///
+/// `?deploy=true` (a token with the `deploy` scope) deploys a push's commit again, which a
+/// replay alone never does.
+pub async fn replay(
+    state: &AppState,
+    id: i64,
+    operator: &OperatorToken,
+    query: Option<&str>,
+    request_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let redeploy = match param(query, "deploy") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::BadRequest("deploy must be true or false".into())),
+    };
+    if redeploy && !operator.allows(Scope::Deploy) {
+        return Err(ApiError::Forbidden {
+            token: operator.name.clone(),
+            scope: Scope::Deploy.as_str(),
+        });
+    }
     let limit = state.config.database.statement_timeout;
     let stored = store::within(limit, deliveries::stored_event(&state.pool, id))
         .await?
@@ -133,7 +154,8 @@ pub async fn replay(state: &AppState, id: i64, request_id: &str) -> Result<HttpR
     let body = if stored.source == "fal" {
         replay_fal(state, id, payload, &stored, request_id).await?
     } else {
-        replay_source(state, payload, &stored).await?
+        let redeploy_by = redeploy.then_some(operator.name.as_str());
+        replay_source(state, payload, &stored, redeploy_by).await?
     };
     store::within(limit, deliveries::mark_replayed(&state.pool, id)).await?;
     tracing::info!(event_id = id, source = %stored.source, "delivery replayed");
@@ -174,11 +196,13 @@ async fn replay_fal(
     }))
 }
 
-/// A source's delivery announced again; a deploy queued only if its push never had one.
+/// A source's delivery announced again; a deploy queued only if its commit never had one, or
+/// when an operator asks for another.
 async fn replay_source(
     state: &AppState,
     payload: &str,
     stored: &deliveries::StoredEvent,
+    redeploy_by: Option<&str>,
 ) -> Result<Value, ApiError> {
     let replay = SourceReplay {
         source: &stored.source,
@@ -192,6 +216,7 @@ async fn replay_source(
         delivery_id: stored.delivery_id.as_deref(),
         outcome: stored.outcome,
         payload,
+        redeploy_by,
     };
     let deploy_id = state
         .ingest

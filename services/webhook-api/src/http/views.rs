@@ -97,6 +97,7 @@ pub fn deploy(deploy: &DeployRow) -> Value {
         "started_at": deploy.started_at,
         "finished_at": deploy.finished_at,
         "duration_ms": duration_ms,
+        "requested_by": deploy.requested_by,
     });
     if let Some(output) = &deploy.output {
         view["output"] = json!(output);

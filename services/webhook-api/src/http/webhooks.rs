@@ -3,19 +3,18 @@
 //! → check the body → record under the delivery key (a redelivery is a duplicate) → answer →
 //! announce on the source's stream; a matching push queues a deploy in the same transaction.
 
-use http::HeaderMap;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, HttpResponse};
 use super::status_update::{count_signature_failure, read_json_body};
-use super::{ok_json, AppState};
+use super::{ok_json, stored_headers, AppState};
 use crate::config::SourceConfig;
 use crate::ingest::{push_decision, Push, SourceDelivery};
 use crate::store::deliveries::EventOutcome;
+use crate::verify::sources;
 use crate::verify::sources::SourceScheme;
-use crate::verify::sources::{self, SIGNATURE_HEADERS};
 
 /// The job statuses of the generic HMAC contract.
 const JOB_STATUSES: [&str; 3] = ["completed", "failed", "partially_completed"];
@@ -38,6 +37,10 @@ pub async fn handle(
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
 
     let event_type = event_type(source, envelope.event_type, &payload)?;
+    bounded("the event type", &event_type)?;
+    if let Some(id) = &envelope.delivery_id {
+        bounded("the delivery id", id)?;
+    }
     let delivery_key = delivery_key(source, envelope.delivery_id.as_deref(), &body);
     let push = push_decision(state.config.deploy.as_ref(), source, &event_type, &payload);
     let (outcome, reason, deploy) = match &push {
@@ -45,7 +48,7 @@ pub async fn handle(
         Push::Deploy(deploy) => (EventOutcome::Accepted, Some("deploy queued"), Some(deploy)),
         Push::Ignored(why) => (EventOutcome::Ignored, Some(*why), None),
     };
-    let headers = stored_headers(&parts.headers);
+    let headers = stored_headers::for_delivery(&parts.headers);
     let recorded = state
         .ingest
         .source_delivery(&SourceDelivery {
@@ -111,6 +114,19 @@ fn event_type(
     })
 }
 
+/// Ids and names reach PostgreSQL's indexes: longer than this is not a sender's, and would
+/// not fit a btree row.
+const MAX_ID_CHARS: usize = 200;
+
+fn bounded(what: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_ID_CHARS || value.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "{what} must be at most {MAX_ID_CHARS} bytes of printable text"
+        )));
+    }
+    Ok(())
+}
+
 /// `{source}:{delivery id}`, or `{source}:sha256:{body hash}` when the sender sends no id.
 fn delivery_key(source: &SourceConfig, delivery_id: Option<&str>, body: &[u8]) -> String {
     match delivery_id {
@@ -140,24 +156,4 @@ fn job_event(payload: &Value) -> Result<String, ApiError> {
         .filter(|s| JOB_STATUSES.contains(s))
         .ok_or_else(|| bad("status must be one of completed, failed, partially_completed"))?;
     Ok(format!("job.{status}"))
-}
-
-/// The request's headers as stored with a delivery: no signatures, no credentials.
-pub(super) fn stored_headers(headers: &HeaderMap) -> Value {
-    let mut kept = serde_json::Map::new();
-    for (name, value) in headers {
-        let name = name.as_str();
-        let secret = SIGNATURE_HEADERS.contains(&name)
-            || matches!(
-                name,
-                "authorization" | "proxy-authorization" | "cookie" | "x-api-key"
-            );
-        if secret {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            kept.insert(name.to_string(), Value::String(value.to_string()));
-        }
-    }
-    Value::Object(kept)
 }

@@ -23,6 +23,8 @@ pub struct SourceReplay<'a> {
     pub delivery_id: Option<&'a str>,
     pub outcome: EventOutcome,
     pub payload: &'a str,
+    /// The operator token that asks to deploy this push's commit again, if any.
+    pub redeploy_by: Option<&'a str>,
 }
 
 /// What the source's stream says about a stored delivery.
@@ -66,8 +68,9 @@ impl Ingest {
         Ok(recorded)
     }
 
-    /// Announces a stored delivery again (`replay=true`); a push that should roll out and never
-    /// had its deploy gets one. Returns that deploy.
+    /// Announces a stored delivery again (`replay=true`); a push that should roll out and whose
+    /// commit never had its deploy gets one, or another one when an operator asks for it
+    /// (`redeploy_by`). Returns that deploy.
     pub async fn replay_source(
         &self,
         replay: SourceReplay<'_>,
@@ -78,7 +81,8 @@ impl Ingest {
             push_decision(deploy, source, replay.event_type, &payload)
         });
         let deploy_id = match push {
-            Push::Deploy(deploy) => {
+            Push::Deploy(mut deploy) => {
+                deploy.requested_by = replay.redeploy_by.map(str::to_owned);
                 let client = self.pool.get().await?;
                 store::within(
                     self.statement_timeout,
@@ -165,12 +169,18 @@ pub fn push_decision(
     if payload.get("deleted").and_then(Value::as_bool) == Some(true) {
         return Push::Ignored("the branch was deleted");
     }
+    // Deploys are deduplicated per commit, so a push must name one (SHA-1 or SHA-256).
+    let Some(commit) = payload
+        .get("after")
+        .and_then(Value::as_str)
+        .filter(|c| matches!(c.len(), 40 | 64) && c.bytes().all(|b| b.is_ascii_hexdigit()))
+    else {
+        return Push::Ignored("the push names no commit");
+    };
     Push::Deploy(QueuedDeploy {
         repository: deploy.repository.clone(),
         branch: deploy.branch.clone(),
-        commit_sha: payload
-            .get("after")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        commit_sha: commit.to_ascii_lowercase(),
+        requested_by: None,
     })
 }

@@ -94,7 +94,9 @@ pub struct SourceDelivery<'a> {
 pub struct QueuedDeploy {
     pub repository: String,
     pub branch: String,
-    pub commit_sha: Option<String>,
+    pub commit_sha: String,
+    /// The operator token that asked to deploy this commit again; `None` for a push.
+    pub requested_by: Option<String>,
 }
 
 #[derive(Debug)]
@@ -117,9 +119,11 @@ const RECORD: &str = "INSERT INTO webhook_events \
        deliveries = webhook_events.deliveries + 1, last_delivered_at = now() \
      RETURNING id, (xmax = 0) AS inserted, outcome";
 
+/// Nothing when the event, or its commit, already has its deploy (migration V7's unique
+/// indexes), unless an operator asked for it (`requested_by`).
 const QUEUE_DEPLOY: &str =
-    "INSERT INTO deploys (event_id, source, repository, branch, commit_sha) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING id";
+    "INSERT INTO deploys (event_id, source, repository, branch, commit_sha, requested_by) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id";
 
 pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Recorded, StoreError> {
     let mut client = pool.get().await?;
@@ -158,7 +162,7 @@ pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Record
     })
 }
 
-/// `None` when the event already has its deploy.
+/// `None` when the event or its commit already has its deploy.
 pub async fn queue_deploy(
     client: &impl tokio_postgres::GenericClient,
     event_id: i64,
@@ -174,6 +178,7 @@ pub async fn queue_deploy(
                 &deploy.repository,
                 &deploy.branch,
                 &deploy.commit_sha,
+                &deploy.requested_by,
             ],
         )
         .await?;

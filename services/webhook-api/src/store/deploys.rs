@@ -148,6 +148,8 @@ pub struct DeployRow {
     pub finished_at: Option<DateTime<Utc>>,
     /// The last 64 KiB of its output; read only for one deploy.
     pub output: Option<String>,
+    /// The operator token that asked for it; `None` when a push queued it.
+    pub requested_by: Option<String>,
 }
 
 impl DeployRow {
@@ -172,6 +174,7 @@ impl DeployRow {
             started_at: row.try_get(11)?,
             finished_at: row.try_get(12)?,
             output: row.try_get(13)?,
+            requested_by: row.try_get(14)?,
         })
     }
 }
@@ -179,7 +182,7 @@ impl DeployRow {
 /// `$1` says whether to read the output.
 const SELECT_DEPLOYS: &str = "SELECT id, event_id, source, repository, branch, commit_sha, state, \
      reason, exit_code, instance_id, queued_at, started_at, finished_at, \
-     CASE WHEN $1 THEN output END FROM deploys";
+     CASE WHEN $1 THEN output END, requested_by FROM deploys";
 
 /// Newest first, without the output.
 pub async fn list(pool: &Pool, limit: i64) -> Result<Vec<DeployRow>, StoreError> {

@@ -1,5 +1,6 @@
 //! PostgreSQL, the source of truth: pool, migrations, the ingest transaction, avatar reads.
 
+pub mod audit;
 pub mod avatars;
 pub mod deliveries;
 pub mod deploys;

@@ -1,18 +1,20 @@
 //! Requests refused before they were accepted (bad signature, bad body), kept for operators as
-//! `rejected` events without their body. Written off the request path, in batches, and at a
-//! bounded rate: a flood of forged requests costs PostgreSQL at most `MAX_ROWS_PER_SECOND`
-//! inserts; past that they are only counted (`webhook_rejections_dropped_total`).
+//! `rejected` events without their body and with a few short headers. Written off the request
+//! path, once a second, at most `REJECTED_ROWS_PER_SECOND` of them: past that a flood of forged
+//! requests is only counted (`webhook_rejections_dropped_total`). Rows older than
+//! `RETENTION_REJECTED_DAYS` are deleted, in small batches, at start and every ten minutes.
 
 use std::time::Duration;
+
+use crate::config::RejectionsConfig;
 
 use deadpool_postgres::Pool;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
-const QUEUE: usize = 256;
-const BATCH: usize = 100;
-const FLUSH_EVERY: Duration = Duration::from_millis(100);
-pub const MAX_ROWS_PER_SECOND: usize = BATCH * 10;
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+const PURGE_BATCH: i64 = 1000;
 
 #[derive(Debug)]
 pub struct Rejection {
@@ -40,10 +42,12 @@ const INSERT: &str = "INSERT INTO webhook_events \
        $8::jsonb[], $9::real[]) AS d(s, e, r, sc, st, h, i, hd, ms)";
 
 impl RejectionLog {
-    /// Starts the writer; it ends when the log is dropped.
-    pub fn start(pool: Pool, dropped: IntCounter) -> Self {
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(pool, receiver, dropped.clone()));
+    /// Starts the writer and the purge; both end when the log is dropped.
+    pub fn start(pool: Pool, dropped: IntCounter, config: &RejectionsConfig) -> Self {
+        let per_second = config.rows_per_second.max(1);
+        let (queue, receiver) = mpsc::channel(per_second);
+        tokio::spawn(purge_old(pool.clone(), config.keep, queue.downgrade()));
+        tokio::spawn(write_batches(pool, receiver, dropped.clone(), per_second));
         Self { queue, dropped }
     }
 
@@ -56,9 +60,14 @@ impl RejectionLog {
     }
 }
 
-async fn write_batches(pool: Pool, mut receiver: mpsc::Receiver<Rejection>, dropped: IntCounter) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+async fn write_batches(
+    pool: Pool,
+    mut receiver: mpsc::Receiver<Rejection>,
+    dropped: IntCounter,
+    per_second: usize,
+) {
+    let mut batch = Vec::with_capacity(per_second);
+    while receiver.recv_many(&mut batch, per_second).await > 0 {
         if let Err(e) = insert(&pool, &batch).await {
             dropped.inc_by(batch.len() as u64);
             tracing::warn!(error = %e, rows = batch.len(), "rejected requests not recorded");
@@ -88,4 +97,40 @@ async fn insert(pool: &Pool, batch: &[Rejection]) -> Result<(), super::StoreErro
         )
         .await?;
     Ok(())
+}
+
+const PURGE: &str = "DELETE FROM webhook_events WHERE id IN ( \
+       SELECT id FROM webhook_events \
+       WHERE outcome = 'rejected' AND received_at < now() - make_interval(secs => $1) \
+       ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/// Deletes expired rejected rows until none is left, then waits; ends with the log (when the
+/// last sender of `alive` is gone).
+async fn purge_old(pool: Pool, keep: Duration, alive: mpsc::WeakSender<Rejection>) {
+    while alive.upgrade().is_some() {
+        loop {
+            match purge_batch(&pool, keep).await {
+                Ok(deleted) if deleted > 0 => {
+                    tracing::info!(deleted, "expired rejected requests deleted");
+                    if deleted < PURGE_BATCH as u64 {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "expired rejected requests not deleted");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(PURGE_EVERY).await;
+    }
+}
+
+async fn purge_batch(pool: &Pool, keep: Duration) -> Result<u64, super::StoreError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(PURGE).await?;
+    Ok(client
+        .execute(&statement, &[&keep.as_secs_f64(), &PURGE_BATCH])
+        .await?)
 }

@@ -60,20 +60,19 @@ pub fn signed_message(request_id: &str, user_id: &str, timestamp: &str, body: &[
     format!("{request_id}\n{user_id}\n{timestamp}\n{body_digest}").into_bytes()
 }
 
-/// Checks the timestamp window, then the signature against every key (FAL rotates keys).
-pub fn verify(
-    keys: &[VerifyingKey],
+/// The checks that need no key: the timestamp window and the signature's form. Done before
+/// FAL's keys are fetched, so a stale or malformed request costs nothing.
+pub fn precheck(
     headers: &SignatureHeaders<'_>,
-    body: &[u8],
     now_unix: i64,
     tolerance_secs: i64,
-) -> Result<(), VerifyError> {
+) -> Result<Signature, VerifyError> {
     let timestamp: i64 = headers
         .timestamp
         .trim()
         .parse()
         .map_err(|_| VerifyError::Malformed("X-Fal-Webhook-Timestamp", "not unix seconds"))?;
-    if (now_unix - timestamp).abs() > tolerance_secs {
+    if !super::within_window(now_unix, timestamp, tolerance_secs) {
         return Err(VerifyError::StaleTimestamp("X-Fal-Webhook-Timestamp"));
     }
     let signature_bytes: [u8; 64] = hex::decode(headers.signature.trim())
@@ -83,7 +82,18 @@ pub fn verify(
             "X-Fal-Webhook-Signature",
             "not 64 bytes of hex",
         ))?;
-    let signature = Signature::from_bytes(&signature_bytes);
+    Ok(Signature::from_bytes(&signature_bytes))
+}
+
+/// Checks the timestamp window, then the signature against every key (FAL rotates keys).
+pub fn verify(
+    keys: &[VerifyingKey],
+    headers: &SignatureHeaders<'_>,
+    body: &[u8],
+    now_unix: i64,
+    tolerance_secs: i64,
+) -> Result<(), VerifyError> {
+    let signature = precheck(headers, now_unix, tolerance_secs)?;
     let message = signed_message(headers.request_id, headers.user_id, headers.timestamp, body);
     if keys
         .iter()

@@ -1,6 +1,8 @@
 //! FAL's public keys: fetched from `FAL_JWKS_URL` (https, http or file://), cached for at most
 //! `max_age`, refetched early (at most once per `refetch_interval`) when a signature fails
-//! against the cached keys, which is how a key rotation at FAL reaches us.
+//! against the cached keys, which is how a key rotation at FAL reaches us. One fetch at a time,
+//! and after a failed one none for `FAILED_FETCH_BACKOFF`: an endpoint that hangs costs one
+//! connection per period, and the requests meanwhile are answered at once (503, FAL retries).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +13,9 @@ use tokio::sync::{Mutex, RwLock};
 use super::fal_ed25519::parse_jwks;
 
 pub type Keys = Arc<[VerifyingKey]>;
+
+/// How long after a failed fetch the keys count as unavailable without asking again.
+pub const FAILED_FETCH_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 #[error("FAL's JWKS could not be loaded from {url}: {reason}")]
@@ -28,6 +33,8 @@ pub struct JwksCache {
     /// One fetch at a time (a burst of webhooks after a rotation causes a single request);
     /// holds when a signature mismatch last caused a refetch.
     fetch: Mutex<Option<Instant>>,
+    /// When the last fetch failed (cleared by a success); read without waiting for `fetch`.
+    failed_at: std::sync::Mutex<Option<Instant>>,
 }
 
 struct Cached {
@@ -48,6 +55,7 @@ impl JwksCache {
             http,
             cached: RwLock::new(None),
             fetch: Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -56,12 +64,29 @@ impl JwksCache {
         if let Some(keys) = self.fresh_keys().await {
             return Ok(keys);
         }
+        self.backing_off()?;
         let _one_fetch = self.fetch.lock().await;
-        // Another task may have loaded them while this one waited for the lock.
+        // Another task may have loaded them, or failed to, while this one waited for the lock.
         if let Some(keys) = self.fresh_keys().await {
             return Ok(keys);
         }
+        self.backing_off()?;
         self.fetch_locked().await
+    }
+
+    fn backing_off(&self) -> Result<(), JwksUnavailable> {
+        let failed_at = *self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        match failed_at {
+            Some(at) if at.elapsed() < FAILED_FETCH_BACKOFF => Err(JwksUnavailable {
+                url: self.url.clone(),
+                reason: format!(
+                    "the last fetch failed {} ms ago; the next is allowed {} s after it",
+                    at.elapsed().as_millis(),
+                    FAILED_FETCH_BACKOFF.as_secs()
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Called after a signature failed against `stale`: returns fresher keys when a refetch
@@ -94,7 +119,10 @@ impl JwksCache {
 
     /// Callers hold `self.fetch`.
     async fn fetch_locked(&self) -> Result<Keys, JwksUnavailable> {
-        let keys: Keys = self.load().await?.into();
+        let loaded = self.load().await;
+        *self.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
+            loaded.is_err().then(Instant::now);
+        let keys: Keys = loaded?.into();
         *self.cached.write().await = Some(Cached {
             keys: keys.clone(),
             fetched_at: Instant::now(),

@@ -76,6 +76,12 @@ impl VerifyError {
     }
 }
 
+/// Is `timestamp` within `tolerance_secs` of `now`? Without overflow for any pair of values
+/// (`(now - ts).abs()` wraps for a timestamp near `i64::MIN`).
+pub fn within_window(now: i64, timestamp: i64, tolerance_secs: i64) -> bool {
+    now.abs_diff(timestamp) <= tolerance_secs.unsigned_abs()
+}
+
 pub struct Verifier {
     hmac_secrets: Vec<Secret>,
     jwks: JwksCache,
@@ -119,6 +125,7 @@ impl Verifier {
     async fn verify_fal(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), VerifyError> {
         let signed = fal_ed25519::SignatureHeaders::from_headers(headers)?;
         let now = chrono::Utc::now().timestamp();
+        fal_ed25519::precheck(&signed, now, self.tolerance_secs)?;
         let keys = self.jwks.keys().await.map_err(|e| {
             tracing::error!(error = %e, "cannot verify FAL signature");
             VerifyError::KeysUnavailable
@@ -130,5 +137,21 @@ impl Verifier {
             },
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_window;
+
+    #[test]
+    fn the_window_holds_at_the_extremes_of_i64() {
+        let now = 1_790_000_000;
+        assert!(within_window(now, now + 300, 300));
+        assert!(!within_window(now, now + 301, 300));
+        assert!(!within_window(now, now.wrapping_add(i64::MIN), 300));
+        assert!(!within_window(now, i64::MIN, 300));
+        assert!(!within_window(now, i64::MAX, 300));
+        assert!(!within_window(i64::MIN, i64::MAX, 300));
     }
 }

@@ -143,9 +143,9 @@ async fn completed_callback_gets_both_files_into_the_bucket_with_matching_sha256
 
     let job = settled_job(&app.db, avatar, Duration::from_secs(30)).await;
     assert_eq!((job.state.as_str(), job.attempts), ("done", 1), "{job:?}");
-    let prefix = format!("avatars/{user_id}/{avatar}/lora");
-    let lora_key = format!("{prefix}/pytorch_lora_weights.safetensors");
-    let config_key = format!("{prefix}/config.json");
+    let prefix = format!("avatars/{user_id}/{avatar}");
+    let lora_key = format!("{prefix}/lora/pytorch_lora_weights.safetensors");
+    let config_key = format!("{prefix}/config/config.json");
     let stored = object_bytes(&s3, bucket, &lora_key)
         .await
         .expect("lora stored");

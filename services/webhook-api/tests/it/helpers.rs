@@ -20,6 +20,31 @@ use webhook_api::verify::{fal_ed25519, hmac};
 pub const HMAC_SECRET: &str = "it-shared-secret";
 pub const STATUS_UPDATE: &str = "/api/v1/avatar/status_update";
 
+/// The operators' tokens every test app and instance has: one per scope, and one with all.
+pub const ADMIN_TOKEN: &str = "it-admin-token-0123456789abcdef0123456789";
+pub const READ_TOKEN: &str = "it-read-token-0123456789abcdef0123456789ab";
+pub const REPLAY_TOKEN: &str = "it-replay-token-0123456789abcdef012345678";
+
+pub fn operator_tokens() -> String {
+    format!(
+        "admin:read+replay+deploy:{ADMIN_TOKEN},prometheus:read:{READ_TOKEN},\
+         oncall:replay:{REPLAY_TOKEN}"
+    )
+}
+
+/// A client that presents `token` on every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub use crate::support::{admin_database_url, drop_database, free_port};
 
 pub fn shared_redis_url() -> String {
@@ -46,6 +71,9 @@ pub fn s3_env(bucket: &str) -> Vec<(&'static str, String)> {
         ("MINIO_BUCKET_NAME", bucket.to_string()),
         ("FILE_HOST_ALLOWLIST", "127.0.0.1".into()),
         ("FILE_ALLOW_HTTP", "true".into()),
+        // The test CDN listens on loopback, on a port of its own.
+        ("FILE_ALLOW_PRIVATE_ADDRESSES", "true".into()),
+        ("FILE_ALLOWED_PORTS", "any".into()),
         ("FILE_JOB_POLL_MS", "100".into()),
         ("FILE_JOB_RETRY_BASE_MS", "100".into()),
         ("FILE_PART_SIZE_BYTES", (5 * 1024 * 1024).to_string()),
@@ -364,6 +392,7 @@ impl TestApp {
             ("DB_TIMEOUT_SECS", "5".to_string()),
             // Ingestion tests leave completed avatars' jobs alone; file tests turn it on.
             ("FILE_WORKERS", "0".to_string()),
+            ("OPERATOR_TOKENS", operator_tokens()),
         ]);
         env.extend(s3_env(&fresh_bucket()));
         env.extend(options.env);
@@ -385,7 +414,8 @@ impl TestApp {
             .expect("test Redis reachable");
         Self {
             address,
-            http: reqwest::Client::new(),
+            // The operators' routes need a token; the webhook routes ignore it.
+            http: client_with_token(ADMIN_TOKEN),
             db: pg_connect(&database.url).await,
             redis,
             prefix,
@@ -675,6 +705,7 @@ impl Instance {
             .env("PORT", port.to_string())
             .env("ENVIRONMENT", "staging")
             .env("LOG_LEVEL", "warn")
+            .env("OPERATOR_TOKENS", operator_tokens())
             .envs(s3_env(&fresh_bucket()))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
