@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use webhook_api::config::Secret;
 use webhook_api::verify::hmac;
 
-use crate::helpers::{AppOptions, TestApp};
+use crate::helpers::{client_with_token, AppOptions, TestApp, REPLAY_TOKEN};
 
 const GITHUB_SECRET: &str = "gh-deploy-secret";
 const GITEA_SECRET: &str = "gitea-deploy-secret";
@@ -20,6 +20,7 @@ runs=$1 lock=$2 seconds=$3
 mkdir "$lock" 2>/dev/null || { echo "PARALLEL: another deploy is running"; echo parallel >> "$runs"; exit 3; }
 echo "deploying ${DEPLOY_COMMIT:-?} of $DEPLOY_REPOSITORY@$DEPLOY_BRANCH as deploy $DEPLOY_ID"
 echo "to stderr" >&2
+echo "environment: $(env | cut -d= -f1 | sort | tr '\n' ' ')"
 sleep "$seconds"
 echo "$DEPLOY_ID $DEPLOY_COMMIT" >> "$runs"
 rmdir "$lock"
@@ -198,6 +199,17 @@ async fn a_matching_push_deploys_once_even_when_both_instances_receive_it() {
         "{output}"
     );
     assert!(output.contains("to stderr"), "{output}");
+    // The command sees what it needs, not the instance's (here: the test process's) variables.
+    assert!(std::env::var("CARGO_PKG_NAME").is_ok());
+    let environment = output
+        .lines()
+        .find(|l| l.starts_with("environment: "))
+        .unwrap();
+    assert!(environment.contains(" PATH ") && environment.contains("DEPLOY_COMMIT"));
+    assert!(
+        !environment.contains("CARGO_PKG_NAME") && !environment.contains("TEST_DATABASE_URL"),
+        "{environment}"
+    );
     assert_eq!(detail.json["exit_code"], 0);
     assert!(detail.json["started_at"].is_string() && detail.json["finished_at"].is_string());
     assert_eq!(api1.get("/api/v1/deploys/999").await.status, 404);
@@ -306,4 +318,62 @@ async fn without_a_configured_repository_a_push_is_only_stored() {
     assert_eq!(list.json["configured"], false);
     assert_eq!(list.json["items"], json!([]));
     assert!(stand_in.runs().is_empty());
+}
+
+#[tokio::test]
+async fn a_push_replayed_with_new_delivery_ids_deploys_its_commit_once() {
+    let stand_in = StandIn::new();
+    let app = TestApp::spawn_with(deploy_app(&stand_in, "0")).await;
+    let body = push("team/avatar-bot", "main", 'a');
+    let mut event_ids = Vec::new();
+    // A captured push sent again under new delivery ids: stored, never deployed again.
+    for delivery in ["orig", "replayed-1", "replayed-2", "replayed-3"] {
+        let answer = app
+            .post(
+                "/api/v1/webhooks/github",
+                &body,
+                &github_headers(delivery, &body, GITHUB_SECRET),
+            )
+            .await;
+        assert_eq!(answer.result(), "accepted", "{delivery}");
+        assert_eq!(
+            answer.json["deploy_id"].is_null(),
+            delivery != "orig",
+            "{delivery}"
+        );
+        event_ids.push(answer.json["event_id"].as_i64().unwrap());
+    }
+    let replay = format!("/api/v1/webhooks/events/{}/replay", event_ids[2]);
+    let answer = app.post(&replay, "", &[]).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.json["deploy_id"].is_null(), "{:?}", answer.json);
+    let deploys = settled_deploys(&app, 1).await;
+    assert_eq!(deploys.len(), 1, "{deploys:?}");
+    assert_eq!(stand_in.runs().len(), 1);
+
+    // Deploying the commit again is an operator's explicit call, with the deploy scope.
+    let oncall = client_with_token(REPLAY_TOKEN);
+    let refused = oncall
+        .post(app.url(&format!("{replay}?deploy=true")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let answer = app.post(&format!("{replay}?deploy=true"), "", &[]).await;
+    assert!(answer.json["deploy_id"].is_i64(), "{:?}", answer.json);
+    let deploys = settled_deploys(&app, 2).await;
+    assert_eq!(deploys[0]["requested_by"], "admin");
+    assert_eq!(deploys[0]["state"], "succeeded");
+    assert_eq!(stand_in.runs().len(), 2);
+    let audited: i64 = app
+        .db
+        .query_one(
+            "SELECT count(*) FROM operator_audit WHERE action = 'deliveries_replay' \
+             AND target LIKE '%deploy=true' AND token_name IN ('admin', 'oncall')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 2);
 }

@@ -593,3 +593,83 @@ async fn an_instance_killed_mid_copy_leaves_the_job_to_another_after_its_lease()
     );
     survivor.stop();
 }
+
+#[tokio::test]
+async fn files_come_only_from_public_addresses_on_allowed_ports() {
+    let cdn = FakeCdn::start().await;
+    let s3_server = OwnS3::start().await;
+    let cdn_port = cdn.base.rsplit(':').next().unwrap().to_string();
+    let app = TestApp::spawn_with(
+        with_workers(s3_server.env())
+            .with("FILE_HOST_ALLOWLIST", "localhost,127.0.0.1")
+            .with("FILE_ALLOW_PRIVATE_ADDRESSES", "false")
+            .with("FILE_ALLOWED_PORTS", cdn_port),
+    )
+    .await;
+    let by_name = cdn
+        .add("by-name.bin", random_bytes(1024), Behavior::Serve)
+        .replace("127.0.0.1", "localhost");
+    let by_address = cdn.add("by-address.bin", random_bytes(1024), Behavior::Serve);
+    // The instance's own port: the operators' API must never be copied into S3.
+    let other_port = format!("{}/metrics", app.address.replace("127.0.0.1", "localhost"));
+    let cases = [
+        ("name", by_name, "resolves to no public address"),
+        ("address", by_address, "127.0.0.1 is not a public address"),
+        ("port", other_port, "not in FILE_ALLOWED_PORTS"),
+    ];
+    for (name, url, expected) in cases {
+        let request_id = format!("req-address-{name}");
+        let avatar = app.insert_training_avatar(&request_id).await;
+        let answer = app
+            .post_fal(&completion(&request_id, Some((&url, None)), None))
+            .await;
+        assert_eq!(answer.result(), "applied", "{name}");
+        let job = settled_job(&app.db, avatar, Duration::from_secs(30)).await;
+        assert_eq!(
+            (job.state.as_str(), job.attempts),
+            ("failed", 1),
+            "{name}: {job:?}"
+        );
+        let reason = job.last_error.unwrap_or_default();
+        assert!(reason.contains(expected), "{name}: {reason}");
+    }
+    assert_eq!(cdn.hits("by-name.bin") + cdn.hits("by-address.bin"), 0);
+}
+
+#[tokio::test]
+async fn a_lora_and_a_config_of_one_file_name_are_two_objects() {
+    let cdn = FakeCdn::start().await;
+    let s3_server = OwnS3::start().await;
+    let app = TestApp::spawn_with(with_workers(s3_server.env())).await;
+    let s3 = webhook_api::files::s3_client(&app.config.files);
+    let bucket = &app.config.files.s3.bucket;
+    let avatar = app.insert_training_avatar("req-same-name").await;
+    let (weights, config) = (random_bytes(4096), Bytes::from_static(b"{\"steps\":1}"));
+    let file = |url: String, size: usize| serde_json::json!({"url": url, "file_name": "model.bin", "file_size": size});
+    let body = serde_json::json!({
+        "request_id": "req-same-name",
+        "status": "OK",
+        "payload": {
+            "diffusers_lora_file": file(cdn.add("a/model.bin", weights.clone(), Behavior::Serve), weights.len()),
+            "config_file": file(cdn.add("b/model.bin", config.clone(), Behavior::Serve), config.len()),
+        },
+    })
+    .to_string();
+    assert_eq!(app.post_fal(&body).await.result(), "applied");
+    let job = settled_job(&app.db, avatar, Duration::from_secs(30)).await;
+    assert_eq!(job.state, "done", "{job:?}");
+    let user_id: String = app
+        .db
+        .query_one(
+            "SELECT user_id::text FROM avatars WHERE id = $1",
+            &[&avatar],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let prefix = format!("avatars/{user_id}/{avatar}");
+    let lora = object_bytes(&s3, bucket, &format!("{prefix}/lora/model.bin")).await;
+    let stored_config = object_bytes(&s3, bucket, &format!("{prefix}/config/model.bin")).await;
+    assert_eq!(lora.as_deref(), Some(&weights[..]));
+    assert_eq!(stored_config.as_deref(), Some(&config[..]));
+}
