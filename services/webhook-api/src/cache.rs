@@ -13,6 +13,17 @@ use crate::config::RedisConfig;
 use crate::store::avatars::AvatarView;
 
 pub const STATUS_CHANGED: &str = "avatar.status_changed";
+/// A copy's files are in S3 (`worker`).
+pub const FILES_STORED: &str = "avatar.files_stored";
+
+/// What Redis remembers as announced (`{prefix}announced:…`), so nothing is announced twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// A committed webhook event's change.
+    Event(i64),
+    /// A file job's `avatar.files_stored`.
+    Files(i64),
+}
 
 /// The announcer's announcement: remember the event as announced, refresh the cached status
 /// and XADD, all or nothing, and only if this event was not announced before (by the request
@@ -74,22 +85,25 @@ impl Cache {
         format!("{}avatar:events", self.prefix)
     }
 
-    fn announced_key(&self, event_id: i64) -> String {
-        format!("{}announced:{event_id}", self.prefix)
+    fn announced_key(&self, mark: Announced) -> String {
+        match mark {
+            Announced::Event(event_id) => format!("{}announced:{event_id}", self.prefix),
+            Announced::Files(job_id) => format!("{}announced:files:{job_id}", self.prefix),
+        }
     }
 
-    /// Write-through after a committed callback, in one round trip: remember event
-    /// `event_id` as announced, refresh the cached status, announce the change. (The
-    /// announcer only looks at events settled long after this ran, so no check is needed.)
+    /// Write-through after a committed change, in one round trip: remember `mark` as
+    /// announced, refresh the cached status, announce the change. (The announcer only looks at
+    /// changes settled long after this ran, so no check is needed.)
     pub async fn publish_committed_change(
         &self,
         view: &AvatarView,
         event: &str,
-        event_id: i64,
+        mark: Announced,
     ) -> Result<(), CacheError> {
         let json = serde_json::to_string(view).expect("AvatarView serializes");
         let mut pipe = redis::pipe();
-        pipe.set_ex(self.announced_key(event_id), 1, self.announced_ttl_secs)
+        pipe.set_ex(self.announced_key(mark), 1, self.announced_ttl_secs)
             .ignore()
             .set_ex(self.status_key(view.avatar_id), json, self.status_ttl_secs)
             .ignore()
@@ -104,16 +118,16 @@ impl Cache {
             .await
     }
 
-    /// The announcer's late announcement of event `event_id`: true when it announced it,
-    /// false when the event was announced meanwhile.
+    /// The announcer's late announcement of `mark`: true when it announced it, false when it
+    /// was announced meanwhile.
     pub async fn publish_missed_change(
         &self,
         view: &AvatarView,
         event: &str,
-        event_id: i64,
+        mark: Announced,
     ) -> Result<bool, CacheError> {
         let json = serde_json::to_string(view).expect("AvatarView serializes");
-        let mut invocation = ANNOUNCE_ONCE.key(self.announced_key(event_id));
+        let mut invocation = ANNOUNCE_ONCE.key(self.announced_key(mark));
         invocation
             .key(self.status_key(view.avatar_id))
             .key(self.events_stream())
@@ -136,7 +150,7 @@ impl Cache {
         }
         let mut pipe = redis::pipe();
         for id in event_ids {
-            pipe.exists(self.announced_key(*id));
+            pipe.exists(self.announced_key(Announced::Event(*id)));
         }
         let seen: Vec<bool> = self
             .run(|mut conn| async move { pipe.query_async(&mut conn).await })
@@ -147,24 +161,6 @@ impl Cache {
             .filter(|(_, seen)| !seen)
             .map(|(id, _)| *id)
             .collect())
-    }
-
-    /// Refresh the cached status and announce `event` (not tied to a delivery: a file copy).
-    pub async fn publish_change(&self, view: &AvatarView, event: &str) -> Result<(), CacheError> {
-        let json = serde_json::to_string(view).expect("AvatarView serializes");
-        let fields = stream_fields(view, event);
-        let mut pipe = redis::pipe();
-        pipe.set_ex(self.status_key(view.avatar_id), json, self.status_ttl_secs)
-            .ignore()
-            .xadd_maxlen(
-                self.events_stream(),
-                redis::streams::StreamMaxlen::Approx(self.stream_maxlen),
-                "*",
-                &fields,
-            )
-            .ignore();
-        self.run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-            .await
     }
 
     /// `{prefix}webhooks:{source}`: one stream per configured source.

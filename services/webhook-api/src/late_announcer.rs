@@ -8,7 +8,8 @@
 //! script that does nothing for an event already announced, so two instances, or an instance
 //! and the request path, never announce a change twice. Events older than Redis remembers are
 //! passed over (announcing them could repeat an announcement): only an outage of Redis longer
-//! than that loses announcements, and `webhook_unannounceable_total` counts them.
+//! than that loses announcements, and `webhook_unannounceable_total` counts them. A copy's
+//! `avatar.files_stored` is covered the same way: jobs done but never marked announced.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use deadpool_postgres::Pool;
 use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{Cache, CacheError, STATUS_CHANGED};
+use crate::cache::{Announced, Cache, CacheError, FILES_STORED, STATUS_CHANGED};
 use crate::config::AnnounceConfig;
 use crate::store::{self, avatars, event_log, StoreError};
 
@@ -58,7 +59,10 @@ pub async fn run(announcer: LateAnnouncer, shutdown: CancellationToken) {
                 .await
                 .map(|start| cursor = Some(start))
                 .map_err(AnnounceError::from),
-            Some(ref mut position) => announcer.catch_up(position, &shutdown).await,
+            Some(ref mut position) => match announcer.catch_up(position, &shutdown).await {
+                Ok(()) => announcer.announce_files().await,
+                failed => failed,
+            },
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "announcer pass skipped");
@@ -113,6 +117,36 @@ impl LateAnnouncer {
         Ok(settled_all && events.len() as i64 == PAGE)
     }
 
+    /// Copies whose `avatar.files_stored` was never marked announced: announced now unless
+    /// Redis remembers it was, then marked. Older than Redis remembers: marked, counted.
+    async fn announce_files(&self) -> Result<(), AnnounceError> {
+        let remembered = self.remembered.saturating_sub(Duration::from_secs(600));
+        let jobs =
+            event_log::unannounced_files(&self.pool, self.config.settle, remembered, PAGE).await?;
+        for job in jobs {
+            if !job.remembered {
+                self.unannounceable.inc();
+            } else if let Some(view) = store::within(
+                self.statement_timeout,
+                avatars::find(&self.pool, job.avatar_id),
+            )
+            .await?
+            {
+                let mark = Announced::Files(job.job_id);
+                if self
+                    .cache
+                    .publish_missed_change(&view, FILES_STORED, mark)
+                    .await?
+                {
+                    self.late_announcements.inc();
+                    tracing::info!(job_id = job.job_id, avatar_id = %job.avatar_id, "stored files announced late");
+                }
+            }
+            event_log::mark_files_announced(&self.pool, job.job_id).await?;
+        }
+        Ok(())
+    }
+
     /// Of these applied events, announces those Redis has no record of, with the avatar as it
     /// is now.
     async fn announce_missing(&self, changes: &[(i64, uuid::Uuid)]) -> Result<(), AnnounceError> {
@@ -127,7 +161,7 @@ impl LateAnnouncer {
             let Some(view) = view else { continue };
             if self
                 .cache
-                .publish_missed_change(&view, STATUS_CHANGED, *event_id)
+                .publish_missed_change(&view, STATUS_CHANGED, Announced::Event(*event_id))
                 .await?
             {
                 self.late_announcements.inc();

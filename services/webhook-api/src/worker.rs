@@ -12,14 +12,14 @@ use deadpool_postgres::Pool;
 use prometheus::{IntCounter, IntCounterVec};
 use tokio::sync::Notify;
 
-use crate::cache::Cache;
+use crate::cache::{Announced, Cache, FILES_STORED};
 use crate::config::FilesConfig;
 use crate::files::policy::{object_key, JobFile};
 use crate::files::{Copier, CopyError, OpenUpload, Stored, UploadJournal};
 use crate::metrics;
+use crate::store::avatars::AvatarView;
+use crate::store::event_log;
 use crate::store::jobs::{self, ClaimedJob, Setback};
-
-pub const FILES_STORED: &str = "avatar.files_stored";
 
 /// What the file worker works with.
 pub struct FileWork {
@@ -99,6 +99,28 @@ impl Worker {
         self.run_job(job, owner, shutdown).instrument(span).await
     }
 
+    /// `avatar.files_stored`, then the job marked announced; what fails here the late
+    /// announcer announces (once: Redis remembers the job as announced).
+    async fn announce_files(&self, job: &ClaimedJob, avatar: &AvatarView) {
+        let published = self
+            .state
+            .cache
+            .publish_committed_change(avatar, FILES_STORED, Announced::Files(job.id))
+            .await;
+        if let Err(e) = published {
+            metrics::redis_failed(
+                &self.state.redis_errors,
+                "publish",
+                &e,
+                "stored files not announced on Redis yet",
+            );
+            return;
+        }
+        if let Err(e) = event_log::mark_files_announced(&self.state.pool, job.id).await {
+            tracing::warn!(error = %e, "announced files not marked; the announcer will");
+        }
+    }
+
     async fn run_job(&self, job: ClaimedJob, owner: &str, shutdown: &CancellationToken) {
         let config = &self.state.files;
         let lease_lost = CancellationToken::new();
@@ -126,14 +148,7 @@ impl Worker {
                     let bytes: u64 = stored.iter().map(|(_, s)| s.size).sum();
                     self.state.bytes_copied.inc_by(bytes);
                     tracing::info!(files = stored.len(), bytes, "files stored");
-                    if let Err(e) = self.state.cache.publish_change(&avatar, FILES_STORED).await {
-                        metrics::redis_failed(
-                            &self.state.redis_errors,
-                            "publish",
-                            &e,
-                            "stored files not announced on Redis",
-                        );
-                    }
+                    self.announce_files(&job, &avatar).await;
                     ("done", Ok(()))
                 }
                 Ok(None) => ("lease_lost", Ok(())),

@@ -11,7 +11,7 @@ use deadpool_postgres::Pool;
 use prometheus::IntCounterVec;
 use tokio::sync::Notify;
 
-use crate::cache::{Cache, CacheError, STATUS_CHANGED};
+use crate::cache::{Announced, Cache, CacheError, STATUS_CHANGED};
 use crate::metrics;
 use crate::store::group::GroupCommitter;
 use crate::store::ingest::{Delivery, Ingested};
@@ -63,7 +63,11 @@ impl Ingest {
         if let Some(avatar) = &ingested.changed {
             let announced = self
                 .cache
-                .publish_committed_change(avatar, STATUS_CHANGED, ingested.event_id)
+                .publish_committed_change(
+                    avatar,
+                    STATUS_CHANGED,
+                    Announced::Event(ingested.event_id),
+                )
                 .await;
             if let Err(e) = announced {
                 self.redis_failed(

@@ -1,5 +1,6 @@
-//! `webhook_events` read in id order, for the late announcer (`late_announcer.rs`): which
-//! committed changes may still need announcing.
+//! What the late announcer (`late_announcer.rs`) reads: `webhook_events` in id order (which
+//! committed changes may still need announcing) and the file jobs whose `avatar.files_stored`
+//! was never marked announced.
 
 use std::time::Duration;
 
@@ -67,4 +68,53 @@ pub async fn after(
             })
         })
         .collect()
+}
+
+/// A finished copy whose `avatar.files_stored` was never marked announced.
+#[derive(Debug)]
+pub struct UnannouncedFiles {
+    pub job_id: i64,
+    pub avatar_id: Uuid,
+    /// Finished recently enough that Redis still remembers whether it was announced.
+    pub remembered: bool,
+}
+
+/// Jobs done at least `settle` ago and not marked announced, oldest first.
+pub async fn unannounced_files(
+    pool: &Pool,
+    settle: Duration,
+    remembered: Duration,
+    limit: i64,
+) -> Result<Vec<UnannouncedFiles>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, avatar_id, finished_at > now() - make_interval(secs => $2) \
+             FROM file_jobs \
+             WHERE state = 'done' AND announced_at IS NULL \
+               AND finished_at <= now() - make_interval(secs => $1) \
+             ORDER BY finished_at LIMIT $3",
+            &[&settle.as_secs_f64(), &remembered.as_secs_f64(), &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UnannouncedFiles {
+                job_id: row.try_get(0)?,
+                avatar_id: row.try_get(1)?,
+                remembered: row.try_get(2)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn mark_files_announced(pool: &Pool, job_id: i64) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE file_jobs SET announced_at = now() WHERE id = $1 AND announced_at IS NULL",
+            &[&job_id],
+        )
+        .await?;
+    Ok(())
 }

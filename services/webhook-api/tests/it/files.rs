@@ -673,3 +673,72 @@ async fn a_lora_and_a_config_of_one_file_name_are_two_objects() {
     assert_eq!(lora.as_deref(), Some(&weights[..]));
     assert_eq!(stored_config.as_deref(), Some(&config[..]));
 }
+
+#[tokio::test]
+async fn files_stored_is_announced_once_for_every_copy_finished_while_redis_was_down() {
+    let cdn = FakeCdn::start().await;
+    let s3_server = OwnS3::start().await;
+    let mut redis = crate::resilience::OwnRedis::start().await;
+    let app = TestApp::spawn_with(
+        with_workers(s3_server.env())
+            .with("REDIS_URL", redis.url.clone())
+            .with("REDIS_TIMEOUT_MS", "200")
+            .with("ANNOUNCE_INTERVAL_MS", "200")
+            .with("ANNOUNCE_SETTLE_MS", "500"),
+    )
+    .await;
+    const COPIES: usize = 20;
+    let mut avatars = Vec::new();
+    for n in 0..COPIES {
+        let request_id = format!("req-outage-{n}");
+        avatars.push(app.insert_training_avatar(&request_id).await);
+    }
+    let outage = std::time::Instant::now();
+    redis.stop();
+    for (n, avatar) in avatars.iter().enumerate() {
+        let request_id = format!("req-outage-{n}");
+        let url = cdn.add(
+            &format!("outage-{n}.bin"),
+            random_bytes(64 * 1024),
+            Behavior::Serve,
+        );
+        let answer = app
+            .post_fal(&completion(&request_id, Some((&url, None)), None))
+            .await;
+        assert_eq!(answer.result(), "applied");
+        let job = settled_job(&app.db, *avatar, Duration::from_secs(30)).await;
+        assert_eq!(job.state, "done", "{job:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(15).saturating_sub(outage.elapsed())).await;
+
+    let back = crate::resilience::OwnRedis::start_on(redis.port).await;
+    let stream = format!("{}avatar:events", app.prefix);
+    let files_stored = || async {
+        let mut redis = redis::Client::open(back.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        crate::helpers::stream_entries(&mut redis, &stream)
+            .await
+            .iter()
+            .filter(|e| e.get::<String>("event").as_deref() == Some("avatar.files_stored"))
+            .map(|e| e.get::<String>("avatar_id").unwrap_or_default())
+            .collect::<Vec<String>>()
+    };
+    let all = eventually(Duration::from_secs(15), || async {
+        files_stored().await.len() >= COPIES
+    })
+    .await;
+    assert!(
+        all,
+        "announced after the outage: {}",
+        files_stored().await.len()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut announced = files_stored().await;
+    announced.sort();
+    let mut expected: Vec<String> = avatars.iter().map(Uuid::to_string).collect();
+    expected.sort();
+    assert_eq!(announced, expected, "each copy announced once");
+}

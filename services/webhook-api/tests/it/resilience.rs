@@ -9,19 +9,19 @@ use crate::helpers::{
 };
 
 /// A Redis server of the test's own, so the test can stop it.
-struct OwnRedis {
+pub(crate) struct OwnRedis {
     child: Child,
-    url: String,
-    port: u16,
+    pub url: String,
+    pub port: u16,
 }
 
 impl OwnRedis {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         Self::start_on(free_port()).await
     }
 
     /// On a given port: the same server coming back.
-    async fn start_on(port: u16) -> Self {
+    pub async fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -47,7 +47,7 @@ impl OwnRedis {
         Self { child, url, port }
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -28,3 +28,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS deploys_event_once ON deploys (event_id)
     WHERE requested_by IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS deploys_commit_once ON deploys (repository, branch, commit_sha)
     WHERE requested_by IS NULL;
+
+-- A copy's `avatar.files_stored` is announced once, surely: the worker marks the job after
+-- the XADD, and the late announcer announces the jobs left unmarked (Redis was down, or the
+-- instance died between the two). Jobs finished before this migration count as announced.
+ALTER TABLE file_jobs ADD COLUMN IF NOT EXISTS announced_at timestamptz;
+UPDATE file_jobs SET announced_at = COALESCE(finished_at, now())
+WHERE state = 'done' AND announced_at IS NULL;
+CREATE INDEX IF NOT EXISTS file_jobs_unannounced_idx ON file_jobs (finished_at)
+    WHERE state = 'done' AND announced_at IS NULL;
