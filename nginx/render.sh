@@ -6,7 +6,7 @@ usage() {
   cat <<USAGE
 Usage: nginx/render.sh OUTPUT_DIR
 
-Writes OUTPUT_DIR/nginx.conf, webhook.conf and webhook-proxy.conf from the templates beside
+Writes OUTPUT_DIR/nginx.conf, webhook.conf, webhook-proxy.conf and webhook-errors.conf from the files beside
 this script. Settings (environment, defaults shown are the container's):
   NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-80}  NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}  NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
   WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
@@ -16,6 +16,10 @@ this script. Settings (environment, defaults shown are the container's):
   NGINX_METRICS_ALLOW="${NGINX_METRICS_ALLOW:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}"   networks allowed /metrics and /nginx_status
   WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}  WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}  per client address
   WEBHOOK_MAX_BODY=${WEBHOOK_MAX_BODY:-1m}
+  NGINX_CONN_PER_IP=${NGINX_CONN_PER_IP:-128}   requests in progress per client address, every server
+  NGINX_HEALTH_RATE_LIMIT=${NGINX_HEALTH_RATE_LIMIT:-10r/s}  NGINX_HEALTH_RATE_BURST=${NGINX_HEALTH_RATE_BURST:-20}   /health per client address
+  NGINX_WORKER_CONNECTIONS=${NGINX_WORKER_CONNECTIONS:-16384}   per worker process
+  NGINX_WORKER_NOFILE=<2 x NGINX_WORKER_CONNECTIONS + 1024>   open files per worker
   WEBHOOK_SOURCES=${WEBHOOK_SOURCES:-}   name:scheme,... as the instances read it: each name gets a public POST location
   NGINX_LOG_DIR=${NGINX_LOG_DIR:-/var/log/nginx}  NGINX_STATE_DIR=${NGINX_STATE_DIR:-/var/cache/nginx}
   NGINX_PID_FILE=${NGINX_PID_FILE:-/run/nginx.pid}  NGINX_ACME_ROOT=${NGINX_ACME_ROOT:-/var/www/acme}
@@ -39,6 +43,11 @@ export NGINX_TLS_KEY=${NGINX_TLS_KEY:-/etc/nginx/tls/privkey.pem}
 export WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}
 export WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}
 export WEBHOOK_MAX_BODY=${WEBHOOK_MAX_BODY:-1m}
+export NGINX_CONN_PER_IP=${NGINX_CONN_PER_IP:-128}
+export NGINX_HEALTH_RATE_LIMIT=${NGINX_HEALTH_RATE_LIMIT:-10r/s}
+export NGINX_HEALTH_RATE_BURST=${NGINX_HEALTH_RATE_BURST:-20}
+export NGINX_WORKER_CONNECTIONS=${NGINX_WORKER_CONNECTIONS:-16384}
+export NGINX_WORKER_NOFILE=${NGINX_WORKER_NOFILE:-$((2 * NGINX_WORKER_CONNECTIONS + 1024))}
 export NGINX_LOG_DIR=${NGINX_LOG_DIR:-/var/log/nginx}
 export NGINX_STATE_DIR=${NGINX_STATE_DIR:-/var/cache/nginx}
 export NGINX_PID_FILE=${NGINX_PID_FILE:-/run/nginx.pid}
@@ -56,7 +65,8 @@ export NGINX_METRICS_ALLOW_RULES=$rules
 names='${NGINX_HTTP_PORT} ${NGINX_HTTPS_PORT} ${NGINX_WEBHOOK_PORT} ${WEBHOOK_UPSTREAM_1}
 ${WEBHOOK_UPSTREAM_2} ${NGINX_TLS_CERT} ${NGINX_TLS_KEY} ${WEBHOOK_RATE_LIMIT} ${WEBHOOK_RATE_BURST}
 ${WEBHOOK_MAX_BODY} ${NGINX_LOG_DIR} ${NGINX_STATE_DIR} ${NGINX_PID_FILE} ${NGINX_ACME_ROOT}
-${NGINX_MIME_TYPES} ${NGINX_CONF_DIR} ${NGINX_METRICS_ALLOW_RULES}'
+${NGINX_MIME_TYPES} ${NGINX_CONF_DIR} ${NGINX_METRICS_ALLOW_RULES} ${NGINX_CONN_PER_IP}
+${NGINX_HEALTH_RATE_LIMIT} ${NGINX_HEALTH_RATE_BURST} ${NGINX_WORKER_CONNECTIONS} ${NGINX_WORKER_NOFILE}'
 # One public location for the configured sources' paths (POST only), or none.
 sources=""
 IFS=',' read -ra entries <<<"${WEBHOOK_SOURCES:-}"
@@ -89,5 +99,5 @@ fi
 
 envsubst "$names" <"$here/nginx.conf.template" >"$out/nginx.conf"
 envsubst "$names" <"$here/webhook.conf.template" >"$out/webhook.conf"
-cp "$here/webhook-proxy.conf" "$out/webhook-proxy.conf"
+cp "$here/webhook-proxy.conf" "$here/webhook-errors.conf" "$out/"
 mkdir -p "$NGINX_STATE_DIR" "$NGINX_LOG_DIR" 2>/dev/null || true

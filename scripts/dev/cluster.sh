@@ -25,6 +25,8 @@ Settings (environment, defaults shown):
   FAL_WEBHOOK_SECRET=<development default>   HMAC secret of the callbacks
   WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}  WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}
   WEBHOOK_API_BIN=<cargo release build>       the binary to run
+  OPERATOR_TOKENS=   more operators' tokens (name:scope+scope:token); the cluster's own, with every
+                     scope, is made once in CLUSTER_DIR/operator.token
 Any other variable of prod.env.example set here reaches the instances.
 USAGE
 }
@@ -51,6 +53,9 @@ wait_for() { # URL [seconds]
   done
 }
 
+# The cluster's own operator token (read, replay, deploy): made once, kept in CLUSTER_DIR.
+operator_get() { curl -fsS -H "Authorization: Bearer $(cat "$CLUSTER_DIR/operator.token")" "$@"; }
+
 start_api() {
   local n=$1 port
   port=$(api_port "$n")
@@ -63,7 +68,7 @@ start_api() {
   echo $! >"$CLUSTER_DIR/api-$n.pid"
   # Ready, and really ours: a port taken by another process must not pass for this instance.
   if ! wait_for "http://127.0.0.1:$port/health/ready" 30 || ! alive "api-$n" ||
-    ! curl -fsS "http://127.0.0.1:$port/health" | grep -q "\"instance_id\":\"$instance\""; then
+    ! operator_get "http://127.0.0.1:$port/health" | grep -q "\"instance_id\":\"$instance\""; then
     log "api-$n did not become ready on port $port; last log lines:"
     tail -20 "$CLUSTER_DIR/logs/api-$n.log" >&2
     exit 1
@@ -94,7 +99,9 @@ up() {
 
   # The instances' environment (development secrets only; mode 600).
   umask 077
+  [[ -s "$CLUSTER_DIR/operator.token" ]] || openssl rand -hex 32 >"$CLUSTER_DIR/operator.token"
   {
+    echo "OPERATOR_TOKENS=cluster:read+replay+deploy:$(cat "$CLUSTER_DIR/operator.token")${OPERATOR_TOKENS:+,$OPERATOR_TOKENS}"
     grep '^REDIS_URL=\|^MINIO_' <<<"$deps_env"
     echo "DATABASE_URL=$database_url"
     echo "HOST=127.0.0.1"
@@ -124,6 +131,10 @@ up() {
   start_api 1
   start_api 2
 
+  # nginx cannot raise its open-file limit past the hard limit it inherits.
+  local nofile_hard
+  nofile_hard=$(ulimit -Hn)
+  [[ "$nofile_hard" == unlimited ]] || export NGINX_WORKER_NOFILE=${NGINX_WORKER_NOFILE:-$nofile_hard}
   WEBHOOK_UPSTREAM_1="127.0.0.1:$API_PORT_1" WEBHOOK_UPSTREAM_2="127.0.0.1:$API_PORT_2" \
     NGINX_TLS_CERT="$CLUSTER_DIR/tls/cert.pem" NGINX_TLS_KEY="$CLUSTER_DIR/tls/key.pem" \
     NGINX_LOG_DIR="$CLUSTER_DIR/logs" NGINX_STATE_DIR="$CLUSTER_DIR/nginx" \

@@ -432,6 +432,42 @@ async fn nginx_refuses_what_it_should_with_json_errors() {
         .await
         .unwrap();
     assert_eq!(metrics.status(), 403);
+    // nginx's own early refusals speak JSON too: a malformed request, a header too large
+    // (nginx's 494, sent as 400).
+    for (request, error) in [
+        ("NOT HTTP AT ALL\r\n\r\n".to_string(), "bad_request"),
+        (
+            format!(
+                "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(9000)
+            ),
+            "header_too_large",
+        ),
+    ] {
+        let answer = raw_exchange(cluster.http_port, &request).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body).expect(&answer);
+        assert_eq!(json["error"], error, "{answer}");
+    }
+    // The same on the TLS webhook port, over HTTP/1.1 (HTTP/2 compresses headers).
+    let cert = std::fs::read(cluster.dir.path().join("tls/ca.pem")).unwrap();
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .http1_only()
+        .build()
+        .unwrap();
+    let big_header = http1
+        .get(cluster.url("/health"))
+        .header("X-Big", "b".repeat(9000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big_header.status().as_u16(), 400);
+    assert_eq!(
+        big_header.json::<serde_json::Value>().await.unwrap()["error"],
+        "header_too_large"
+    );
     let status = cluster
         .https
         .get(cluster.url("/nginx_status"))
@@ -469,6 +505,63 @@ async fn nginx_refuses_what_it_should_with_json_errors() {
         .filter(|r| r.as_ref().is_ok_and(|r| r.status() == 429))
         .count();
     assert!(limited > 0, "a burst over the rate limit gets 429");
+}
+
+/// Writes `request` on a plain connection and reads the answer until nginx closes it.
+async fn raw_exchange(port: u16, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The test process may hold as many sockets as its hard limit allows.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
+}
+
+#[tokio::test]
+async fn idle_connections_from_one_address_leave_the_webhook_port_answering() {
+    const IDLE: usize = 9000;
+    let limit = raise_open_file_limit();
+    assert!(limit > IDLE as u64 + 1000, "open file limit {limit}");
+    let cluster = Cluster::up(&[]).await;
+    let request_ids = cluster.training_avatars(20).await;
+    // One address opens 9 000 connections to port 80 and sends nothing.
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        match tokio::net::TcpStream::connect(("127.0.0.1", cluster.http_port)).await {
+            Ok(stream) => idle.push(stream),
+            Err(e) => panic!("connection {} refused: {e}", idle.len()),
+        }
+    }
+    // Signed callbacks through TLS are still answered, while the idle ones are held.
+    for request_id in &request_ids {
+        let body = format!(r#"{{"request_id":"{request_id}","status":"completed"}}"#);
+        let response = cluster.post_signed(&body, None).await.unwrap();
+        assert_eq!(response.status(), 200, "{request_id}");
+    }
+    cluster.assert_each_applied_once(&request_ids).await;
+    let errors = cluster.log("error.log");
+    assert!(
+        !errors.contains("worker_connections are not enough"),
+        "{errors}"
+    );
+    drop(idle);
 }
 
 #[tokio::test]
