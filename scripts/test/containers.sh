@@ -29,6 +29,8 @@ export REGISTRY="127.0.0.1:$REGISTRY_PORT"
 export ENV_FILE="$work/prod.env"
 export COMPOSE_PROJECT=aisha-webhook
 SECRET=containers-test-secret
+# The operators' token of this test (every scope): health details, /metrics.
+OPERATOR_TOKEN=$(openssl rand -hex 32)
 DEPS=aisha-webhook-test-deps
 compose=(docker-compose -p "$COMPOSE_PROJECT" --env-file "$ENV_FILE" -f "$repo/docker-compose.webhook.prod.yml")
 registry_pid=""
@@ -69,7 +71,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-health() { curl -fsS --cacert "$work/certs/ca.pem" "$@"; }
+health() { curl -fsS --cacert "$work/certs/ca.pem" -H "Authorization: Bearer $OPERATOR_TOKEN" "$@"; }
+operator_get() { curl -fsS -H "Authorization: Bearer $OPERATOR_TOKEN" "$@"; }
 psql_deps() { docker exec "$DEPS" runuser -u postgres -- psql -qtA -d webhook -c "$1"; }
 # Avatars in training as the bot writes them into its tables: NAME COUNT → NAME-1..NAME-COUNT.
 insert_training_avatars() {
@@ -202,11 +205,14 @@ MINIO_SECRET_KEY=containers-secret
 MINIO_BUCKET_NAME=avatars
 MINIO_SECURE=false
 FAL_WEBHOOK_SECRET=$SECRET
+OPERATOR_TOKENS=containers:read+replay+deploy:$OPERATOR_TOKEN
 FAL_API_KEY=unused-in-this-test
 LOG_LEVEL=info
 # The test's CDN is plain HTTP inside the network; allowed only outside production.
 ENVIRONMENT=staging
 FILE_ALLOW_HTTP=true
+FILE_ALLOW_PRIVATE_ADDRESSES=true
+FILE_ALLOWED_PORTS=8080
 FILE_HOST_ALLOWLIST=deps
 FILE_JOB_POLL_MS=500
 ENV
@@ -226,8 +232,12 @@ grep -q "^nginx-webhook: .*t1" <<<"$catalog" || die "nginx-webhook:t1 not in the
 
 phase "health"
 health https://localhost:8443/health | grep -q '"status":"ok"' || die "health through nginx"
+curl -fsS --cacert "$work/certs/ca.pem" https://localhost:8443/health | grep -qx '{"status":"ok"}' ||
+  die "the public health says more than its status"
 for port in 8001 8002; do
-  curl -fsS "http://127.0.0.1:$port/health" | grep -q '"build":"t1+' || die "instance on $port not t1"
+  operator_get "http://127.0.0.1:$port/health" | grep -q '"build":"t1+' || die "instance on $port not t1"
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics") == 401 ]] ||
+    die "/metrics on $port answers without a token"
 done
 for c in aisha-webhook-api-1 aisha-webhook-api-2 aisha-nginx-webhook; do
   [[ $(docker inspect -f '{{.State.Health.Status}}' "$c") == healthy ]] || die "$c not healthy"
@@ -259,7 +269,7 @@ load_start rolling 5000
 TAG=t2 HEALTH_TIMEOUT=90 scripts/deploy/update-webhook-images.sh
 load_finish rolling
 for port in 8001 8002; do
-  curl -fsS "http://127.0.0.1:$port/health" | grep -q '"build":"t2+' || die "instance on $port does not report t2"
+  operator_get "http://127.0.0.1:$port/health" | grep -q '"build":"t2+' || die "instance on $port does not report t2"
 done
 
 phase "broken t3 rolled back under load"
@@ -277,7 +287,7 @@ cp "$work/webhook-api.good" dist/webhook-api
 
 phase "docker stop / start of api-1 under load"
 requests_on_api_1() {
-  curl -fsS http://127.0.0.1:8001/metrics |
+  operator_get http://127.0.0.1:8001/metrics |
     awk '/^webhook_http_requests_total\{.*route="status_update"/ {sum += $2} END {print sum + 0}'
 }
 load_start stop 5000

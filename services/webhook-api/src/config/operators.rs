@@ -88,6 +88,12 @@ pub(crate) fn from_env(env: &Env<'_>) -> Result<Vec<OperatorToken>, ConfigError>
                 format!("the name {:?} is used twice", token.name),
             ));
         }
+        if let Some(twin) = tokens.iter().find(|t| t.sha256 == token.sha256) {
+            return Err(ConfigError::new(
+                VAR,
+                format!("{} and {} have the same token", twin.name, token.name),
+            ));
+        }
         tokens.push(token);
     }
     Ok(tokens)
@@ -159,7 +165,8 @@ mod tests {
             "prometheus:read:short".to_string(),
             format!("prometheus:admin:{LONG}"),
             format!("pro metheus:read:{LONG}"),
-            format!("a:read:{LONG},a:replay:{LONG}"),
+            format!("a:read:{LONG},a:replay:x{LONG}"),
+            format!("a:read:{LONG},b:replay:{LONG}"),
             LONG.to_string(),
         ] {
             let mut vars = BASE.to_vec();
