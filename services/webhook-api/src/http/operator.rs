@@ -116,10 +116,8 @@ pub async fn event(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> 
 
 /// Runs a stored delivery through the path it first took. Idempotent: FAL's ingest dedups on
 /// the delivery key (an `unmatched` callback is applied once its avatar exists), and a source
-/// event is announced again but never queues a second deploy.
-///
-/// `?deploy=true` (a token with the `deploy` scope) deploys a push's commit again, which a
-/// replay alone never does.
+/// event is announced again; a push's commit deploys again only with `?deploy=true`, asked by
+/// a token with the `deploy` scope.
 pub async fn replay(
     state: &AppState,
     id: i64,

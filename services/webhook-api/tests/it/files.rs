@@ -104,6 +104,18 @@ async fn stored_lora(app: &TestApp, s3: &aws_sdk_s3::Client, bucket: &str, avata
         .expect("object stored under the recorded key")
 }
 
+/// The bot's user the avatar belongs to: the first segment of its object keys.
+async fn user_of(app: &TestApp, avatar: Uuid) -> String {
+    app.db
+        .query_one(
+            "SELECT user_id::text FROM avatars WHERE id = $1",
+            &[&avatar],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn object_bytes(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Bytes> {
     let object = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
     Some(object.body.collect().await.unwrap().into_bytes())
@@ -117,15 +129,7 @@ async fn completed_callback_gets_both_files_into_the_bucket_with_matching_sha256
     let s3 = webhook_api::files::s3_client(&app.config.files);
     let bucket = &app.config.files.s3.bucket;
     let avatar = app.insert_training_avatar("req-files-1").await;
-    let user_id: String = app
-        .db
-        .query_one(
-            "SELECT user_id::text FROM avatars WHERE id = $1",
-            &[&avatar],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let user_id = user_of(&app, avatar).await;
     // Larger than two parts, so the multipart path and its pipelining are exercised.
     let lora = random_bytes(12 * MIB + 12345);
     let config = Bytes::from_static(br#"{"trigger_word":"ohwx","steps":1000}"#);
@@ -658,15 +662,7 @@ async fn a_lora_and_a_config_of_one_file_name_are_two_objects() {
     assert_eq!(app.post_fal(&body).await.result(), "applied");
     let job = settled_job(&app.db, avatar, Duration::from_secs(30)).await;
     assert_eq!(job.state, "done", "{job:?}");
-    let user_id: String = app
-        .db
-        .query_one(
-            "SELECT user_id::text FROM avatars WHERE id = $1",
-            &[&avatar],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let user_id = user_of(&app, avatar).await;
     let prefix = format!("avatars/{user_id}/{avatar}");
     let lora = object_bytes(&s3, bucket, &format!("{prefix}/lora/model.bin")).await;
     let stored_config = object_bytes(&s3, bucket, &format!("{prefix}/config/model.bin")).await;
