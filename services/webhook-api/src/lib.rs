@@ -22,6 +22,7 @@ pub mod ingest;
 pub mod late_announcer;
 pub mod metrics;
 pub mod reconciler;
+pub mod send_test;
 pub mod startup;
 
 pub mod store;

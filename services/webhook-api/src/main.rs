@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
-use webhook_api::config::Config;
+use webhook_api::config::{Config, DatabaseCommandConfig};
 use webhook_api::startup::{self, Application};
 use webhook_api::store::jobs;
-use webhook_api::{store, telemetry};
+use webhook_api::{send_test, store, telemetry};
 
 /// Receives FAL AI training callbacks and applies them to avatars.
 /// Configuration comes from the environment (see prod.env.example).
@@ -23,8 +23,24 @@ struct Cli {
 enum Command {
     /// Apply migrations and serve HTTP on PORT (the default).
     Serve,
-    /// Apply the embedded migrations to DATABASE_URL and exit.
+    /// Apply the embedded migrations to DATABASE_URL and exit (needs only DATABASE_URL).
     Migrate,
+    /// Read the configuration as `serve` would and exit: 0 and a summary when it is complete,
+    /// 2 and the one problem otherwise. Nothing is connected to.
+    CheckConfig,
+    /// Send a callback in FAL's format, signed with FAL_WEBHOOK_SECRET (the newest of the
+    /// list), and print the answer: 0 on a 2xx answer. A made-up request id is stored as
+    /// `unmatched`; the id of a real avatar in training fails its training for real.
+    SendTest {
+        /// Where to send it: the public webhook URL (https://<host>:8443/...) tests TLS and nginx.
+        #[arg(long, default_value_t = default_send_test_url())]
+        url: String,
+        #[arg(long)]
+        request_id: Option<String>,
+        /// PEM file of the CA that signed the server's certificate (a private CA).
+        #[arg(long)]
+        ca: Option<std::path::PathBuf>,
+    },
     /// GET http://127.0.0.1:$PORT/health/ready; exit 0 when ready, 1 otherwise (container health checks).
     Healthcheck,
     /// Print the cluster's state from PostgreSQL and Redis: webhooks in the last hour, avatars
@@ -39,9 +55,9 @@ enum Command {
 enum JobsCommand {
     /// List recent jobs, newest first.
     List {
-        /// Only jobs in this state: pending, running, done, failed, dead.
-        #[arg(long)]
-        state: Option<String>,
+        /// Only jobs in this state.
+        #[arg(long, value_enum)]
+        state: Option<JobState>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -49,6 +65,32 @@ enum JobsCommand {
     Retry { id: i64 },
     /// Re-queue every dead job.
     RetryDead,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum JobState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Dead,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+fn default_send_test_url() -> String {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
+    format!("http://127.0.0.1:{port}/api/v1/avatar/status_update")
 }
 
 fn main() -> ExitCode {
@@ -60,6 +102,40 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match cli.command.unwrap_or(Command::Serve) {
         Command::Healthcheck => runtime.block_on(healthcheck()),
+        Command::SendTest {
+            url,
+            request_id,
+            ca,
+        } => runtime.block_on(send_test_command(url, request_id, ca)),
+        Command::CheckConfig => match Config::from_env() {
+            Ok(config) => {
+                println!("{}", config_summary(&config));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("webhook-api: {e}");
+                ExitCode::from(2)
+            }
+        },
+        command @ (Command::Migrate | Command::Jobs(_)) => {
+            let config = match DatabaseCommandConfig::from_env() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("webhook-api: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            telemetry::init(&config.log);
+            finish(runtime.block_on(async {
+                let pool = store::connect_pool(&config.database);
+                match command {
+                    Command::Jobs(jobs) => jobs_command(&pool, jobs).await,
+                    _ => startup::migrate(&pool, config.database.startup_wait)
+                        .await
+                        .map(drop),
+                }
+            }))
+        }
         command => {
             let config = match Config::from_env() {
                 Ok(config) => config,
@@ -69,15 +145,8 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init(&config.log);
-            let result = runtime.block_on(async {
+            finish(runtime.block_on(async {
                 match command {
-                    Command::Migrate => {
-                        let pool = store::connect_pool(&config.database);
-                        startup::migrate(&pool, config.database.startup_wait)
-                            .await
-                            .map(drop)
-                    }
-                    Command::Jobs(jobs) => jobs_command(&config, jobs).await,
                     Command::Status => {
                         let pool = store::connect_pool(&config.database);
                         let report = webhook_api::cluster_report::report(&config, &pool).await?;
@@ -86,16 +155,68 @@ fn main() -> ExitCode {
                     }
                     _ => serve(config).await,
                 }
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = format!("{e:#}"), "webhook-api stopped");
-                    ExitCode::FAILURE
-                }
-            }
+            }))
         }
     }
+}
+
+async fn send_test_command(
+    url: String,
+    request_id: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
+) -> ExitCode {
+    let test = send_test::SendTest {
+        url,
+        request_id: request_id.unwrap_or_else(|| format!("send-test-{}", uuid::Uuid::new_v4())),
+        ca_file,
+    };
+    let secrets = std::env::var("FAL_WEBHOOK_SECRET").unwrap_or_default();
+    println!("POST {} (request_id {})", test.url, test.request_id);
+    match send_test::run(&test, &secrets).await {
+        Ok((status, body)) => {
+            println!("{status} {body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("webhook-api send-test: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "webhook-api stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One line an operator can check a new `prod.env` against; no secret in it.
+fn config_summary(config: &Config) -> String {
+    let names = |items: Vec<&str>| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(",")
+        }
+    };
+    format!(
+        "configuration ok: environment {:?}, database {}@{}, sources {}, operator tokens {}, deploys {}, reconciler {}",
+        config.environment,
+        config.database.pg.get_dbname().unwrap_or("?"),
+        match config.database.pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "?".into(),
+        },
+        names(config.sources.iter().map(|s| s.name.as_str()).collect()),
+        names(config.operator_tokens.iter().map(|t| t.name.as_str()).collect()),
+        if config.deploy.is_some() { "on" } else { "off" },
+        if config.reconcile.is_some() { "on" } else { "off" },
+    )
 }
 
 /// File copies allocate multi-MiB part buffers. glibc raises its mmap threshold after the
@@ -117,11 +238,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn jobs_command(config: &Config, command: JobsCommand) -> anyhow::Result<()> {
-    let pool = store::connect_pool(&config.database);
+async fn jobs_command(pool: &deadpool_postgres::Pool, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List { state, limit } => {
-            let jobs = jobs::list(&pool, state.as_deref(), limit).await?;
+            let jobs = jobs::list(pool, state.map(JobState::as_str), limit).await?;
             println!(
                 "{:>8}  {:<8}  {:>8}  {:<20}  {:<36}  last error",
                 "id", "state", "attempts", "updated", "avatar"
@@ -138,12 +258,12 @@ async fn jobs_command(config: &Config, command: JobsCommand) -> anyhow::Result<(
                 );
             }
         }
-        JobsCommand::Retry { id } => match jobs::requeue(&pool, Some(id)).await? {
+        JobsCommand::Retry { id } => match jobs::requeue(pool, Some(id)).await? {
             0 => anyhow::bail!("job {id} not found, or running or done: nothing re-queued"),
             _ => println!("job {id} re-queued"),
         },
         JobsCommand::RetryDead => {
-            let count = jobs::requeue(&pool, None).await?;
+            let count = jobs::requeue(pool, None).await?;
             println!("{count} dead job(s) re-queued");
         }
     }

@@ -22,6 +22,7 @@ use crate::reconciler::{self, Reconciler};
 use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
 use crate::store::{self, group::GroupCommitter};
+use crate::telemetry;
 use crate::verify::Verifier;
 use crate::worker::{self, FileWork};
 
@@ -205,18 +206,20 @@ fn background_tasks(
 pub async fn migrate(pool: &Pool, wait: Duration) -> anyhow::Result<AvatarSql> {
     let started = Instant::now();
     let mut client = loop {
-        match pool.get().await {
+        let e = match pool.get().await {
             Ok(client) => break client,
-            Err(e) if started.elapsed() < wait => {
-                tracing::warn!(error = %e, "PostgreSQL not reachable yet, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => {
-                return Err(anyhow::anyhow!("{e}")).with_context(|| {
-                    format!("PostgreSQL (DATABASE_URL) not reachable within {wait:?}")
-                })
-            }
+            Err(e) => e,
+        };
+        let reason = telemetry::error_chain(&e);
+        // A wrong password or database name will not get better by waiting.
+        if store::refused_by_server(&e) {
+            anyhow::bail!("PostgreSQL (DATABASE_URL) refused the connection: {reason}");
         }
+        if started.elapsed() >= wait {
+            anyhow::bail!("PostgreSQL (DATABASE_URL) not reachable within {wait:?}: {reason}");
+        }
+        tracing::warn!(error = %reason, "PostgreSQL not reachable yet, retrying");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     };
     store::migrations::run(&mut client).await
 }

@@ -20,3 +20,18 @@ pub fn init(config: &LogConfig) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+/// `e` and its sources: what really happened ("db error" alone hides the server's reason).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

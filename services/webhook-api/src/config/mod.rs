@@ -210,6 +210,26 @@ impl Config {
     }
 }
 
+/// What the database commands need (`migrate`, `jobs`): `DATABASE_URL` with its `DB_*`
+/// settings, and the log settings; nothing else is required of the environment.
+#[derive(Debug, Clone)]
+pub struct DatabaseCommandConfig {
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+impl DatabaseCommandConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        let env = Env(&lookup);
+        let environment: Environment = env.parsed("ENVIRONMENT", Environment::Development)?;
+        Ok(Self {
+            database: DatabaseConfig::from_env(&env)?,
+            log: LogConfig::from_env(&env, environment)?,
+        })
+    }
+}
+
 impl VerifyConfig {
     fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
         let allow_unsigned = env.flag("WEBHOOK_ALLOW_UNSIGNED", false)?;
@@ -247,10 +267,8 @@ impl VerifyConfig {
 
 impl LogConfig {
     fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
-        let filter = env
-            .optional("LOG_LEVEL")
-            .unwrap_or_else(|| "info".into())
-            .to_ascii_lowercase();
+        let raw = env.optional("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        let filter = log_filter(&raw).map_err(|problem| ConfigError::new("LOG_LEVEL", problem))?;
         tracing_subscriber::EnvFilter::try_new(&filter)
             .map_err(|e| ConfigError::new("LOG_LEVEL", format!("not a level or filter ({e})")))?;
         let format = match env.optional("LOG_FORMAT").as_deref() {
@@ -262,6 +280,37 @@ impl LogConfig {
         };
         Ok(Self { filter, format })
     }
+}
+
+/// `LOG_LEVEL` as the bot's `prod.env` writes it (Python's `INFO`, `WARNING`, `CRITICAL`, any
+/// case) or a tracing filter (`info,webhook_api=debug`). A bare word that is not a level is
+/// refused: tracing would take it for a target and log nothing at all.
+fn log_filter(raw: &str) -> Result<String, String> {
+    let level = |word: &str| -> Result<&'static str, String> {
+        Ok(match word.trim().to_ascii_lowercase().as_str() {
+            "trace" => "trace",
+            "debug" => "debug",
+            "info" => "info",
+            "warn" | "warning" => "warn",
+            "error" | "critical" | "fatal" => "error",
+            "off" => "off",
+            other => {
+                return Err(format!(
+                    "unknown level {other:?}: expected trace, debug, info, warning, error, \
+                     critical or off, or a filter such as info,webhook_api=debug"
+                ))
+            }
+        })
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|directive| !directive.is_empty())
+        .map(|directive| match directive.split_once('=') {
+            Some((target, word)) => Ok(format!("{}={}", target.trim(), level(word)?)),
+            None => level(directive).map(str::to_owned),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|directives| directives.join(","))
 }
 
 #[cfg(test)]
@@ -363,6 +412,27 @@ mod tests {
             "minio-secret-key",
         ] {
             assert!(!debug.contains(secret), "{secret} leaked into Debug output");
+        }
+    }
+
+    #[test]
+    fn log_levels_are_read_as_the_bots_prod_env_writes_them() {
+        for (given, filter) in [
+            ("INFO", "info"),
+            ("WARNING", "warn"),
+            ("critical", "error"),
+            ("info,webhook_api=DEBUG", "info,webhook_api=debug"),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.push(("LOG_LEVEL", given));
+            assert_eq!(config(&vars).unwrap().log.filter, filter, "{given}");
+        }
+        for wrong in ["verbose", "warnings", "info,webhook_api=loud"] {
+            let mut vars = BASE.to_vec();
+            vars.push(("LOG_LEVEL", wrong));
+            let err = config(&vars).unwrap_err();
+            assert_eq!(err.var, "LOG_LEVEL", "{wrong}");
+            assert!(err.to_string().contains("unknown level"), "{err}");
         }
     }
 

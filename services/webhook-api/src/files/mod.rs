@@ -16,6 +16,7 @@ use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
 
 use crate::config::FilesConfig;
+use crate::telemetry;
 use multipart::MultipartUpload;
 use policy::{FetchPolicy, JobFile};
 
@@ -308,7 +309,7 @@ fn check_declared_size(declared: Option<u64>, actual: u64) -> Result<(), CopyErr
 }
 
 fn download_error(e: reqwest::Error) -> CopyError {
-    let message = format!("download failed: {}", error_chain(&e));
+    let message = format!("download failed: {}", telemetry::error_chain(&e));
     if e.is_redirect() || e.is_builder() || refused_address(&e) {
         CopyError::Permanent(message)
     } else {
@@ -329,22 +330,7 @@ fn refused_address(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 pub(super) fn s3_error<E: std::error::Error + 'static>(what: &str, e: E) -> CopyError {
-    CopyError::Transient(format!("S3 {what}: {}", error_chain(&e)))
-}
-
-/// `e` and its sources, so the recorded reason says what really happened.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    CopyError::Transient(format!("S3 {what}: {}", telemetry::error_chain(&e)))
 }
 
 #[cfg(test)]

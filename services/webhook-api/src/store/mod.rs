@@ -70,6 +70,17 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// The server answered and refused: bad credentials, no such database or role (SQLSTATE
+/// classes 28 and 3D). Waiting will not change that.
+pub fn refused_by_server(e: &deadpool_postgres::PoolError) -> bool {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => e
+            .code()
+            .is_some_and(|code| code.code().starts_with("28") || code.code().starts_with("3D")),
+        _ => false,
+    }
+}
+
 pub fn connect_pool(config: &DatabaseConfig) -> Pool {
     let mut pg = config.pg.clone();
     pg.connect_timeout(Duration::from_secs(5));

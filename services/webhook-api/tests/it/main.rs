@@ -12,6 +12,7 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod monitoring;
+mod operator_commands;
 mod reconcile;
 mod resilience;
 mod sources;
