@@ -15,7 +15,9 @@ env_setting() { # NAME DEFAULT
 REGISTRY=$(env_setting REGISTRY localhost:5000)
 TAG=$(env_setting TAG latest)
 COMPOSE_FILE=${COMPOSE_FILE:-$REPO_ROOT/docker-compose.webhook.prod.yml}
-COMPOSE_PROJECT=${COMPOSE_PROJECT:-aisha-webhook}
+# The guide's `docker-compose -f docker-compose.webhook.prod.yml --env-file prod.env ...` finds
+# the same project through COMPOSE_PROJECT_NAME in prod.env.
+COMPOSE_PROJECT=$(env_setting COMPOSE_PROJECT_NAME aisha-webhook)
 HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-120}
 DRY_RUN=${DRY_RUN:-0}
 # shellcheck disable=SC2034 # used by the scripts that source this file
@@ -61,9 +63,21 @@ compose() { # compose with the cluster's project, env file and TAG
 version() { sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_ROOT/services/webhook-api/Cargo.toml" | head -1; }
 git_revision() { git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown; }
 
-# Builds both images, tagged $TAG, the version, the git revision and latest.
-# BUILD_ARGS (space-separated KEY=VALUE) reach both builds, e.g. base images;
-# API_BUILD_TARGET=prebuilt uses dist/webhook-api instead of compiling in the image.
+# A build's own tag, never reused: version, git revision, build time (UTC).
+build_tag() { echo "$(version)-$(git_revision)-$(date -u +%Y%m%d%H%M%S)"; }
+
+# When building, TAG names the new images: without one (or with `latest`, which only ever
+# moves to a build that runs healthy) each build gets its own.
+choose_build_tag() {
+  if ((BUILD)) && [[ "$TAG" == latest ]]; then
+    TAG=$(build_tag)
+    log "new images are tagged $TAG"
+  fi
+}
+
+# Builds both images, tagged $TAG only. BUILD_ARGS (space-separated KEY=VALUE) reach both
+# builds, e.g. base images; API_BUILD_TARGET=prebuilt uses dist/webhook-api instead of
+# compiling in the image.
 build_images() {
   local rev ver args=()
   rev=$(git_revision)
@@ -77,22 +91,98 @@ build_images() {
     log "building $REGISTRY/$image:$TAG ($ver, $rev)"
     run docker build "${args[@]}" "${target[@]}" \
       --build-arg "VERSION=$ver" --build-arg "GIT_REVISION=$rev" --build-arg "IMAGE_TAG=$TAG" \
-      -f "$dockerfile" \
-      -t "$REGISTRY/$image:$TAG" -t "$REGISTRY/$image:$ver" -t "$REGISTRY/$image:$rev" \
-      -t "$REGISTRY/$image:latest" "$REPO_ROOT"
+      -f "$dockerfile" -t "$REGISTRY/$image:$TAG" "$REPO_ROOT"
   done
 }
 
 push_images() {
-  local rev ver
-  rev=$(git_revision)
-  ver=$(version)
   for image in webhook-api nginx-webhook; do
-    for tag in "$TAG" "$ver" "$rev" latest; do
-      run docker push "$REGISTRY/$image:$tag" >/dev/null
-    done
-    log "pushed $REGISTRY/$image ($TAG, $ver, $rev, latest)"
+    run docker push "$REGISTRY/$image:$TAG" >/dev/null
+    log "pushed $REGISTRY/$image:$TAG"
   done
+}
+
+# Once the cluster runs healthy on $TAG: latest, the version and the git revision point at it
+# (on this host; in the registry too unless --no-pull says it is out of reach).
+promote_images() {
+  local ver rev
+  ver=$(version)
+  rev=$(git_revision)
+  for image in webhook-api nginx-webhook; do
+    for alias in latest "$ver" "$rev"; do
+      [[ "$alias" == "$TAG" ]] && continue
+      run docker tag "$REGISTRY/$image:$TAG" "$REGISTRY/$image:$alias"
+      ((PULL)) || continue
+      run docker push "$REGISTRY/$image:$alias" >/dev/null || log "pushing $image:$alias failed"
+    done
+  done
+  log "latest, $ver and $rev now name $TAG"
+}
+
+# The new env file against the image that will read it, in a throw-away container, before
+# anything is recreated: a bad variable stops here with the service's own message.
+check_config() {
+  log "checking $ENV_FILE with $REGISTRY/webhook-api:$TAG"
+  run docker run --rm --env-file "$ENV_FILE" "$REGISTRY/webhook-api:$TAG" check-config >&2 ||
+    die "$ENV_FILE is not valid for webhook-api:$TAG (the line above says why); nothing was changed"
+}
+
+# The env file the running containers were last started with, kept beside prod.env, so a
+# rollback also restores their configuration.
+applied_env_file() { if [[ -f "$ENV_FILE.applied" ]]; then echo "$ENV_FILE.applied"; else echo "$ENV_FILE"; fi; }
+record_applied_env() { run install -m 600 "$ENV_FILE" "$ENV_FILE.applied"; }
+
+running_tag() { docker inspect -f '{{.Config.Image}}' "$1" 2>/dev/null | sed 's/.*://'; }
+# By image ID: what a rollback returns to, whatever the registry's tags say by then.
+running_image() { docker inspect -f '{{.Image}}' "$1" 2>/dev/null; }
+
+# What each container runs, truthfully.
+report_running() {
+  local container
+  for container in "${API_SERVICES[@]}" "$NGINX_SERVICE"; do
+    log "$container: $(running_tag "$container" || echo '?') (image $(running_image "$container" | cut -c8-19)), $(container_health "$container")"
+  done
+}
+
+# nginx 1.22 resolves the instances' names when it (re)loads its configuration; a recreated
+# container may have a new address, so nginx reloads (gracefully) after each replacement.
+reload_nginx() {
+  if [[ "$DRY_RUN" == 1 ]] || docker inspect "$NGINX_SERVICE" >/dev/null 2>&1; then
+    run docker kill -s HUP "$NGINX_SERVICE" >/dev/null || log "nginx reload failed"
+  fi
+}
+
+# Replaces one instance with $TAG; if it does not become healthy, puts back the image it ran
+# (by ID, tagged locally rollback-SERVICE) with the env file it ran with, and fails.
+roll_instance() { # SERVICE
+  local service=$1 previous_image previous_tag
+  previous_image=$(running_image "$service" || true)
+  previous_tag=$(running_tag "$service" || true)
+  log "$service: ${previous_tag:-not running} -> $TAG"
+  ((PULL)) && compose pull "$service"
+  compose up -d --no-deps --force-recreate "$service"
+  if wait_healthy "$service"; then
+    reload_nginx
+    return 0
+  fi
+  [[ -n "$previous_image" ]] || return 1
+  log "$service: rolling back to the image it ran before ($previous_tag, ${previous_image:7:12})"
+  run docker tag "$previous_image" "$REGISTRY/webhook-api:rollback-$service"
+  ENV_FILE=$(applied_env_file) TAG=rollback-$service compose up -d --no-deps --force-recreate "$service"
+  wait_healthy "$service" || log "$service: the rollback did not become healthy either"
+  reload_nginx
+  return 1
+}
+
+# Both instances one at a time, then nginx; on a failure, what runs is reported.
+roll_cluster() {
+  local service
+  for service in "${API_SERVICES[@]}"; do
+    roll_instance "$service" || { report_running; die "update to $TAG failed on $service; nothing else was changed"; }
+  done
+  ((PULL)) && compose pull "$NGINX_SERVICE"
+  compose up -d --no-deps --force-recreate "$NGINX_SERVICE"
+  wait_healthy "$NGINX_SERVICE" || { report_running; die "nginx-webhook:$TAG is not healthy"; }
 }
 
 container_health() { docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2>/dev/null || echo missing; }

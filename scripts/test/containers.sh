@@ -63,6 +63,7 @@ cleanup() {
   docker network rm aisha_webhook_cluster >/dev/null 2>&1 || true
   [[ -n "$registry_pid" ]] && kill "$registry_pid" 2>/dev/null
   docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$REGISTRY/" | xargs -r docker rmi -f >/dev/null 2>&1 || true
+  [[ ${guide_env_link:-0} == 1 ]] && rm -f "$repo/prod.env"
   rm -rf "$work" "$repo/dist/webhook-api"
   timings+=("$(printf '%-34s %4d s' cleanup $((SECONDS - phase_start)))")
   log "phase times:"
@@ -86,7 +87,6 @@ insert_training_avatars() {
       'TRAINING', 0, 'character', 500, 'QUALITY', 'TOK', 32, '{}', '{}', 0, 0, now(), now(),
       'PORTRAIT', '$1-' || g FROM generate_series(1, $2) g RETURNING id"
 }
-container_image_tag() { docker inspect -f '{{.Config.Image}}' "$1" | sed 's/.*://'; }
 
 # Starts signed callbacks for COUNT fresh avatars in the background; `load_finish` stops
 # sending new ones, waits for the answers and prints the summary.
@@ -190,8 +190,9 @@ openssl x509 -req -in "$work/certs/cert.csr" -CA "$work/certs/ca.pem" -CAkey "$w
 chmod 644 "$work/certs/privkey.pem"
 
 cat >"$ENV_FILE" <<ENV
+COMPOSE_PROJECT_NAME=aisha-webhook
 REGISTRY=$REGISTRY
-TAG=t1
+TAG=latest
 API_BIND_ADDRESS=127.0.0.1
 TLS_CERT_DIR=$work/certs
 ACME_DIR=$work/acme
@@ -272,18 +273,73 @@ for port in 8001 8002; do
   operator_get "http://127.0.0.1:$port/health" | grep -q '"build":"t2+' || die "instance on $port does not report t2"
 done
 
-phase "broken t3 rolled back under load"
+phase "a broken build, updated without TAG, rolled back under load"
+# As the guide runs it: no TAG (prod.env says latest). The build passes check-config, then
+# never becomes healthy.
 cp dist/webhook-api "$work/webhook-api.good"
-printf '#!/bin/sh\necho "broken build" >&2\nexit 1\n' >dist/webhook-api
+# shellcheck disable=SC2016 # $1 is the stand-in's own argument
+printf '#!/bin/sh\n[ "$1" = check-config ] && { echo "configuration ok"; exit 0; }\necho "broken build" >&2\nexit 1\n' >dist/webhook-api
+good_image=$(docker inspect -f '{{.Id}}' "$REGISTRY/webhook-api:t2")
 load_start broken 5000
-if TAG=t3 HEALTH_TIMEOUT=30 scripts/deploy/update-webhook-images.sh; then
+if env -u TAG HEALTH_TIMEOUT=30 scripts/deploy/update-webhook-images.sh 2>"$work/broken.log"; then
   die "the update to a broken image succeeded"
 fi
 load_finish broken
 cp "$work/webhook-api.good" dist/webhook-api
-[[ $(container_image_tag aisha-webhook-api-1) == t2 ]] || die "api-1 was not rolled back to t2"
-[[ $(container_image_tag aisha-webhook-api-2) == t2 ]] || die "api-2 should still run t2"
+grep -q "new images are tagged $(sed -n 's/^version = "\(.*\)"/\1/p' services/webhook-api/Cargo.toml)-" "$work/broken.log" ||
+  die "the build without TAG did not get a tag of its own: $(tail -5 "$work/broken.log")"
+grep -q "aisha-webhook-api-1: rollback-aisha-webhook-api-1 (image ${good_image:7:12})" "$work/broken.log" ||
+  die "the failed update does not say what api-1 runs: $(tail -8 "$work/broken.log")"
+for c in aisha-webhook-api-1 aisha-webhook-api-2; do
+  [[ $(docker inspect -f '{{.Image}}' "$c") == "$good_image" ]] || die "$c does not run t2's image"
+done
 [[ $(docker inspect -f '{{.State.Health.Status}}' aisha-webhook-api-1) == healthy ]] || die "api-1 unhealthy after rollback"
+# latest still names the good image in the registry.
+docker rmi "$REGISTRY/webhook-api:latest" >/dev/null
+docker pull -q "$REGISTRY/webhook-api:latest" >/dev/null
+[[ $(docker inspect -f '{{.Id}}' "$REGISTRY/webhook-api:latest") == "$good_image" ]] ||
+  die "latest in the registry no longer names the image that runs"
+
+phase "a bad prod.env changes nothing"
+ids_before=$(docker inspect -f '{{.Id}}' aisha-webhook-api-1 aisha-webhook-api-2 aisha-nginx-webhook)
+sed 's/^LOG_LEVEL=.*/LOG_LEVEL=verbose/' "$ENV_FILE" >"$work/bad.env"
+if ENV_FILE="$work/bad.env" TAG=t2 scripts/deploy/update-webhook-images.sh --no-build 2>"$work/bad.log"; then
+  die "an update with a bad prod.env succeeded"
+fi
+grep -q 'LOG_LEVEL: unknown level "verbose"' "$work/bad.log" || die "the bad variable is not named: $(tail -3 "$work/bad.log")"
+[[ $(docker inspect -f '{{.Id}}' aisha-webhook-api-1 aisha-webhook-api-2 aisha-nginx-webhook) == "$ids_before" ]] ||
+  die "a bad prod.env recreated containers"
+
+phase "a changed prod.env rolled out under load"
+echo "REJECTED_ROWS_PER_SECOND=20" >>"$ENV_FILE"
+load_start config 5000
+TAG=t2 HEALTH_TIMEOUT=90 scripts/deploy/update-webhook-images.sh --no-build
+load_finish config
+for c in aisha-webhook-api-1 aisha-webhook-api-2; do
+  docker inspect -f '{{.Config.Env}}' "$c" | grep -q REJECTED_ROWS_PER_SECOND=20 || die "$c did not get the new prod.env"
+done
+
+phase "the guide's compose commands, literally"
+# From the repository root with prod.env, as the operators' guide writes them.
+[[ -e prod.env ]] || { ln -s "$ENV_FILE" prod.env; guide_env_link=1; }
+guide=(env -u ENV_FILE -u COMPOSE_PROJECT docker-compose -f docker-compose.webhook.prod.yml --env-file prod.env)
+[[ $("${guide[@]}" ps | grep -c 'Up (healthy)') == 3 ]] || die "the guide's ps: $("${guide[@]}" ps)"
+timeout 5 "${guide[@]}" logs -f --tail 3 aisha-webhook-api-1 >"$work/guide-logs.txt" 2>&1 || true
+grep -q 'webhook_api' "$work/guide-logs.txt" || die "the guide's logs -f: $(head -3 "$work/guide-logs.txt")"
+load_start restart 5000
+"${guide[@]}" restart aisha-webhook-api-1 >/dev/null 2>&1
+TAG=t2 HEALTH_TIMEOUT=60 bash -c "source scripts/deploy/common.sh && wait_healthy aisha-webhook-api-1"
+load_finish restart
+# The guide's smoke test: plain HTTP is told to use HTTPS (JSON, curl -f fails) ...
+code=$(curl -s -o "$work/plain.json" -w '%{http_code}' -X POST http://localhost/api/v1/avatar/status_update -d '{}')
+if [[ $code != 400 ]] || ! grep -q https_required "$work/plain.json"; then
+  die "plain HTTP answered $code: $(cat "$work/plain.json")"
+fi
+# ... and send-test proves the real path: TLS, nginx, the signature, the database.
+FAL_WEBHOOK_SECRET=$SECRET dist/webhook-api send-test --ca "$work/certs/ca.pem" \
+  --url https://localhost:8443/api/v1/avatar/status_update >"$work/send-test.txt" ||
+  die "send-test through nginx failed: $(cat "$work/send-test.txt")"
+grep -q '"unmatched"' "$work/send-test.txt" || die "send-test: $(cat "$work/send-test.txt")"
 
 phase "docker stop / start of api-1 under load"
 requests_on_api_1() {
@@ -302,9 +358,30 @@ load_finish stop
 ((after > before)) || die "api-1 did not rejoin: $before -> $after status_update requests"
 log "api-1 rejoined: $before -> $after requests"
 
+phase "certificate: checked, a renewed one installed and reloaded"
+WARN_DAYS=0 scripts/deploy/renew-certificate.sh --check >&2
+served_serial() { openssl s_client -connect 127.0.0.1:8443 -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial; }
+serial_before=$(served_serial)
+# No ACME server is reachable here: a certificate from the test CA stands in for certbot's.
+mkdir -p "$work/live"
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+  -keyout "$work/live/privkey.pem" -out "$work/live/cert.csr" 2>/dev/null
+openssl x509 -req -in "$work/live/cert.csr" -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca.key" \
+  -CAcreateserial -days 2 -extfile "$work/certs/ext" -out "$work/live/fullchain.pem" 2>/dev/null
+CERTBOT_LIVE_DIR="$work/live" scripts/deploy/renew-certificate.sh --install-only localhost
+sleep 1
+[[ $(served_serial) != "$serial_before" ]] || die "nginx still serves the old certificate"
+FAL_WEBHOOK_SECRET=$SECRET dist/webhook-api send-test --ca "$work/certs/ca.pem" \
+  --url https://localhost:8443/api/v1/avatar/status_update >/dev/null || die "no callback after the reload"
+
+phase "the guide's down"
+"${guide[@]}" down --timeout 10 >/dev/null 2>&1 || true
+[[ -z $(docker ps -aq --filter name=aisha-webhook-api --filter name=aisha-nginx-webhook) ]] ||
+  die "the guide's down left containers: $(docker ps -a --filter name=aisha-)"
+[[ ${guide_env_link:-0} == 1 ]] && rm -f prod.env
+
 phase "backup, remove, restore"
 TAG=t2 BACKUP_DIR="$work/backups" scripts/deploy/backup-images.sh
-TAG=t2 "${compose[@]}" down --timeout 10 >/dev/null 2>&1 || true
 docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$REGISTRY/" | xargs -r docker rmi -f >/dev/null
 # Without the registry: the cluster must come back from the archive alone.
 kill "$registry_pid"

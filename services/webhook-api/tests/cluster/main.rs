@@ -494,7 +494,16 @@ async fn nginx_refuses_what_it_should_with_json_errors() {
         .send()
         .await
         .unwrap();
-    assert_eq!(moved.status(), 301);
+    // A webhook posted to plain HTTP is told where it goes, as JSON; a GET is redirected.
+    assert_eq!(moved.status(), 400);
+    let told: serde_json::Value = moved.json().await.unwrap();
+    assert_eq!(told["error"], "https_required");
+    let redirected = plain
+        .get(format!("http://127.0.0.1:{}/", cluster.http_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirected.status(), 301);
 
     let statuses = futures::future::join_all(
         (0..30).map(|_| cluster.post_signed(r#"{"request_id":"r","status":"in_progress"}"#, None)),
