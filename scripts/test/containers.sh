@@ -189,6 +189,11 @@ openssl x509 -req -in "$work/certs/cert.csr" -CA "$work/certs/ca.pem" -CAkey "$w
   -CAcreateserial -days 2 -extfile "$work/certs/ext" -out "$work/certs/fullchain.pem" 2>/dev/null
 chmod 644 "$work/certs/privkey.pem"
 
+# A container cannot have more open files than the Docker daemon (20 000 on these machines).
+daemon_nofile=$(awk '/open files/ {print $5}' "/proc/$(pidof dockerd | cut -d' ' -f1)/limits" 2>/dev/null || true)
+[[ "$daemon_nofile" =~ ^[0-9]+$ ]] || daemon_nofile=$(ulimit -Hn)
+[[ "$daemon_nofile" =~ ^[0-9]+$ ]] || daemon_nofile=65536
+daemon_nofile=$((daemon_nofile > 65536 ? 65536 : daemon_nofile))
 cat >"$ENV_FILE" <<ENV
 COMPOSE_PROJECT_NAME=aisha-webhook
 REGISTRY=$REGISTRY
@@ -197,6 +202,7 @@ API_BIND_ADDRESS=127.0.0.1
 TLS_CERT_DIR=$work/certs
 ACME_DIR=$work/acme
 WEBHOOK_RATE_LIMIT=1000r/s
+NGINX_NOFILE=$daemon_nofile
 WEBHOOK_RATE_BURST=1000
 DATABASE_URL=postgresql+asyncpg://webhook:webhook@deps:5432/webhook
 REDIS_URL=redis://deps:6379/0
