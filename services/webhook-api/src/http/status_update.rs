@@ -69,8 +69,47 @@ pub(super) async fn read_json_body(
     headers: &HeaderMap,
     body: Incoming,
 ) -> Result<Bytes, ApiError> {
-    require_json(headers)?;
-    read_body(state, headers, body).await
+    match media_type(headers) {
+        Some(MediaType::Json) => read_body(state, headers, body).await,
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// How a sender encoded its delivery: JSON, or a form whose `payload` field holds the JSON
+/// (what GitHub's and Gitea's webhook settings call `application/x-www-form-urlencoded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MediaType {
+    Json,
+    Form,
+}
+
+pub(super) fn media_type(headers: &HeaderMap) -> Option<MediaType> {
+    let mime = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())?
+        .split(';')
+        .next()?
+        .trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Some(MediaType::Json)
+    } else if mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        Some(MediaType::Form)
+    } else {
+        None
+    }
+}
+
+/// A body of a type in `accepted`, bounded in size and time.
+pub(super) async fn read_body_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Incoming,
+    accepted: &[MediaType],
+) -> Result<(Bytes, MediaType), ApiError> {
+    match media_type(headers).filter(|kind| accepted.contains(kind)) {
+        Some(kind) => Ok((read_body(state, headers, body).await?, kind)),
+        None => Err(ApiError::UnsupportedMediaType),
+    }
 }
 
 /// `webhook_signature_failures_total{reason}`, whichever scheme refused the request.
@@ -80,19 +119,6 @@ pub(super) fn count_signature_failure(state: &AppState, error: &VerifyError) {
         .signature_failures
         .with_label_values(&[error.reason()])
         .inc()
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
-    if is_json {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType)
-    }
 }
 
 /// The whole body, refused early when `Content-Length` already says it is too large, and

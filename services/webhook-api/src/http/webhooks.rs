@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, HttpResponse};
-use super::status_update::{count_signature_failure, read_json_body};
+use super::status_update::{count_signature_failure, read_body_of, MediaType};
 use super::{ok_json, stored_headers, AppState};
 use crate::config::SourceConfig;
 use crate::ingest::{push_decision, Push, SourceDelivery};
@@ -27,12 +27,26 @@ pub async fn handle(
     request_id: &str,
     received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_json_body(state, &parts.headers, body).await?;
+    let (raw, media) =
+        read_body_of(state, &parts.headers, body, media_types(source.scheme)).await?;
+    let form_json = match media {
+        MediaType::Form => Some(form_payload(&raw)?),
+        MediaType::Json => None,
+    };
+    // GitHub signs the body as sent (the form, when it sends one); Gitea signs the JSON it
+    // puts in the form's `payload`.
+    let signed: &[u8] = match (source.scheme, &form_json) {
+        (SourceScheme::Gitea, Some(json)) => json.as_bytes(),
+        _ => &raw,
+    };
     let now = chrono::Utc::now().timestamp();
-    let envelope = sources::verify(source, &parts.headers, &body, now)
+    let envelope = sources::verify(source, &parts.headers, signed, now)
         .inspect_err(|e| count_signature_failure(state, e))?;
-    let text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let text = match &form_json {
+        Some(json) => json.as_str(),
+        None => std::str::from_utf8(&raw)
+            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?,
+    };
     let payload: Value = serde_json::from_str(text)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
 
@@ -41,7 +55,7 @@ pub async fn handle(
     if let Some(id) = &envelope.delivery_id {
         bounded("the delivery id", id)?;
     }
-    let delivery_key = delivery_key(source, envelope.delivery_id.as_deref(), &body);
+    let delivery_key = delivery_key(source, envelope.delivery_id.as_deref(), text.as_bytes());
     let push = push_decision(state.config.deploy.as_ref(), source, &event_type, &payload);
     let (outcome, reason, deploy) = match &push {
         Push::Nothing => (EventOutcome::Accepted, None, None),
@@ -127,16 +141,40 @@ fn bounded(what: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `{source}:{delivery id}`, or `{source}:sha256:{body hash}` when the sender sends no id.
-fn delivery_key(source: &SourceConfig, delivery_id: Option<&str>, body: &[u8]) -> String {
-    match delivery_id {
-        Some(id) => format!("{}:{id}", source.name),
-        None => format!(
+/// The key a redelivery is recognised by: `{source}:{delivery id}` for senders that keep the id
+/// on a retry (GitHub's and Gitea's redeliveries, Standard Webhooks), `{source}:sha256:{hash of
+/// the JSON}` for Plane (its retries carry a new `X-Plane-Delivery` and the same body) and for
+/// senders that send no id.
+fn delivery_key(source: &SourceConfig, delivery_id: Option<&str>, json: &[u8]) -> String {
+    match (source.scheme, delivery_id) {
+        (SourceScheme::Plane, _) | (_, None) => format!(
             "{}:sha256:{}",
             source.name,
-            hex::encode(Sha256::digest(body))
+            hex::encode(Sha256::digest(json))
         ),
+        (_, Some(id)) => format!("{}:{id}", source.name),
     }
+}
+
+/// What a sender may post: GitHub and Gitea offer a form (`payload=<json>`) beside JSON, and
+/// a webhook made in GitHub's UI sends the form unless its author changes it.
+fn media_types(scheme: SourceScheme) -> &'static [MediaType] {
+    match scheme {
+        SourceScheme::Github | SourceScheme::Gitea => &[MediaType::Json, MediaType::Form],
+        SourceScheme::Plane | SourceScheme::Hmac | SourceScheme::Standard => &[MediaType::Json],
+    }
+}
+
+/// The JSON a form-encoded delivery carries in its `payload` field.
+fn form_payload(form: &[u8]) -> Result<String, ApiError> {
+    url::form_urlencoded::parse(form)
+        .find(|(name, _)| name == "payload")
+        .map(|(_, json)| json.into_owned())
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "a form-encoded delivery must carry its JSON in the payload field".into(),
+            )
+        })
 }
 
 /// The generic job-completion contract: `job_id`, `status`, counts, `timestamp`.

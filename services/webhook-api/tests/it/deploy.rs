@@ -377,3 +377,29 @@ async fn a_push_replayed_with_new_delivery_ids_deploys_its_commit_once() {
         .get(0);
     assert_eq!(audited, 2);
 }
+
+#[tokio::test]
+async fn a_form_encoded_github_push_deploys_like_a_json_one() {
+    // GitHub's UI makes `application/x-www-form-urlencoded` the default: `payload=<json>`,
+    // signed as sent.
+    let stand_in = StandIn::new();
+    let app = TestApp::spawn_with(deploy_app(&stand_in, "0")).await;
+    let json = push("team/avatar-bot", "main", 'f');
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &json)
+        .finish();
+    let mut request = app
+        .http
+        .post(app.url("/api/v1/webhooks/github"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form.clone());
+    for (name, value) in github_headers("gh-form-push", &form, GITHUB_SECRET) {
+        request = request.header(name, value);
+    }
+    let answer: Value = request.send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["result"], "accepted", "{answer}");
+    assert!(answer["deploy_id"].is_i64(), "{answer}");
+    let deploys = settled_deploys(&app, 1).await;
+    assert_eq!(deploys[0]["state"], "succeeded");
+    assert_eq!(deploys[0]["commit"], "f".repeat(40));
+}

@@ -257,6 +257,45 @@ async fn a_redelivery_is_stored_once_and_answered_as_duplicate_and_each_source_h
     assert_eq!(row.get::<_, i64>(1), 2);
     assert_eq!(row.get::<_, String>(2), "gitea-delivery-7");
 
+    // Plane retries with a new X-Plane-Delivery and the same body: the body is the delivery.
+    let issue = body_for("plane", 1);
+    let first_plane = app
+        .post(
+            "/api/v1/webhooks/plane",
+            &issue,
+            &signed("plane", "plane-secret", "pl-a", &issue),
+        )
+        .await;
+    assert_eq!(first_plane.result(), "accepted");
+    let retried = app
+        .post(
+            "/api/v1/webhooks/plane",
+            &issue,
+            &signed("plane", "plane-secret", "pl-b", &issue),
+        )
+        .await;
+    assert_eq!(retried.result(), "duplicate");
+    assert_eq!(retried.json["event_id"], first_plane.json["event_id"]);
+    let other = body_for("plane", 2);
+    let next = app
+        .post(
+            "/api/v1/webhooks/plane",
+            &other,
+            &signed("plane", "plane-secret", "pl-c", &other),
+        )
+        .await;
+    assert_eq!(next.result(), "accepted");
+    let kept: String = app
+        .db
+        .query_one(
+            "SELECT delivery_id FROM webhook_events WHERE id = $1",
+            &[&first_plane.json["event_id"].as_i64().unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, "pl-a", "the first delivery's id is kept");
+
     // The generic job contract has no delivery id: the body's hash is the key.
     let job = body_for("jobs", 1);
     let job_headers = signed("jobs", "jobs-secret", "", &job);
@@ -467,4 +506,67 @@ async fn replaying_an_unmatched_fal_callback_applies_it_once_the_avatar_exists()
     assert_eq!(again.json["result"], "duplicate");
     assert_eq!(app.event_count().await, 1);
     assert_eq!(app.stream_len().await, 1);
+}
+
+/// `payload=<json>`, as GitHub and Gitea post it when the webhook's content type is a form.
+fn form(json: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", json)
+        .finish()
+}
+
+async fn post_form(app: &TestApp, path: &str, body: &str, headers: &[(&str, String)]) -> u16 {
+    let mut request = app
+        .http
+        .post(app.url(path))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn form_encoded_deliveries_are_verified_as_each_sender_signs_them() {
+    let app = TestApp::spawn_with(sources_app()).await;
+    let json = body_for("github", 5);
+    let body = form(&json);
+    // GitHub signs the body as sent: the form.
+    let github = signed("github", "gh-new", "gh-form-1", &body);
+    assert_eq!(
+        post_form(&app, "/api/v1/webhooks/github", &body, &github).await,
+        200
+    );
+    let signed_json = signed("github", "gh-new", "gh-form-2", &json);
+    assert_eq!(
+        post_form(&app, "/api/v1/webhooks/github", &body, &signed_json).await,
+        401
+    );
+    // Gitea signs the JSON it puts in the form.
+    let gitea = signed("gitea", "gitea-secret", "gitea-form-1", &json);
+    assert_eq!(
+        post_form(&app, "/api/v1/webhooks/gitea", &body, &gitea).await,
+        200
+    );
+    // Plane only posts JSON.
+    let plane = signed("plane", "plane-secret", "pl-form", &body);
+    assert_eq!(
+        post_form(&app, "/api/v1/webhooks/plane", &body, &plane).await,
+        415
+    );
+    // The JSON is what is stored.
+    let stored: Vec<serde_json::Value> = app
+        .db
+        .query(
+            "SELECT payload FROM webhook_events WHERE delivery_id IN ('gh-form-1', 'gitea-form-1')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(stored, [expected.clone(), expected]);
 }
