@@ -10,6 +10,8 @@ pub struct SourceConfig {
     pub scheme: SourceScheme,
     /// Any of them may have signed a delivery (rotation). For `standard`, the decoded key bytes.
     pub secrets: Vec<Secret>,
+    /// `standard` only: the senders' ED25519 public keys (`whpk_…`), for `v1a` signatures.
+    pub public_keys: Vec<ed25519_dalek::VerifyingKey>,
     /// Accept deliveries without a signature (never in production).
     pub unsigned: bool,
 }
@@ -64,22 +66,25 @@ pub(crate) fn from_env(
             )));
         }
         let secrets_var = format!("{prefix}_SECRETS");
-        let secrets = env
+        let mut secrets = Vec::new();
+        let mut public_keys = Vec::new();
+        for entry in env
             .optional(&secrets_var)
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| match scheme {
-                SourceScheme::Standard => standard_webhooks_key(s).ok_or_else(|| {
-                    problem(format!(
-                        "{secrets_var}: a standard secret is whsec_ followed by base64"
-                    ))
-                }),
-                _ => Ok(Secret::new(s)),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if secrets.is_empty() && !unsigned {
+        {
+            match scheme {
+                SourceScheme::Standard => match standard_webhooks_key(entry) {
+                    Ok(StandardKey::Symmetric(key)) => secrets.push(key),
+                    Ok(StandardKey::Public(key)) => public_keys.push(key),
+                    Err(why) => return Err(problem(format!("{secrets_var}: {why}"))),
+                },
+                _ => secrets.push(Secret::new(entry)),
+            }
+        }
+        if secrets.is_empty() && public_keys.is_empty() && !unsigned {
             return Err(problem(format!(
                 "source {name:?} has no secret: set {secrets_var}"
             )));
@@ -88,21 +93,45 @@ pub(crate) fn from_env(
             name: name.to_string(),
             scheme,
             secrets,
+            public_keys,
             unsigned,
         });
     }
     Ok(sources)
 }
 
-/// A Standard Webhooks secret (`whsec_<base64>`) → the HMAC key it stands for.
-fn standard_webhooks_key(secret: &str) -> Option<Secret> {
+/// A Standard Webhooks key as its sender shows it.
+enum StandardKey {
+    /// `whsec_<base64>`: the HMAC key of `v1` signatures.
+    Symmetric(Secret),
+    /// `whpk_<base64>`: the ED25519 public key of `v1a` signatures.
+    Public(ed25519_dalek::VerifyingKey),
+}
+
+/// The problem, if any, never repeats the key.
+fn standard_webhooks_key(entry: &str) -> Result<StandardKey, &'static str> {
     use base64::Engine;
-    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()
-        .filter(|k| !k.is_empty())?;
-    Some(Secret::from_bytes(key))
+    let decode = |encoded: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()
+    };
+    if entry.starts_with("whsk_") {
+        return Err("whsk_ is the sender's private key: give its public key (whpk_…) instead");
+    }
+    if let Some(encoded) = entry.strip_prefix("whpk_") {
+        let bytes: [u8; 32] = decode(encoded)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("a whpk_ key is whpk_ followed by the base64 of 32 bytes")?;
+        return ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map(StandardKey::Public)
+            .map_err(|_| "a whpk_ key is not a valid ED25519 public key");
+    }
+    let encoded = entry.strip_prefix("whsec_").unwrap_or(entry);
+    decode(encoded)
+        .filter(|k| !k.is_empty())
+        .map(|key| StandardKey::Symmetric(Secret::from_bytes(key)))
+        .ok_or("a standard secret is whsec_ (or whpk_) followed by base64")
 }
 
 #[cfg(test)]
@@ -128,6 +157,21 @@ mod tests {
         assert_eq!(cfg.sources[2].secrets[0].expose_bytes(), b"secret");
         assert!(!format!("{cfg:?}").contains("gh-old"));
 
+        // Standard Webhooks: whsec_ (v1) and whpk_ (v1a) keys in one list.
+        use base64::Engine;
+        let public = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let whpk = format!(
+            "whpk_{}",
+            base64::engine::general_purpose::STANDARD.encode(public.to_bytes())
+        );
+        let both = format!("whsec_c2VjcmV0,{whpk}");
+        let mut with_public = vars.clone();
+        with_public.retain(|(n, _)| *n != "WEBHOOK_SOURCE_BILLING_SECRETS");
+        with_public.push(("WEBHOOK_SOURCE_BILLING_SECRETS", &both));
+        let billing = &config(&with_public).unwrap().sources[2];
+        assert_eq!(billing.secrets.len(), 1);
+        assert_eq!(billing.public_keys, [public]);
+
         let refused = |extra: &[(&'static str, &'static str)], expected: &str| {
             let mut vars = vars.clone();
             for (name, value) in extra {
@@ -149,7 +193,15 @@ mod tests {
         );
         refused(
             &[("WEBHOOK_SOURCE_BILLING_SECRETS", "whsec_%%%")],
-            "whsec_ followed by base64",
+            "followed by base64",
+        );
+        refused(
+            &[("WEBHOOK_SOURCE_BILLING_SECRETS", "whsk_c2VjcmV0")],
+            "give its public key",
+        );
+        refused(
+            &[("WEBHOOK_SOURCE_BILLING_SECRETS", "whpk_c2VjcmV0")],
+            "32 bytes",
         );
         refused(
             &[

@@ -228,23 +228,41 @@ fn verify_standard(
     if !super::within_window(now, timestamp, STANDARD_TOLERANCE_SECS) {
         return Err(VerifyError::StaleTimestamp(STANDARD_TIMESTAMP));
     }
-    let signatures: Vec<Vec<u8>> = header(STANDARD_SIGNATURE)?
-        .split(' ')
-        .filter_map(|entry| entry.strip_prefix("v1,"))
-        .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-        .collect();
-    if signatures.is_empty() {
+    // `v1,<base64 HMAC>` and `v1a,<base64 ED25519>` entries, each checked against the keys of
+    // its own version; entries of other versions are skipped.
+    let mut symmetric = Vec::new();
+    let mut asymmetric = Vec::new();
+    for entry in header(STANDARD_SIGNATURE)?.split(' ') {
+        let decode = |b64: &str| base64::engine::general_purpose::STANDARD.decode(b64).ok();
+        if let Some(mac) = entry.strip_prefix("v1,").and_then(decode) {
+            symmetric.push(mac);
+        } else if let Some(signature) = entry.strip_prefix("v1a,").and_then(decode) {
+            if let Ok(bytes) = <[u8; 64]>::try_from(signature.as_slice()) {
+                asymmetric.push(ed25519_dalek::Signature::from_bytes(&bytes));
+            }
+        }
+    }
+    if symmetric.is_empty() && asymmetric.is_empty() {
         return Err(VerifyError::Malformed(
             STANDARD_SIGNATURE,
-            "no v1,<base64> signature",
+            "no v1,<base64> or v1a,<base64> signature",
         ));
     }
-    let matches = source.secrets.iter().any(|secret| {
+    let by_secret = source.secrets.iter().any(|secret| {
         let mac = standard_mac(secret, id, timestamp, body);
-        signatures
+        symmetric
             .iter()
             .any(|signature| mac.clone().verify_slice(signature).is_ok())
     });
+    let by_public_key = !asymmetric.is_empty() && {
+        let content = standard_content(id, timestamp, body);
+        source.public_keys.iter().any(|key| {
+            asymmetric
+                .iter()
+                .any(|signature| key.verify_strict(&content, signature).is_ok())
+        })
+    };
+    let matches = by_secret || by_public_key;
     if matches {
         Ok(Envelope {
             delivery_id: Some(id.to_owned()),
@@ -254,6 +272,13 @@ fn verify_standard(
     } else {
         Err(VerifyError::Mismatch)
     }
+}
+
+/// What both versions sign: `{id}.{timestamp}.{body}`.
+fn standard_content(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let mut content = format!("{id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    content
 }
 
 fn standard_mac(key: &Secret, id: &str, timestamp: i64, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
@@ -277,6 +302,21 @@ pub fn sign_standard(key: &Secret, id: &str, timestamp: i64, body: &[u8]) -> Str
     )
 }
 
+/// The `webhook-signature` entry of an asymmetric (`v1a`) sender (tests, tools).
+pub fn sign_standard_v1a(
+    key: &ed25519_dalek::SigningKey,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    use ed25519_dalek::Signer;
+    let signature = key.sign(&standard_content(id, timestamp, body));
+    format!(
+        "v1a,{}",
+        base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +327,7 @@ mod tests {
             name: "s".into(),
             scheme,
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            public_keys: Vec::new(),
             unsigned: false,
         }
     }
@@ -394,6 +435,42 @@ mod tests {
             verify(&key, &h, br#"{"test": 2432232315}"#, 1614265330),
             Err(VerifyError::Mismatch)
         );
+    }
+
+    /// `v1a`: ED25519 over the same `{id}.{timestamp}.{body}`, checked with the `whpk_` keys
+    /// only; a `v1` entry is checked with the `whsec_` keys only.
+    #[test]
+    fn standard_v1a_signatures_are_checked_with_the_public_keys() {
+        let sender = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let key = crate::config::SourceConfig {
+            public_keys: vec![sender.verifying_key()],
+            ..source(SourceScheme::Standard, &[])
+        };
+        let (id, at, body) = ("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", 1674087231, br#"{"a":1}"#);
+        let check = |signature: &str, body: &[u8]| {
+            let h = headers(&[
+                ("webhook-id", id),
+                ("webhook-timestamp", "1674087231"),
+                ("webhook-signature", signature),
+            ]);
+            verify(&key, &h, body, at).map(|e| e.signed)
+        };
+        let good = sign_standard_v1a(&sender, id, at, body);
+        assert_eq!(check(&good, body), Ok(true));
+        // Beside a v1 entry of another key (rotation), and in either order.
+        let hmac_entry = sign_standard(&Secret::new("other"), id, at, body);
+        assert_eq!(check(&format!("{hmac_entry} {good}"), body), Ok(true));
+        assert_eq!(check(&good, br#"{"a":2}"#), Err(VerifyError::Mismatch));
+        let foreign = sign_standard_v1a(&stranger, id, at, body);
+        assert_eq!(check(&foreign, body), Err(VerifyError::Mismatch));
+        // A v1a signature is not taken for a v1 one, nor the other way round.
+        let relabelled = good.replacen("v1a,", "v1,", 1);
+        assert_eq!(check(&relabelled, body), Err(VerifyError::Mismatch));
+        assert!(matches!(
+            check("v2,abc", body),
+            Err(VerifyError::Malformed(..))
+        ));
     }
 
     #[test]

@@ -570,3 +570,45 @@ async fn form_encoded_deliveries_are_verified_as_each_sender_signs_them() {
     let expected: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(stored, [expected.clone(), expected]);
 }
+
+#[tokio::test]
+async fn a_standard_source_takes_v1a_signatures_from_its_whpk_keys() {
+    use base64::Engine;
+    let sender = ed25519_dalek::SigningKey::from_bytes(&[21; 32]);
+    let whpk = format!(
+        "whpk_{}",
+        base64::engine::general_purpose::STANDARD.encode(sender.verifying_key().to_bytes())
+    );
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .with("WEBHOOK_SOURCES", "billing:standard")
+            .with(
+                "WEBHOOK_SOURCE_BILLING_SECRETS",
+                format!("{STANDARD_SECRET},{whpk}"),
+            ),
+    )
+    .await;
+    let body = body_for("billing", 7);
+    let now = chrono::Utc::now().timestamp();
+    let send = |signature: String| {
+        let headers = vec![
+            ("webhook-id", "msg_v1a_1".to_string()),
+            ("webhook-timestamp", now.to_string()),
+            ("webhook-signature", signature),
+        ];
+        let body = body.clone();
+        let app = &app;
+        async move { app.post("/api/v1/webhooks/billing", &body, &headers).await }
+    };
+    let signature =
+        webhook_api::verify::sources::sign_standard_v1a(&sender, "msg_v1a_1", now, body.as_bytes());
+    let forged = webhook_api::verify::sources::sign_standard_v1a(
+        &ed25519_dalek::SigningKey::from_bytes(&[22; 32]),
+        "msg_v1a_1",
+        now,
+        body.as_bytes(),
+    );
+    assert_eq!(send(forged).await.status, 401);
+    let accepted = send(signature).await;
+    assert_eq!(accepted.result(), "accepted", "{:?}", accepted.json);
+}
