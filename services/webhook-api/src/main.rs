@@ -107,23 +107,16 @@ fn main() -> ExitCode {
             request_id,
             ca,
         } => runtime.block_on(send_test_command(url, request_id, ca)),
-        Command::CheckConfig => match Config::from_env() {
-            Ok(config) => {
+        Command::CheckConfig => match configured(Config::from_env()) {
+            Some(config) => {
                 println!("{}", config_summary(&config));
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("webhook-api: {e}");
-                ExitCode::from(2)
-            }
+            None => ExitCode::from(2),
         },
         command @ (Command::Migrate | Command::Jobs(_)) => {
-            let config = match DatabaseCommandConfig::from_env() {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("webhook-api: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(config) = configured(DatabaseCommandConfig::from_env()) else {
+                return ExitCode::from(2);
             };
             telemetry::init(&config.log);
             finish(runtime.block_on(async {
@@ -137,12 +130,8 @@ fn main() -> ExitCode {
             }))
         }
         command => {
-            let config = match Config::from_env() {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("webhook-api: {e}");
-                    return ExitCode::from(2);
-                }
+            let Some(config) = configured(Config::from_env()) else {
+                return ExitCode::from(2);
             };
             telemetry::init(&config.log);
             finish(runtime.block_on(async {
@@ -182,6 +171,11 @@ async fn send_test_command(
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration, or its one problem on stderr (the caller exits 2).
+fn configured<T>(loaded: Result<T, webhook_api::config::ConfigError>) -> Option<T> {
+    loaded.inspect_err(|e| eprintln!("webhook-api: {e}")).ok()
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {
