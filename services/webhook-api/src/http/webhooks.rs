@@ -27,29 +27,9 @@ pub async fn handle(
     request_id: &str,
     received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw, media) =
-        read_body_of(state, &parts.headers, body, media_types(source.scheme)).await?;
-    let form_json = match media {
-        MediaType::Form => Some(form_payload(&raw)?),
-        MediaType::Json => None,
-    };
-    // GitHub signs the body as sent (the form, when it sends one); Gitea signs the JSON it
-    // puts in the form's `payload`.
-    let signed: &[u8] = match (source.scheme, &form_json) {
-        (SourceScheme::Gitea, Some(json)) => json.as_bytes(),
-        _ => &raw,
-    };
-    let now = chrono::Utc::now().timestamp();
-    let envelope = sources::verify(source, &parts.headers, signed, now)
-        .inspect_err(|e| count_signature_failure(state, e))?;
-    let text = match &form_json {
-        Some(json) => json.as_str(),
-        None => std::str::from_utf8(&raw)
-            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?,
-    };
-    let payload: Value = serde_json::from_str(text)
+    let (text, envelope) = read_verified(state, source, parts, body).await?;
+    let payload: Value = serde_json::from_str(&text)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
-
     let event_type = event_type(source, envelope.event_type, &payload)?;
     bounded("the event type", &event_type)?;
     if let Some(id) = &envelope.delivery_id {
@@ -72,7 +52,7 @@ pub async fn handle(
             delivery_id: envelope.delivery_id.as_deref(),
             delivery_key: &delivery_key,
             headers: &headers,
-            body: text,
+            body: &text,
             outcome,
             reason,
             http_request_id: request_id,
@@ -107,6 +87,36 @@ pub async fn handle(
         "delivery_id": envelope.delivery_id,
         "deploy_id": recorded.deploy_id,
     })))
+}
+
+/// The delivery's JSON text, once its signature is verified as its sender signs: GitHub signs
+/// the body as sent (the form, when it sends one); Gitea signs the JSON it puts in the form's
+/// `payload`.
+async fn read_verified(
+    state: &AppState,
+    source: &SourceConfig,
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<(String, sources::Envelope), ApiError> {
+    let (raw, media) =
+        read_body_of(state, &parts.headers, body, media_types(source.scheme)).await?;
+    let form_json = match media {
+        MediaType::Form => Some(form_payload(&raw)?),
+        MediaType::Json => None,
+    };
+    let signed: &[u8] = match (source.scheme, &form_json) {
+        (SourceScheme::Gitea, Some(json)) => json.as_bytes(),
+        _ => &raw,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let envelope = sources::verify(source, &parts.headers, signed, now)
+        .inspect_err(|e| count_signature_failure(state, e))?;
+    let text = match form_json {
+        Some(json) => json,
+        None => String::from_utf8(raw.to_vec())
+            .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?,
+    };
+    Ok((text, envelope))
 }
 
 /// The sender's event type: its header, the job contract's status, or Standard Webhooks'
