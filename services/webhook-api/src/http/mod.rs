@@ -255,17 +255,14 @@ async fn dispatch(
         Route::HealthLive => Ok(health::live()),
         Route::HealthReady => Ok(health::ready(state).await),
         Route::Metrics => Ok(metrics(state).await),
-        operator_route => {
-            let operator = operator.expect("operator routes have a scope");
-            operator_call(
-                state,
-                operator_route,
-                operator,
-                parts.uri.query(),
-                request_id,
-            )
-            .await
-        }
+        operator_route => match operator {
+            Some(operator) => {
+                let query = parts.uri.query();
+                operator_call(state, operator_route, operator, query, request_id).await
+            }
+            // Every other route has a scope, so a token was required above.
+            None => Err(ApiError::Unauthorized),
+        },
     };
     if let (true, Some(operator)) = (route.audited(), operator) {
         audit(state, route, operator, parts, &answer, request_id).await;
