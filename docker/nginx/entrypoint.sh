@@ -5,7 +5,7 @@ set -euo pipefail
 # Without its certificate nginx would only say "cannot load certificate" and restart forever.
 for file in "${NGINX_TLS_CERT:-/etc/nginx/tls/fullchain.pem}" "${NGINX_TLS_KEY:-/etc/nginx/tls/privkey.pem}"; do
   if [[ ! -r "$file" ]]; then
-    echo "nginx-webhook: $file is missing or unreadable: put fullchain.pem and privkey.pem in TLS_CERT_DIR on the host (prod.env), see README, Certificates" >&2
+    echo "nginx-webhook: $file is missing or unreadable: put fullchain.pem and privkey.pem in TLS_CERT_DIR on the host (prod.env; README, Production)" >&2
     exit 78
   fi
 done

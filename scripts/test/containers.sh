@@ -366,6 +366,11 @@ log "api-1 rejoined: $before -> $after requests"
 
 phase "certificate: checked, a renewed one installed and reloaded"
 WARN_DAYS=0 scripts/deploy/renew-certificate.sh --check >&2
+# Without its certificate nginx says which file is missing, instead of restarting forever.
+if docker run --rm "$REGISTRY/nginx-webhook:t2" >"$work/nocert.log" 2>&1; then
+  die "nginx started without a certificate"
+fi
+grep -q "fullchain.pem is missing" "$work/nocert.log" || die "nginx without a certificate: $(cat "$work/nocert.log")"
 served_serial() { openssl s_client -connect 127.0.0.1:8443 -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial; }
 serial_before=$(served_serial)
 # No ACME server is reachable here: a certificate from the test CA stands in for certbot's.
