@@ -113,7 +113,7 @@ async fn read_verified(
         .inspect_err(|e| count_signature_failure(state, e))?;
     let text = match form_json {
         Some(json) => json,
-        None => String::from_utf8(raw.to_vec())
+        None => String::from_utf8(Vec::from(raw))
             .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?,
     };
     Ok((text, envelope))

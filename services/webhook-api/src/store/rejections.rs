@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use crate::config::RejectionsConfig;
-
 use deadpool_postgres::Pool;
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
+
+use crate::config::RejectionsConfig;
 
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const PURGE_EVERY: Duration = Duration::from_secs(600);
