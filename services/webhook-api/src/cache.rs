@@ -10,6 +10,7 @@ use redis::aio::ConnectionManagerConfig;
 use uuid::Uuid;
 
 use crate::config::RedisConfig;
+use crate::spool::Usage;
 use crate::store::avatars::AvatarView;
 
 pub const STATUS_CHANGED: &str = "avatar.status_changed";
@@ -38,6 +39,25 @@ static ANNOUNCE_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
           return 0",
     )
 });
+
+/// A source delivery's first announcement: remember it, and XADD, only if not announced before.
+static XADD_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+            redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
+            return 1
+          end
+          return 0",
+    )
+});
+
+/// An instance's spool, as it last told Redis.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SpoolReport {
+    #[serde(flatten)]
+    pub usage: Usage,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -168,22 +188,80 @@ impl Cache {
         format!("{}webhooks:{source}", self.prefix)
     }
 
-    /// Announces a stored delivery of a configured source to its readers.
+    /// Announces a stored delivery of a configured source to its readers; with `once`, only
+    /// if that mark was not announced before, and the mark is remembered.
     pub async fn publish_delivery(
         &self,
         source: &str,
+        once: Option<Announced>,
         fields: &[(&str, &str)],
     ) -> Result<(), CacheError> {
         let stream = self.source_stream(source);
-        let maxlen = redis::streams::StreamMaxlen::Approx(self.stream_maxlen);
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(stream).arg(maxlen).arg("*");
+        let Some(mark) = once else {
+            let maxlen = redis::streams::StreamMaxlen::Approx(self.stream_maxlen);
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(stream).arg(maxlen).arg("*");
+            for (name, value) in fields {
+                cmd.arg(*name).arg(*value);
+            }
+            return self
+                .run(|mut conn| async move { cmd.query_async::<String>(&mut conn).await })
+                .await
+                .map(|_| ());
+        };
+        let mut invocation = XADD_ONCE.key(self.announced_key(mark));
+        invocation
+            .key(stream)
+            .arg(self.announced_ttl_secs)
+            .arg(self.stream_maxlen);
         for (name, value) in fields {
-            cmd.arg(*name).arg(*value);
+            invocation.arg(*name).arg(*value);
         }
-        self.run(|mut conn| async move { cmd.query_async::<String>(&mut conn).await })
+        self.run(|mut conn| async move { invocation.invoke_async::<i64>(&mut conn).await })
             .await
-            .map(|_| ())
+            .map(drop)
+    }
+
+    /// `{prefix}spools`: what each instance's spool holds, as it last said.
+    fn spools_key(&self) -> String {
+        format!("{}spools", self.prefix)
+    }
+
+    pub async fn report_spool(&self, instance_id: &str, usage: Usage) -> Result<(), CacheError> {
+        let report = SpoolReport {
+            usage,
+            at: chrono::Utc::now(),
+        };
+        let json = serde_json::to_string(&report).expect("a spool report serializes");
+        let (key, field) = (self.spools_key(), instance_id.to_owned());
+        self.run(|mut conn| async move {
+            redis::cmd("HSET")
+                .arg(key)
+                .arg(field)
+                .arg(json)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Each instance's last spool report, by instance id.
+    pub async fn spool_reports(&self) -> Result<Vec<(String, SpoolReport)>, CacheError> {
+        let key = self.spools_key();
+        let reports: Vec<(String, String)> = self
+            .run(|mut conn| async move {
+                redis::cmd("HGETALL")
+                    .arg(key)
+                    .query_async::<Vec<(String, String)>>(&mut conn)
+                    .await
+            })
+            .await?;
+        let mut reports: Vec<_> = reports
+            .into_iter()
+            .filter_map(|(instance, json)| Some((instance, serde_json::from_str(&json).ok()?)))
+            .collect();
+        reports.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(reports)
     }
 
     pub async fn stream_len(&self, stream: &str) -> Result<usize, CacheError> {

@@ -12,10 +12,9 @@ use crate::store::report::{self, ReconcilerRun};
 use crate::store::schema;
 use crate::store::{self, avatars, jobs, StoreError};
 
-/// The report, as text. Fails only when PostgreSQL cannot be read; Redis trouble is reported.
-pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> {
-    let limit = config.database.statement_timeout;
-    let stale_after = config.stale_training_after();
+/// The report, as text, and whether PostgreSQL could be read. What Redis knows (the spools,
+/// the stream) is reported either way: a spool fills exactly when PostgreSQL is away.
+pub async fn report(config: &Config, pool: &Pool) -> (String, Result<(), StoreError>) {
     let mut out = String::new();
     let now = Utc::now();
     let _ = writeln!(
@@ -23,8 +22,37 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
         "webhook cluster status at {}",
         now.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    let cache = Cache::new(&config.redis);
+    if let Ok(cache) = &cache {
+        spools_section(&mut out, cache, now).await;
+    }
+    let database = database_sections(&mut out, config, pool, now).await;
+    if let Err(e) = &database {
+        let _ = writeln!(out, "\nPostgreSQL: unavailable: {e}");
+    }
+    let cache_line = match cache {
+        Ok(cache) => match cache.ping().await {
+            Ok(()) => match cache.stream_len(&cache.events_stream()).await {
+                Ok(len) => format!("ok; {} holds {len} entries", cache.events_stream()),
+                Err(e) => format!("ok, but the stream cannot be read: {e}"),
+            },
+            Err(e) => format!("unavailable: {e}"),
+        },
+        Err(e) => format!("unavailable: {e}"),
+    };
+    let _ = writeln!(out, "\nRedis: {cache_line}");
+    (out, database)
+}
 
-    webhooks_section(&mut out, pool, limit).await?;
+async fn database_sections(
+    out: &mut String,
+    config: &Config,
+    pool: &Pool,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let limit = config.database.statement_timeout;
+    let stale_after = config.stale_training_after();
+    webhooks_section(out, pool, limit).await?;
 
     let avatar_sql = store::within(limit, schema::load(pool)).await?;
     let training = store::within(
@@ -71,19 +99,34 @@ pub async fn report(config: &Config, pool: &Pool) -> Result<String, StoreError> 
             "  (FAL_API_KEY is not set in this environment: instances started with it reconcile)"
         );
     }
+    Ok(())
+}
 
-    let cache_line = match Cache::new(&config.redis) {
-        Ok(cache) => match cache.ping().await {
-            Ok(()) => match cache.stream_len(&cache.events_stream()).await {
-                Ok(len) => format!("ok; {} holds {len} entries", cache.events_stream()),
-                Err(e) => format!("ok, but the stream cannot be read: {e}"),
-            },
-            Err(e) => format!("unavailable: {e}"),
-        },
-        Err(e) => format!("unavailable: {e}"),
+/// Each instance's spool as it last told Redis (every 10 s while it runs).
+async fn spools_section(out: &mut String, cache: &Cache, now: DateTime<Utc>) {
+    let _ = writeln!(
+        out,
+        "\nSpools (deliveries kept on an instance's disk while PostgreSQL was away):"
+    );
+    let reports = match cache.spool_reports().await {
+        Ok(reports) => reports,
+        Err(e) => {
+            let _ = writeln!(out, "  unknown: {e}");
+            return;
+        }
     };
-    let _ = writeln!(out, "\nRedis: {cache_line}");
-    Ok(out)
+    if reports.is_empty() {
+        let _ = writeln!(out, "  no instance spools (no source with a spool has run)");
+    }
+    for (instance, report) in reports {
+        let age = duration((now - report.at).num_milliseconds() as f64 / 1000.0);
+        let usage = report.usage;
+        let _ = writeln!(
+            out,
+            "  {instance:<20} {:>6} waiting ({} bytes), {} held; reported {age} ago",
+            usage.waiting, usage.bytes, usage.held
+        );
+    }
 }
 
 async fn webhooks_section(

@@ -7,7 +7,8 @@
 //!
 //! The other signed senders (`http::webhooks`, `verify::sources`) are stored by
 //! `store::deliveries` and announced on a stream per source; a verified push may queue a
-//! deploy, which `deploy` runs. `http::operator` is the operators' view of all deliveries.
+//! deploy, which `deploy` runs. Those whose senders never retry wait in `spool` (on disk) while
+//! PostgreSQL is unavailable. `http::operator` is the operators' view of all deliveries.
 
 pub mod avatar;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod late_announcer;
 pub mod metrics;
 pub mod reconciler;
 pub mod send_test;
+pub mod spool;
 pub mod startup;
 
 pub mod store;

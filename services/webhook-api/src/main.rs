@@ -138,9 +138,10 @@ fn main() -> ExitCode {
                 match command {
                     Command::Status => {
                         let pool = store::connect_pool(&config.database);
-                        let report = webhook_api::cluster_report::report(&config, &pool).await?;
+                        let (report, database) =
+                            webhook_api::cluster_report::report(&config, &pool).await;
                         print!("{report}");
-                        Ok(())
+                        database.map_err(Into::into)
                     }
                     _ => serve(config).await,
                 }

@@ -1,12 +1,24 @@
 //! Prometheus metrics, one registry per instance, rendered at `GET /metrics`.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::store::avatars::TrainingStats;
 use crate::store::jobs::QueueStats;
+
+/// The durable spool's series (`spool`).
+#[derive(Clone)]
+pub struct SpoolMetrics {
+    /// Deliveries written to the spool, by source.
+    pub spooled: IntCounterVec,
+    /// Spooled deliveries committed to PostgreSQL, by source.
+    pub drained: IntCounterVec,
+    pub waiting: IntGauge,
+    pub bytes: IntGauge,
+    pub held: IntGauge,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -27,6 +39,7 @@ pub struct Metrics {
     pub unannounceable: IntCounter,
     /// What the reconciler did with each training it asked FAL about.
     pub reconciler_actions: IntCounterVec,
+    pub spool: SpoolMetrics,
     trainings: IntGaugeVec,
     oldest_training_age: Gauge,
     db_pool: IntGaugeVec,
@@ -63,6 +76,10 @@ impl Registrar {
 
     fn counters_by(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid counters"))
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("a valid gauge"))
     }
 
     fn gauge(&self, name: &str, help: &str) -> Gauge {
@@ -105,8 +122,10 @@ impl Metrics {
             trainings,
             oldest_training_age,
         ) = background_metrics(&r);
+        let spool = spool_metrics(&r);
         Self {
             registry: r.registry,
+            spool,
             http_requests,
             http_duration,
             signature_failures,
@@ -135,6 +154,8 @@ impl Metrics {
                     .with_label_values(&[source, outcome])
                     .reset();
             }
+            self.spool.spooled.with_label_values(&[source]).reset();
+            self.spool.drained.with_label_values(&[source]).reset();
         }
     }
 
@@ -202,6 +223,32 @@ pub fn redis_failed(
 ) {
     errors.with_label_values(&[operation]).inc();
     tracing::warn!(error = %error, operation, "{what}");
+}
+
+fn spool_metrics(r: &Registrar) -> SpoolMetrics {
+    let by_source = |name: &str, help: &str| r.counters_by(name, help, &["source"]);
+    SpoolMetrics {
+        spooled: by_source(
+            "webhook_spooled_total",
+            "Deliveries kept in the spool because PostgreSQL could not take them, by source",
+        ),
+        drained: by_source(
+            "webhook_spool_drained_total",
+            "Spooled deliveries committed to PostgreSQL, by source",
+        ),
+        waiting: r.int_gauge(
+            "webhook_spool_deliveries",
+            "Deliveries waiting in this instance's spool",
+        ),
+        bytes: r.int_gauge(
+            "webhook_spool_bytes",
+            "Bytes of the deliveries waiting in this instance's spool",
+        ),
+        held: r.int_gauge(
+            "webhook_spool_held",
+            "Spooled deliveries PostgreSQL refused for their content, kept for an operator",
+        ),
+    }
 }
 
 /// Requests, signatures and what the webhooks came to.

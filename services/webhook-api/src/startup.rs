@@ -19,6 +19,7 @@ use crate::ingest::Ingest;
 use crate::late_announcer::{self, LateAnnouncer};
 use crate::metrics::Metrics;
 use crate::reconciler::{self, Reconciler};
+use crate::spool::{self, Drain, Spool};
 use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
 use crate::store::{self, group::GroupCommitter};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Refused webhook requests, kept for operators off the request path.
     pub rejections: RejectionLog,
+    /// Deliveries waiting for PostgreSQL on this instance's disk; `None` when no source spools.
+    pub spool: Option<Arc<Spool>>,
 }
 
 impl AppState {
@@ -78,13 +81,15 @@ impl Application {
         );
         let metrics = Metrics::new();
         metrics.prime_sources(config.sources.iter().map(|s| s.name.as_str()));
+        let spool = open_spool(&config, &metrics).await?;
         let ingest = Ingest::new(
             pool.clone(),
             committer,
             cache.clone(),
             config.database.statement_timeout,
             metrics.redis_errors.clone(),
-        );
+        )
+        .with_spool(spool.clone());
         let rejections = RejectionLog::start(
             pool.clone(),
             metrics.rejections_dropped.clone(),
@@ -100,6 +105,7 @@ impl Application {
             metrics,
             draining: AtomicBool::new(false),
             rejections,
+            spool,
         });
         Ok(Self { listener, state })
     }
@@ -171,6 +177,17 @@ fn background_tasks(
         },
         shutdown.clone(),
     )));
+    if let Some(spool) = &state.spool {
+        tasks.push(tokio::spawn(spool::run(
+            Drain {
+                spool: spool.clone(),
+                ingest: state.ingest.clone(),
+                cache: state.cache.clone(),
+                instance_id: config.instance_id.clone(),
+            },
+            shutdown.clone(),
+        )));
+    }
     if let Some(deploy) = &config.deploy {
         tasks.push(tokio::spawn(deploy::run(
             DeployWork {
@@ -222,4 +239,30 @@ pub async fn migrate(pool: &Pool, wait: Duration) -> anyhow::Result<AvatarSql> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     store::migrations::run(&mut client).await
+}
+
+/// This instance's spool, when a configured source spools; what it holds from before a crash
+/// or a restart is drained once the instance runs.
+async fn open_spool(config: &Config, metrics: &Metrics) -> anyhow::Result<Option<Arc<Spool>>> {
+    let spooling: Vec<&str> = config
+        .sources
+        .iter()
+        .filter(|s| s.spool)
+        .map(|s| s.name.as_str())
+        .collect();
+    if spooling.is_empty() {
+        return Ok(None);
+    }
+    let spool = Spool::open(&config.spool, metrics.spool.clone())
+        .await
+        .context("SPOOL_DIR (or turn a source's spool off: WEBHOOK_SOURCE_<NAME>_SPOOL=false)")?;
+    let usage = spool.usage();
+    tracing::info!(
+        path = %spool.path().display(),
+        sources = %spooling.join(","),
+        waiting = usage.waiting,
+        held = usage.held,
+        "spool open"
+    );
+    Ok(Some(spool))
 }

@@ -8,10 +8,12 @@ mod database;
 mod deploy;
 mod env;
 mod files;
+mod log;
 mod operators;
 mod reconcile;
 mod redis;
 mod sources;
+mod spool;
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,10 +22,12 @@ use std::time::Duration;
 pub use database::{parse_database_url, DatabaseConfig};
 pub use deploy::DeployConfig;
 pub use files::{FilesConfig, S3Config};
+pub use log::{LogConfig, LogFormat};
 pub use operators::{token_digest, OperatorToken, Scope};
 pub use reconcile::ReconcileConfig;
 pub use redis::{AnnounceConfig, RedisConfig};
 pub use sources::{SourceConfig, RESERVED_SOURCE_NAMES};
+pub use spool::SpoolConfig;
 
 use env::Env;
 
@@ -94,12 +98,6 @@ impl FromStr for Environment {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
@@ -118,6 +116,8 @@ pub struct Config {
     pub files: FilesConfig,
     /// The other signed senders, `POST /api/v1/webhooks/{name}` (`WEBHOOK_SOURCES`).
     pub sources: Vec<SourceConfig>,
+    /// Where deliveries of the sources that spool wait while PostgreSQL is away.
+    pub spool: SpoolConfig,
     /// Deploy on a verified push; `None` unless `DEPLOY_REPOSITORY` is set.
     pub deploy: Option<DeployConfig>,
     /// Who may use the operators' API, `/metrics` and the health details (`OPERATOR_TOKENS`).
@@ -151,12 +151,6 @@ pub struct HttpConfig {
 pub struct RejectionsConfig {
     pub rows_per_second: usize,
     pub keep: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogConfig {
-    pub filter: String,
-    pub format: LogFormat,
 }
 
 impl Config {
@@ -202,6 +196,7 @@ impl Config {
             log: LogConfig::from_env(&env, environment)?,
             files: FilesConfig::from_env(&env, environment)?,
             sources: sources::from_env(&env, environment)?,
+            spool: SpoolConfig::from_env(&env)?,
             deploy: deploy::from_env(&env)?,
             operator_tokens: operators::from_env(&env)?,
             reconcile: reconcile::from_env(&env)?,
@@ -263,54 +258,6 @@ impl VerifyConfig {
             timestamp_tolerance_secs: 300,
         })
     }
-}
-
-impl LogConfig {
-    fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
-        let raw = env.optional("LOG_LEVEL").unwrap_or_else(|| "info".into());
-        let filter = log_filter(&raw).map_err(|problem| ConfigError::new("LOG_LEVEL", problem))?;
-        tracing_subscriber::EnvFilter::try_new(&filter)
-            .map_err(|e| ConfigError::new("LOG_LEVEL", format!("not a level or filter ({e})")))?;
-        let format = match env.optional("LOG_FORMAT").as_deref() {
-            None if environment == Environment::Production => LogFormat::Json,
-            None => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(_) => return Err(ConfigError::new("LOG_FORMAT", "expected json or text")),
-        };
-        Ok(Self { filter, format })
-    }
-}
-
-/// `LOG_LEVEL` as the bot's `prod.env` writes it (Python's `INFO`, `WARNING`, `CRITICAL`, any
-/// case) or a tracing filter (`info,webhook_api=debug`). A bare word that is not a level is
-/// refused: tracing would take it for a target and log nothing at all.
-fn log_filter(raw: &str) -> Result<String, String> {
-    let level = |word: &str| -> Result<&'static str, String> {
-        Ok(match word.trim().to_ascii_lowercase().as_str() {
-            "trace" => "trace",
-            "debug" => "debug",
-            "info" => "info",
-            "warn" | "warning" => "warn",
-            "error" | "critical" | "fatal" => "error",
-            "off" => "off",
-            other => {
-                return Err(format!(
-                    "unknown level {other:?}: expected trace, debug, info, warning, error, \
-                     critical or off, or a filter such as info,webhook_api=debug"
-                ))
-            }
-        })
-    };
-    raw.split(',')
-        .map(str::trim)
-        .filter(|directive| !directive.is_empty())
-        .map(|directive| match directive.split_once('=') {
-            Some((target, word)) => Ok(format!("{}={}", target.trim(), level(word)?)),
-            None => level(directive).map(str::to_owned),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|directives| directives.join(","))
 }
 
 #[cfg(test)]
@@ -413,35 +360,5 @@ mod tests {
         ] {
             assert!(!debug.contains(secret), "{secret} leaked into Debug output");
         }
-    }
-
-    #[test]
-    fn log_levels_are_read_as_the_bots_prod_env_writes_them() {
-        for (given, filter) in [
-            ("INFO", "info"),
-            ("WARNING", "warn"),
-            ("critical", "error"),
-            ("info,webhook_api=DEBUG", "info,webhook_api=debug"),
-        ] {
-            let mut vars = BASE.to_vec();
-            vars.push(("LOG_LEVEL", given));
-            assert_eq!(config(&vars).unwrap().log.filter, filter, "{given}");
-        }
-        for wrong in ["verbose", "warnings", "info,webhook_api=loud"] {
-            let mut vars = BASE.to_vec();
-            vars.push(("LOG_LEVEL", wrong));
-            let err = config(&vars).unwrap_err();
-            assert_eq!(err.var, "LOG_LEVEL", "{wrong}");
-            assert!(err.to_string().contains("unknown level"), "{err}");
-        }
-    }
-
-    #[test]
-    fn production_logs_json_by_default() {
-        let mut vars = BASE.to_vec();
-        vars.extend([("ENVIRONMENT", "production"), ("LOG_LEVEL", "INFO")]);
-        let cfg = config(&vars).unwrap();
-        assert_eq!(cfg.log.format, LogFormat::Json);
-        assert_eq!(cfg.log.filter, "info");
     }
 }

@@ -14,6 +14,9 @@ pub struct SourceConfig {
     pub public_keys: Vec<ed25519_dalek::VerifyingKey>,
     /// Accept deliveries without a signature (never in production).
     pub unsigned: bool,
+    /// Keep deliveries on disk while PostgreSQL is away (`WEBHOOK_SOURCE_<NAME>_SPOOL`): on by
+    /// default for the senders that never retry a failed delivery.
+    pub spool: bool,
 }
 
 /// Path segments of `/api/v1/webhooks/…` that belong to the operator API, never a source.
@@ -65,6 +68,10 @@ pub(crate) fn from_env(
                 "{unsigned_var} must not be true when ENVIRONMENT=production"
             )));
         }
+        let spool_var = format!("{prefix}_SPOOL");
+        let spool = env
+            .flag_or(&spool_var, !scheme.resends_after_5xx())
+            .map_err(problem)?;
         let secrets_var = format!("{prefix}_SECRETS");
         let mut secrets = Vec::new();
         let mut public_keys = Vec::new();
@@ -95,6 +102,7 @@ pub(crate) fn from_env(
             secrets,
             public_keys,
             unsigned,
+            spool,
         });
     }
     Ok(sources)
@@ -156,6 +164,26 @@ mod tests {
         assert_eq!(cfg.sources[0].secrets.len(), 2);
         assert_eq!(cfg.sources[2].secrets[0].expose_bytes(), b"secret");
         assert!(!format!("{cfg:?}").contains("gh-old"));
+        // GitHub never resends after a 5xx, so it spools; Standard Webhooks senders retry.
+        let spools: Vec<_> = cfg.sources.iter().map(|s| s.spool).collect();
+        assert_eq!(spools, [true, false, false]);
+        assert_eq!(cfg.spool.dir.to_str(), Some("/var/lib/webhook-api/spool"));
+        assert_eq!(cfg.spool.max_bytes, 256 * 1024 * 1024);
+        let mut overridden = vars.clone();
+        overridden.extend([
+            ("WEBHOOK_SOURCE_GITHUB_SPOOL", "false"),
+            ("WEBHOOK_SOURCE_CI_JOBS_SPOOL", "true"),
+            ("SPOOL_DIR", "/data/spool"),
+            ("SPOOL_MAX_BYTES", "1048576"),
+        ]);
+        let cfg = config(&overridden).unwrap();
+        let spools: Vec<_> = cfg.sources.iter().map(|s| s.spool).collect();
+        assert_eq!(spools, [false, true, false]);
+        assert_eq!(cfg.spool.dir.to_str(), Some("/data/spool"));
+        assert_eq!(cfg.spool.max_bytes, 1 << 20);
+        let mut empty = vars.clone();
+        empty.push(("SPOOL_MAX_BYTES", "0"));
+        assert_eq!(config(&empty).unwrap_err().var, "SPOOL_MAX_BYTES");
 
         // Standard Webhooks: whsec_ (v1) and whpk_ (v1a) keys in one list.
         use base64::Engine;
@@ -184,6 +212,10 @@ mod tests {
             assert!(!err.to_string().contains("gh-old"), "{err}");
         };
         refused(&[("WEBHOOK_SOURCES", "github:gitlab")], "unknown scheme");
+        refused(
+            &[("WEBHOOK_SOURCE_GITHUB_SPOOL", "sometimes")],
+            "WEBHOOK_SOURCE_GITHUB_SPOOL",
+        );
         refused(&[("WEBHOOK_SOURCES", "metrics:hmac")], "reserved");
         refused(&[("WEBHOOK_SOURCES", "Git Hub:github")], "must be 1-40");
         refused(&[("WEBHOOK_SOURCES", "github")], "not name:scheme");

@@ -1,5 +1,6 @@
 //! Health for load balancers and operators. PostgreSQL down is a failure (503: nothing can be
-//! acknowledged); Redis down only degrades (webhooks are still accepted). The details (versions,
+//! acknowledged but what the spool keeps); Redis down, or deliveries waiting in the spool, only
+//! degrade (webhooks are still accepted). The details (versions,
 //! queue, pool) are for operator tokens only.
 
 use std::time::{Duration, Instant};
@@ -46,6 +47,7 @@ pub async fn public(state: &AppState) -> HttpResponse {
     let (overall, status) = match (postgres, redis) {
         (Err(_), _) => ("fail", StatusCode::SERVICE_UNAVAILABLE),
         (Ok(()), Err(_)) => ("degraded", StatusCode::OK),
+        (Ok(()), Ok(())) if spool_in_use(state) => ("degraded", StatusCode::OK),
         (Ok(()), Ok(())) => ("ok", StatusCode::OK),
     };
     json_response(status, &json!({ "status": overall }))
@@ -63,7 +65,7 @@ pub async fn full(state: &AppState) -> HttpResponse {
     let (overall, status) = match (&postgres.0, &redis.0) {
         (Err(_), _) => ("fail", StatusCode::SERVICE_UNAVAILABLE),
         (Ok(()), Err(_)) => ("degraded", StatusCode::OK),
-        (Ok(()), Ok(())) if dead_jobs > 0 => ("degraded", StatusCode::OK),
+        (Ok(()), Ok(())) if dead_jobs > 0 || spool_in_use(state) => ("degraded", StatusCode::OK),
         (Ok(()), Ok(())) => ("ok", StatusCode::OK),
     };
     let file_jobs = match &queue {
@@ -90,10 +92,33 @@ pub async fn full(state: &AppState) -> HttpResponse {
                 "postgres": check_json(&postgres),
                 "redis": check_json(&redis),
                 "file_jobs": file_jobs,
+                "spool": spool_json(state),
             },
             "db_pool": { "size": pool.size, "available": pool.available, "waiting": pool.waiting },
         }),
     )
+}
+
+/// Deliveries wait in the spool (PostgreSQL was away), or some it could not take are held.
+fn spool_in_use(state: &AppState) -> bool {
+    state.spool.as_ref().is_some_and(|spool| {
+        let usage = spool.usage();
+        usage.waiting > 0 || usage.held > 0
+    })
+}
+
+fn spool_json(state: &AppState) -> serde_json::Value {
+    let Some(spool) = &state.spool else {
+        return json!({ "status": "off" });
+    };
+    let usage = spool.usage();
+    json!({
+        "status": if spool_in_use(state) { "degraded" } else { "ok" },
+        "waiting": usage.waiting,
+        "bytes": usage.bytes,
+        "max_bytes": spool.max_bytes(),
+        "held": usage.held,
+    })
 }
 
 async fn timed<E>(

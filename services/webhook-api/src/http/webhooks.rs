@@ -2,16 +2,19 @@
 //! HMAC jobs, Standard Webhooks). Read (capped) → verify the raw bytes with the source's scheme
 //! → check the body → record under the delivery key (a redelivery is a duplicate) → answer →
 //! announce on the source's stream; a matching push queues a deploy in the same transaction.
+//! While PostgreSQL is unavailable, a source that spools is answered 202 `spooled` once the
+//! delivery is on this instance's disk.
 
+use http::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::error::{ApiError, HttpResponse};
+use super::error::{json_response, ApiError, HttpResponse};
 use super::status_update::{count_signature_failure, read_body_of, MediaType};
-use super::{ok_json, stored_headers, AppState};
+use super::{stored_headers, AppState};
 use crate::config::SourceConfig;
-use crate::ingest::{push_decision, Push, SourceDelivery};
+use crate::ingest::{push_decision, Push, SourceDelivery, Taken};
 use crate::store::deliveries::EventOutcome;
 use crate::verify::sources;
 use crate::verify::sources::SourceScheme;
@@ -43,29 +46,36 @@ pub async fn handle(
         Push::Ignored(why) => (EventOutcome::Ignored, Some(*why), None),
     };
     let headers = stored_headers::for_delivery(&parts.headers);
-    let recorded = state
+    let delivery = SourceDelivery {
+        source: &source.name,
+        scheme: source.scheme.as_str(),
+        event_type: &event_type,
+        delivery_id: envelope.delivery_id.as_deref(),
+        delivery_key: &delivery_key,
+        headers: &headers,
+        body: &text,
+        outcome,
+        reason,
+        http_request_id: request_id,
+        instance_id: &state.config.instance_id,
+        processing_ms: received.elapsed().as_secs_f32() * 1000.0,
+        deploy,
+        received_at: None,
+    };
+    let taken = state
         .ingest
-        .source_delivery(&SourceDelivery {
-            source: &source.name,
-            scheme: source.scheme.as_str(),
-            event_type: &event_type,
-            delivery_id: envelope.delivery_id.as_deref(),
-            delivery_key: &delivery_key,
-            headers: &headers,
-            body: &text,
-            outcome,
-            reason,
-            http_request_id: request_id,
-            instance_id: &state.config.instance_id,
-            processing_ms: received.elapsed().as_secs_f32() * 1000.0,
-            deploy,
-        })
+        .source_delivery(&delivery, source.spool)
         .await?;
-
-    let result = if recorded.inserted {
-        recorded.outcome.as_str()
-    } else {
-        "duplicate"
+    let (result, event_id, deploy_id, status) = match &taken {
+        Taken::Recorded(recorded) if recorded.inserted => (
+            recorded.outcome.as_str(),
+            Some(recorded.event_id),
+            recorded.deploy_id,
+            StatusCode::OK,
+        ),
+        Taken::Recorded(recorded) => ("duplicate", Some(recorded.event_id), None, StatusCode::OK),
+        // Kept on disk, not yet in PostgreSQL: accepted, not yet done.
+        Taken::Spooled => ("spooled", None, None, StatusCode::ACCEPTED),
     };
     state
         .metrics
@@ -76,17 +86,20 @@ pub async fn handle(
         source = %source.name,
         event_type = %event_type,
         delivery_id = envelope.delivery_id.as_deref().unwrap_or(""),
-        event_id = recorded.event_id,
+        event_id,
         result,
         signed = envelope.signed,
         "delivery committed"
     );
-    Ok(ok_json(&json!({
-        "result": result,
-        "event_id": recorded.event_id,
-        "delivery_id": envelope.delivery_id,
-        "deploy_id": recorded.deploy_id,
-    })))
+    Ok(json_response(
+        status,
+        &json!({
+            "result": result,
+            "event_id": event_id,
+            "delivery_id": envelope.delivery_id,
+            "deploy_id": deploy_id,
+        }),
+    ))
 }
 
 /// The delivery's JSON text, once its signature is verified as its sender signs: GitHub signs

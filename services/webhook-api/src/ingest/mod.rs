@@ -13,11 +13,12 @@ use tokio::sync::Notify;
 
 use crate::cache::{Announced, Cache, CacheError, STATUS_CHANGED};
 use crate::metrics;
+use crate::spool::Spool;
 use crate::store::group::GroupCommitter;
 use crate::store::ingest::{Delivery, Ingested};
 use crate::store::{self, StoreError};
 
-pub use sources::{push_decision, Push, SourceDelivery, SourceReplay};
+pub use sources::{push_decision, Push, SourceDelivery, SourceReplay, Taken};
 
 /// Handles the ingest path needs; cheap to clone.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct Ingest {
     cache: Cache,
     statement_timeout: Duration,
     redis_errors: IntCounterVec,
+    /// Where deliveries of the sources that spool wait while PostgreSQL is away.
+    spool: Option<Arc<Spool>>,
     /// Wakes this instance's file worker when a completion enqueued a job.
     pub job_enqueued: Arc<Notify>,
     /// Wakes this instance's deploy runner when a push queued a deploy.
@@ -47,9 +50,15 @@ impl Ingest {
             cache,
             statement_timeout,
             redis_errors,
+            spool: None,
             job_enqueued: Arc::new(Notify::new()),
             deploy_queued: Arc::new(Notify::new()),
         }
+    }
+
+    pub fn with_spool(mut self, spool: Option<Arc<Spool>>) -> Self {
+        self.spool = spool;
+        self
     }
 
     /// A FAL callback (or FAL's answer the reconciler fetched): committed with whatever else is

@@ -1,12 +1,15 @@
 //! Deliveries of the configured sources: recorded under their delivery key (a push that should
 //! roll out queues its deploy in the same transaction), then announced on the source's stream.
-//! A replay announces a stored delivery again, and queues a deploy only if its push never had
-//! one.
+//! While PostgreSQL is unavailable, a source that spools keeps the delivery on this instance's
+//! disk instead (`spool`), and the drain brings it back here. A replay announces a stored
+//! delivery again, and queues a deploy only if its push never had one.
 
 use serde_json::Value;
 
 use super::Ingest;
+use crate::cache::Announced;
 use crate::config::{DeployConfig, SourceConfig};
+use crate::spool::SpooledDelivery;
 use crate::store::deliveries::{self, EventOutcome, QueuedDeploy, Recorded};
 use crate::store::{self, StoreError};
 use crate::verify::sources::SourceScheme;
@@ -38,13 +41,52 @@ struct StreamEntry<'a> {
     replay: bool,
 }
 
+/// What became of a verified delivery.
+#[derive(Debug)]
+pub enum Taken {
+    /// Committed to PostgreSQL (a redelivery counts on the first one's row).
+    Recorded(Recorded),
+    /// PostgreSQL could not take it; it waits in this instance's spool, on disk.
+    Spooled,
+}
+
 impl Ingest {
-    /// Records a verified delivery (a redelivery counts on the first one's row), wakes the
-    /// deploy runner for a queued deploy, announces a new delivery.
+    /// Records a verified delivery, wakes the deploy runner for a queued deploy, announces a
+    /// new delivery. When PostgreSQL is unavailable and the source spools (`spool`), the
+    /// delivery goes to the spool instead; a full spool answers as PostgreSQL did.
     pub async fn source_delivery(
         &self,
         delivery: &SourceDelivery<'_>,
+        spool: bool,
+    ) -> Result<Taken, StoreError> {
+        let recorded = match self.record_source(delivery).await {
+            Ok(recorded) => recorded,
+            Err(StoreError::Unavailable(why)) if spool => return self.spool(delivery, why).await,
+            Err(e) => return Err(e),
+        };
+        if recorded.inserted {
+            self.announce(delivery, &recorded).await;
+        }
+        Ok(Taken::Recorded(recorded))
+    }
+
+    /// A delivery the spool kept, committed now. Announced if this commit stored it, or if an
+    /// earlier try of the same request did and was never answered (so never announced); the
+    /// announcement is remembered in Redis, so it is made once.
+    pub async fn spooled_delivery(
+        &self,
+        spooled: &SpooledDelivery,
     ) -> Result<Recorded, StoreError> {
+        let delivery = spooled.delivery();
+        let recorded = self.record_source(&delivery).await?;
+        let ours = recorded.first_request_id.as_deref() == Some(delivery.http_request_id);
+        if recorded.inserted || ours {
+            self.announce(&delivery, &recorded).await;
+        }
+        Ok(recorded)
+    }
+
+    async fn record_source(&self, delivery: &SourceDelivery<'_>) -> Result<Recorded, StoreError> {
         let recorded = store::within(
             self.statement_timeout,
             deliveries::record(&self.pool, delivery),
@@ -53,19 +95,46 @@ impl Ingest {
         if recorded.deploy_id.is_some() {
             self.deploy_queued.notify_one();
         }
-        if recorded.inserted {
-            self.publish(StreamEntry {
-                source: delivery.source,
-                event_id: recorded.event_id,
-                event_type: delivery.event_type,
-                delivery_id: delivery.delivery_id,
-                outcome: recorded.outcome.as_str(),
-                payload: delivery.body,
-                replay: false,
-            })
-            .await;
-        }
         Ok(recorded)
+    }
+
+    async fn spool(&self, delivery: &SourceDelivery<'_>, why: String) -> Result<Taken, StoreError> {
+        let Some(spool) = &self.spool else {
+            return Err(StoreError::Unavailable(why));
+        };
+        match spool.append(&SpooledDelivery::new(delivery)).await {
+            Ok(_) => {
+                tracing::warn!(
+                    source = delivery.source,
+                    delivery_id = delivery.delivery_id.unwrap_or(""),
+                    error = %why,
+                    "PostgreSQL unavailable: delivery spooled"
+                );
+                Ok(Taken::Spooled)
+            }
+            Err(e) => {
+                tracing::error!(
+                    source = delivery.source,
+                    delivery_id = delivery.delivery_id.unwrap_or(""),
+                    error = %e,
+                    "PostgreSQL unavailable and the delivery cannot be spooled"
+                );
+                Err(StoreError::Unavailable(format!("{why}; {e}")))
+            }
+        }
+    }
+
+    async fn announce(&self, delivery: &SourceDelivery<'_>, recorded: &Recorded) {
+        self.publish(StreamEntry {
+            source: delivery.source,
+            event_id: recorded.event_id,
+            event_type: delivery.event_type,
+            delivery_id: delivery.delivery_id,
+            outcome: recorded.outcome.as_str(),
+            payload: delivery.body,
+            replay: false,
+        })
+        .await;
     }
 
     /// Announces a stored delivery again (`replay=true`); a push that should roll out and whose
@@ -122,7 +191,13 @@ impl Ingest {
             ("at", at.as_str()),
             ("payload", entry.payload),
         ];
-        if let Err(e) = self.cache.publish_delivery(entry.source, &fields).await {
+        // A first announcement is remembered, so a spooled copy of it is not announced again.
+        let once = (!entry.replay).then_some(Announced::Event(entry.event_id));
+        let published = self
+            .cache
+            .publish_delivery(entry.source, once, &fields)
+            .await;
+        if let Err(e) = published {
             self.redis_failed("announce", &e, "stored delivery not announced on Redis");
         }
     }

@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::StoreError;
 
 /// What became of a stored delivery (`webhook_events.outcome`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EventOutcome {
     /// FAL: the avatar changed.
     Applied,
@@ -88,9 +89,11 @@ pub struct SourceDelivery<'a> {
     pub processing_ms: f32,
     /// A push that should roll out: queued in the same transaction as the event.
     pub deploy: Option<&'a QueuedDeploy>,
+    /// When it reached us, if not now (a delivery that waited in the spool).
+    pub received_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct QueuedDeploy {
     pub repository: String,
     pub branch: String,
@@ -107,17 +110,21 @@ pub struct Recorded {
     /// The outcome the delivery was first recorded with.
     pub outcome: EventOutcome,
     pub deploy_id: Option<i64>,
+    /// The request that stored the row: a spooled delivery whose commit landed unseen (the
+    /// answer timed out) finds its own request here.
+    pub first_request_id: Option<String>,
 }
 
 /// Same contract as the FAL path: the upsert waits for a concurrent first delivery's commit,
 /// then counts this one as a redelivery.
 const RECORD: &str = "INSERT INTO webhook_events \
      (source, delivery_key, delivery_id, event, outcome, outcome_reason, signature_scheme, \
-      http_request_id, instance_id, headers, payload, processing_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12) \
+      http_request_id, instance_id, headers, payload, processing_ms, received_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12, \
+             coalesce($13, now())) \
      ON CONFLICT (delivery_key) DO UPDATE SET \
        deliveries = webhook_events.deliveries + 1, last_delivered_at = now() \
-     RETURNING id, (xmax = 0) AS inserted, outcome";
+     RETURNING id, (xmax = 0) AS inserted, outcome, http_request_id";
 
 /// Nothing when the event, or its commit, already has its deploy (migration V7's unique
 /// indexes), unless an operator asked for it (`requested_by`).
@@ -144,6 +151,7 @@ pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Record
                 delivery.headers,
                 &delivery.body,
                 &delivery.processing_ms,
+                &delivery.received_at,
             ],
         )
         .await?;
@@ -159,6 +167,7 @@ pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Record
         inserted,
         outcome: EventOutcome::read(&row, 2)?,
         deploy_id,
+        first_request_id: row.try_get(3)?,
     })
 }
 

@@ -34,6 +34,16 @@ impl SourceScheme {
             SourceScheme::Standard => "standard",
         }
     }
+
+    /// Whether the sender sends a delivery again after a 5xx. GitHub and Gitea never do by
+    /// themselves; Plane only after a timeout or a refused connection. Standard Webhooks
+    /// senders and the job contract do, with back-off.
+    pub fn resends_after_5xx(self) -> bool {
+        match self {
+            SourceScheme::Github | SourceScheme::Gitea | SourceScheme::Plane => false,
+            SourceScheme::Hmac | SourceScheme::Standard => true,
+        }
+    }
 }
 
 impl std::str::FromStr for SourceScheme {

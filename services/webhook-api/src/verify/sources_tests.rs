@@ -10,6 +10,7 @@ fn source(scheme: SourceScheme, secrets: &[&str]) -> SourceConfig {
         secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
         public_keys: Vec::new(),
         unsigned: false,
+        spool: false,
     }
 }
 

@@ -333,6 +333,7 @@ pub struct TestApp {
     pub prefix: String,
     pub signer: FalSigner,
     shutdown: CancellationToken,
+    /// The app's own files: the JWKS it trusts, its spool.
     _jwks_dir: tempfile::TempDir,
     pub database: TestDatabase,
     pub config: Config,
@@ -361,17 +362,7 @@ impl TestApp {
         let prefix = format!("it{}:", Uuid::new_v4().simple());
 
         let app_database_url = match options.database_via {
-            Some(proxy) => {
-                let mut url = url_with_dbname(&admin_database_url(), &database.name);
-                let host_port = url
-                    .split('@')
-                    .nth(1)
-                    .and_then(|rest| rest.split('/').next())
-                    .expect("TEST_DATABASE_URL has user@host:port")
-                    .to_string();
-                url = url.replace(&host_port, &proxy.to_string());
-                url
-            }
+            Some(proxy) => database_url_via(proxy, &database.url),
             None => database.url.clone(),
         };
         let mut env: HashMap<&str, String> = HashMap::from([
@@ -393,6 +384,10 @@ impl TestApp {
             // Ingestion tests leave completed avatars' jobs alone; file tests turn it on.
             ("FILE_WORKERS", "0".to_string()),
             ("OPERATOR_TOKENS", operator_tokens()),
+            (
+                "SPOOL_DIR",
+                jwks_dir.path().join("spool").display().to_string(),
+            ),
         ]);
         env.extend(s3_env(&fresh_bucket()));
         env.extend(options.env);
@@ -609,6 +604,17 @@ impl ChaosProxy {
     }
 }
 
+/// `url` with its host and port replaced by `proxy`'s (a `ChaosProxy` in front of the server).
+pub fn database_url_via(proxy: SocketAddr, url: &str) -> String {
+    let host_port = url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a database URL has user@host:port")
+        .to_string();
+    url.replace(&host_port, &proxy.to_string())
+}
+
 /// The PostgreSQL server address behind `TEST_DATABASE_URL`.
 pub fn database_socket() -> SocketAddr {
     let config: tokio_postgres::Config = admin_database_url().parse().unwrap();
@@ -648,6 +654,8 @@ pub struct Instance {
     pub port: u16,
     /// Collects stderr when started with `start_logged`, so a chatty log never blocks it.
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Its own `SPOOL_DIR`, unless the test gave one.
+    _spool_dir: Option<tempfile::TempDir>,
 }
 
 impl Instance {
@@ -678,6 +686,7 @@ impl Instance {
             child,
             port,
             stderr: None,
+            _spool_dir: None,
         }
     }
 
@@ -691,6 +700,7 @@ impl Instance {
 
     fn spawn(database_url: &str, env: &[(&str, String)], stderr: Stdio) -> Self {
         let port = free_port();
+        let spool_dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_webhook-api"))
             .arg("serve")
             .env_clear()
@@ -706,6 +716,7 @@ impl Instance {
             .env("ENVIRONMENT", "staging")
             .env("LOG_LEVEL", "warn")
             .env("OPERATOR_TOKENS", operator_tokens())
+            .env("SPOOL_DIR", spool_dir.path())
             .envs(s3_env(&fresh_bucket()))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
@@ -716,6 +727,7 @@ impl Instance {
             child,
             port,
             stderr: None,
+            _spool_dir: Some(spool_dir),
         }
     }
 

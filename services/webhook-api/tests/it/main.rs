@@ -16,6 +16,7 @@ mod operator_commands;
 mod reconcile;
 mod resilience;
 mod sources;
+mod spool;
 mod status_command;
 mod status_update;
 #[path = "../support/mod.rs"]

@@ -13,7 +13,7 @@ use crate::helpers::{fixture, stream_entries, AppOptions, TestApp};
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const STANDARD_KEY_B64: &str = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn sources_app() -> AppOptions {
+pub(crate) fn sources_app() -> AppOptions {
     AppOptions::default()
         .with(
             "WEBHOOK_SOURCES",
@@ -43,7 +43,12 @@ fn standard_key() -> Secret {
 }
 
 /// The headers each sender puts on a delivery, signed with `secret`.
-fn signed(source: &str, secret: &str, id: &str, body: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn signed(
+    source: &str,
+    secret: &str,
+    id: &str,
+    body: &str,
+) -> Vec<(&'static str, String)> {
     match source {
         "github" => vec![
             (
@@ -92,7 +97,7 @@ fn standard_headers(
     ]
 }
 
-fn body_for(source: &str, n: u32) -> String {
+pub(crate) fn body_for(source: &str, n: u32) -> String {
     match source {
         "jobs" => json!({"job_id": format!("job-{n}"), "status": "partially_completed",
                          "processed": 10, "failed": 2, "timestamp": "2026-11-22T20:00:00Z"})

@@ -1,0 +1,36 @@
+//! `SPOOL_DIR` and `SPOOL_MAX_BYTES`: the durable spool of the sources whose senders never
+//! retry (`WEBHOOK_SOURCE_<NAME>_SPOOL`, read with the sources).
+
+use std::path::PathBuf;
+
+use super::env::Env;
+use super::ConfigError;
+
+/// The image's volume for it (`docker/webhook-api/Dockerfile`).
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/webhook-api/spool";
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// This instance's own directory: two instances must not share one (the file is locked).
+    pub dir: PathBuf,
+    /// Past this, a delivery PostgreSQL cannot take is answered 503 again.
+    pub max_bytes: u64,
+}
+
+impl SpoolConfig {
+    pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let max_bytes: u64 = env.parsed("SPOOL_MAX_BYTES", 256 * 1024 * 1024)?;
+        if max_bytes == 0 {
+            return Err(ConfigError::new(
+                "SPOOL_MAX_BYTES",
+                "must be more than 0 (turn a source's spool off with WEBHOOK_SOURCE_<NAME>_SPOOL=false)",
+            ));
+        }
+        Ok(Self {
+            dir: env
+                .optional("SPOOL_DIR")
+                .map_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR), PathBuf::from),
+            max_bytes,
+        })
+    }
+}

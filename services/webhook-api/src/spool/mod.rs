@@ -1,0 +1,324 @@
+//! The durable spool: where a verified delivery of a sender that never retries (GitHub, Gitea,
+//! Plane) waits, fsync'd to this instance's disk, while PostgreSQL cannot take it. The delivery
+//! is answered `202 spooled` only once its write transaction is on disk; the drain (`drain.rs`)
+//! moves it into PostgreSQL through the usual path as soon as PostgreSQL answers again.
+//!
+//! One redb file per instance (`SPOOL_DIR/spool.redb`, locked while open): entries keyed by
+//! arrival order, bounded by `SPOOL_MAX_BYTES`. An entry PostgreSQL refuses for its content is
+//! moved aside (`held`) for an operator, never dropped.
+
+mod drain;
+
+pub use drain::{run, Drain};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::config::SpoolConfig;
+use crate::metrics::SpoolMetrics;
+use crate::store::deliveries::{EventOutcome, QueuedDeploy, SourceDelivery};
+
+/// Deliveries waiting for PostgreSQL, by arrival.
+const WAITING: TableDefinition<u64, &[u8]> = TableDefinition::new("waiting");
+/// Deliveries PostgreSQL refused for their content, kept for an operator.
+const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
+
+/// redb's page cache; entries are written once and read once, so a small one does.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("the spool is full: {used} of SPOOL_MAX_BYTES={max} bytes in use")]
+    Full { used: u64, max: u64 },
+    #[error("spool {}: {source}", path.display())]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("spool {}: {source}", path.display())]
+    Directory {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A verified delivery as the spool keeps it: everything `deliveries::record` needs, owned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpooledDelivery {
+    pub source: String,
+    pub scheme: String,
+    pub event_type: String,
+    pub delivery_id: Option<String>,
+    pub delivery_key: String,
+    pub headers: serde_json::Value,
+    pub body: String,
+    pub outcome: EventOutcome,
+    pub reason: Option<String>,
+    pub http_request_id: String,
+    pub instance_id: String,
+    pub processing_ms: f32,
+    pub deploy: Option<QueuedDeploy>,
+    /// When it reached us: the row keeps this time, not the drain's.
+    pub received_at: DateTime<Utc>,
+}
+
+impl SpooledDelivery {
+    pub fn new(delivery: &SourceDelivery<'_>) -> Self {
+        Self {
+            source: delivery.source.to_owned(),
+            scheme: delivery.scheme.to_owned(),
+            event_type: delivery.event_type.to_owned(),
+            delivery_id: delivery.delivery_id.map(str::to_owned),
+            delivery_key: delivery.delivery_key.to_owned(),
+            headers: delivery.headers.clone(),
+            body: delivery.body.to_owned(),
+            outcome: delivery.outcome,
+            reason: delivery.reason.map(str::to_owned),
+            http_request_id: delivery.http_request_id.to_owned(),
+            instance_id: delivery.instance_id.to_owned(),
+            processing_ms: delivery.processing_ms,
+            deploy: delivery.deploy.cloned(),
+            received_at: delivery.received_at.unwrap_or_else(Utc::now),
+        }
+    }
+
+    pub fn delivery(&self) -> SourceDelivery<'_> {
+        SourceDelivery {
+            source: &self.source,
+            scheme: &self.scheme,
+            event_type: &self.event_type,
+            delivery_id: self.delivery_id.as_deref(),
+            delivery_key: &self.delivery_key,
+            headers: &self.headers,
+            body: &self.body,
+            outcome: self.outcome,
+            reason: self.reason.as_deref(),
+            http_request_id: &self.http_request_id,
+            instance_id: &self.instance_id,
+            processing_ms: self.processing_ms,
+            deploy: self.deploy.as_ref(),
+            received_at: Some(self.received_at),
+        }
+    }
+}
+
+/// What the spool holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub waiting: u64,
+    pub bytes: u64,
+    pub held: u64,
+}
+
+/// A spooled entry as the drain reads it: its key, and the delivery (or why it cannot be read).
+pub type Entry = (u64, Result<SpooledDelivery, serde_json::Error>);
+
+pub struct Spool {
+    db: Database,
+    path: PathBuf,
+    max_bytes: u64,
+    waiting: AtomicU64,
+    bytes: AtomicU64,
+    held: AtomicU64,
+    metrics: SpoolMetrics,
+}
+
+impl Spool {
+    /// Opens (or creates) this instance's spool; what it already holds is drained after start.
+    pub async fn open(
+        config: &SpoolConfig,
+        metrics: SpoolMetrics,
+    ) -> Result<Arc<Self>, SpoolError> {
+        let config = config.clone();
+        blocking(move || Self::open_blocking(&config, metrics)).await
+    }
+
+    fn open_blocking(config: &SpoolConfig, metrics: SpoolMetrics) -> Result<Arc<Self>, SpoolError> {
+        std::fs::create_dir_all(&config.dir).map_err(|source| SpoolError::Directory {
+            path: config.dir.clone(),
+            source,
+        })?;
+        let path = config.dir.join("spool.redb");
+        let storage = |source: redb::Error| SpoolError::Storage {
+            path: path.clone(),
+            source,
+        };
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| storage(e.into()))?;
+        let (waiting, bytes, held) = (|| -> Result<_, redb::Error> {
+            let tx = db.begin_write()?;
+            let usage = {
+                let waiting = tx.open_table(WAITING)?;
+                let held = tx.open_table(HELD)?;
+                let mut bytes = 0;
+                for entry in waiting.iter()? {
+                    bytes += entry?.1.value().len() as u64;
+                }
+                (waiting.len()?, bytes, held.len()?)
+            };
+            tx.commit()?;
+            Ok(usage)
+        })()
+        .map_err(storage)?;
+        let spool = Self {
+            db,
+            path: path.clone(),
+            max_bytes: config.max_bytes,
+            waiting: AtomicU64::new(waiting),
+            bytes: AtomicU64::new(bytes),
+            held: AtomicU64::new(held),
+            metrics,
+        };
+        spool.update_gauges();
+        Ok(Arc::new(spool))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    pub fn usage(&self) -> Usage {
+        Usage {
+            waiting: self.waiting.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Appends `delivery`; returns once it is on disk (redb commits with an fsync).
+    pub async fn append(self: &Arc<Self>, delivery: &SpooledDelivery) -> Result<u64, SpoolError> {
+        let encoded = serde_json::to_vec(delivery).expect("a spooled delivery serializes");
+        let source = delivery.source.clone();
+        let spool = self.clone();
+        let key = blocking(move || spool.append_blocking(&encoded)).await?;
+        self.metrics.spooled.with_label_values(&[&source]).inc();
+        Ok(key)
+    }
+
+    fn append_blocking(&self, encoded: &[u8]) -> Result<u64, SpoolError> {
+        let size = encoded.len() as u64;
+        // Write transactions run one at a time, so the check and the insert cannot interleave
+        // with another append's.
+        let tx = self.db.begin_write().map_err(|e| self.storage(e))?;
+        let used = self.bytes.load(Ordering::Relaxed);
+        if used + size > self.max_bytes {
+            return Err(SpoolError::Full {
+                used,
+                max: self.max_bytes,
+            });
+        }
+        let key = (|| -> Result<u64, redb::Error> {
+            let mut waiting = tx.open_table(WAITING)?;
+            let key = waiting.last()?.map_or(1, |(last, _)| last.value() + 1);
+            waiting.insert(key, encoded)?;
+            Ok(key)
+        })()
+        .map_err(|e| self.storage(e))?;
+        tx.commit().map_err(|e| self.storage(e))?;
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.update_gauges();
+        Ok(key)
+    }
+
+    /// Up to `limit` waiting deliveries, oldest first.
+    pub async fn oldest(self: &Arc<Self>, limit: usize) -> Result<Vec<Entry>, SpoolError> {
+        let spool = self.clone();
+        blocking(move || {
+            (|| -> Result<Vec<Entry>, redb::Error> {
+                let tx = spool.db.begin_read()?;
+                let waiting = tx.open_table(WAITING)?;
+                let mut entries = Vec::new();
+                for entry in waiting.iter()?.take(limit) {
+                    let (key, value) = entry?;
+                    entries.push((key.value(), serde_json::from_slice(value.value())));
+                }
+                Ok(entries)
+            })()
+            .map_err(|e| spool.storage(e))
+        })
+        .await
+    }
+
+    /// Forgets a waiting delivery now in PostgreSQL.
+    pub async fn remove(self: &Arc<Self>, key: u64, source: &str) -> Result<(), SpoolError> {
+        self.take(key, false).await?;
+        self.metrics.drained.with_label_values(&[source]).inc();
+        Ok(())
+    }
+
+    /// Moves a waiting delivery PostgreSQL will not take aside, for an operator.
+    pub async fn hold(self: &Arc<Self>, key: u64) -> Result<(), SpoolError> {
+        self.take(key, true).await
+    }
+
+    async fn take(self: &Arc<Self>, key: u64, keep: bool) -> Result<(), SpoolError> {
+        let spool = self.clone();
+        blocking(move || spool.take_blocking(key, keep)).await
+    }
+
+    fn take_blocking(&self, key: u64, keep: bool) -> Result<(), SpoolError> {
+        let tx = self.db.begin_write().map_err(|e| self.storage(e))?;
+        let removed = (|| -> Result<Option<u64>, redb::Error> {
+            let mut waiting = tx.open_table(WAITING)?;
+            let Some(value) = waiting.remove(key)? else {
+                return Ok(None);
+            };
+            let value = value.value().to_vec();
+            if keep {
+                let mut held = tx.open_table(HELD)?;
+                let held_key = held.last()?.map_or(1, |(last, _)| last.value() + 1);
+                held.insert(held_key, value.as_slice())?;
+            }
+            Ok(Some(value.len() as u64))
+        })()
+        .map_err(|e| self.storage(e))?;
+        tx.commit().map_err(|e| self.storage(e))?;
+        if let Some(size) = removed {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.bytes.fetch_sub(size, Ordering::Relaxed);
+            if keep {
+                self.held.fetch_add(1, Ordering::Relaxed);
+            }
+            self.update_gauges();
+        }
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let usage = self.usage();
+        self.metrics.waiting.set(usage.waiting as i64);
+        self.metrics.bytes.set(usage.bytes as i64);
+        self.metrics.held.set(usage.held as i64);
+    }
+
+    fn storage(&self, source: impl Into<redb::Error>) -> SpoolError {
+        SpoolError::Storage {
+            path: self.path.clone(),
+            source: source.into(),
+        }
+    }
+}
+
+/// redb is synchronous and fsyncs: off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("a spool operation does not panic")
+}
+
+#[cfg(test)]
+mod tests;
