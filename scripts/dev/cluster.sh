@@ -63,7 +63,8 @@ start_api() {
   local instance="${INSTANCE_PREFIX:-}api-$n"
   # shellcheck disable=SC1091 # written by `up`
   (set -a && source "$CLUSTER_DIR/api.env" && set +a &&
-    INSTANCE_ID="$instance" PORT=$port exec "$(cat "$CLUSTER_DIR/api.bin")" serve) \
+    INSTANCE_ID="$instance" PORT=$port SPOOL_DIR="$CLUSTER_DIR/spool-$n" \
+    exec "$(cat "$CLUSTER_DIR/api.bin")" serve) \
     >>"$CLUSTER_DIR/logs/api-$n.log" 2>&1 &
   echo $! >"$CLUSTER_DIR/api-$n.pid"
   # Ready, and really ours: a port taken by another process must not pass for this instance.
@@ -111,7 +112,7 @@ up() {
     echo "MINIO_BUCKET_NAME=${MINIO_BUCKET_NAME:-cluster-avatars}"
     echo "FAL_WEBHOOK_SECRET=${FAL_WEBHOOK_SECRET:-local-development-secret}"
     echo "REDIS_KEY_PREFIX=${REDIS_KEY_PREFIX:-aisha:}"
-    env | grep -E '^(FAL_JWKS_URL|FILE_[A-Z_]+|DB_[A-Z_]+|HTTP_[A-Z_]+|SHUTDOWN_GRACE_SECS|WEBHOOK_MAX_BODY_BYTES|WEBHOOK_ALLOW_UNSIGNED|WEBHOOK_SOURCES|WEBHOOK_SOURCE_[A-Z0-9_]+|DEPLOY_[A-Z_]+|ANNOUNCE_[A-Z_]+)=' || true
+    env | grep -E '^(FAL_JWKS_URL|FILE_[A-Z_]+|DB_[A-Z_]+|HTTP_[A-Z_]+|SHUTDOWN_GRACE_SECS|WEBHOOK_MAX_BODY_BYTES|WEBHOOK_ALLOW_UNSIGNED|WEBHOOK_SOURCES|WEBHOOK_SOURCE_[A-Z0-9_]+|SPOOL_MAX_BYTES|DEPLOY_[A-Z_]+|ANNOUNCE_[A-Z_]+)=' || true
   } >"$CLUSTER_DIR/api.env"
   umask 022
 

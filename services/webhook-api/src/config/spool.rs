@@ -2,6 +2,7 @@
 //! retry (`WEBHOOK_SOURCE_<NAME>_SPOOL`, read with the sources).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::env::Env;
 use super::ConfigError;
@@ -15,6 +16,9 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     /// Past this, a delivery PostgreSQL cannot take is answered 503 again.
     pub max_bytes: u64,
+    /// How long a delivery of a spooling source waits for its commit before it is spooled:
+    /// well within the senders' own timeouts (Gitea gives up after 5 s, GitHub after 10 s).
+    pub after: Duration,
 }
 
 impl SpoolConfig {
@@ -31,6 +35,7 @@ impl SpoolConfig {
                 .optional("SPOOL_DIR")
                 .map_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR), PathBuf::from),
             max_bytes,
+            after: Duration::from_millis(env.parsed("SPOOL_AFTER_MS", 2000)?),
         })
     }
 }

@@ -4,6 +4,8 @@
 //! disk instead (`spool`), and the drain brings it back here. A replay announces a stored
 //! delivery again, and queues a deploy only if its push never had one.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use super::Ingest;
@@ -59,7 +61,12 @@ impl Ingest {
         delivery: &SourceDelivery<'_>,
         spool: bool,
     ) -> Result<Taken, StoreError> {
-        let recorded = match self.record_source(delivery).await {
+        // A spooling source waits less: its sender gives up on a slow answer, and drops it.
+        let limit = match (&self.spool, spool) {
+            (Some(store), true) => store.after().min(self.statement_timeout),
+            _ => self.statement_timeout,
+        };
+        let recorded = match self.record_source(delivery, limit).await {
             Ok(recorded) => recorded,
             Err(StoreError::Unavailable(why)) if spool => return self.spool(delivery, why).await,
             Err(e) => return Err(e),
@@ -78,7 +85,9 @@ impl Ingest {
         spooled: &SpooledDelivery,
     ) -> Result<Recorded, StoreError> {
         let delivery = spooled.delivery();
-        let recorded = self.record_source(&delivery).await?;
+        let recorded = self
+            .record_source(&delivery, self.statement_timeout)
+            .await?;
         let ours = recorded.first_request_id.as_deref() == Some(delivery.http_request_id);
         if recorded.inserted || ours {
             self.announce(&delivery, &recorded).await;
@@ -86,12 +95,12 @@ impl Ingest {
         Ok(recorded)
     }
 
-    async fn record_source(&self, delivery: &SourceDelivery<'_>) -> Result<Recorded, StoreError> {
-        let recorded = store::within(
-            self.statement_timeout,
-            deliveries::record(&self.pool, delivery),
-        )
-        .await?;
+    async fn record_source(
+        &self,
+        delivery: &SourceDelivery<'_>,
+        limit: Duration,
+    ) -> Result<Recorded, StoreError> {
+        let recorded = store::within(limit, deliveries::record(&self.pool, delivery)).await?;
         if recorded.deploy_id.is_some() {
             self.deploy_queued.notify_one();
         }

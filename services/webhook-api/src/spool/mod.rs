@@ -14,6 +14,7 @@ pub use drain::{run, Drain};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -124,6 +125,7 @@ pub struct Spool {
     db: Database,
     path: PathBuf,
     max_bytes: u64,
+    after: Duration,
     waiting: AtomicU64,
     bytes: AtomicU64,
     held: AtomicU64,
@@ -173,6 +175,7 @@ impl Spool {
             db,
             path: path.clone(),
             max_bytes: config.max_bytes,
+            after: config.after,
             waiting: AtomicU64::new(waiting),
             bytes: AtomicU64::new(bytes),
             held: AtomicU64::new(held),
@@ -188,6 +191,11 @@ impl Spool {
 
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// How long a delivery waits for PostgreSQL before it is spooled instead (`SPOOL_AFTER_MS`).
+    pub fn after(&self) -> Duration {
+        self.after
     }
 
     pub fn usage(&self) -> Usage {

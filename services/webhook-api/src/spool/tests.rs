@@ -35,6 +35,7 @@ async fn open(dir: &std::path::Path, max_bytes: u64) -> Arc<Spool> {
     let config = SpoolConfig {
         dir: dir.to_path_buf(),
         max_bytes,
+        after: std::time::Duration::from_secs(2),
     };
     Spool::open(&config, Metrics::new().spool.clone())
         .await
@@ -125,6 +126,7 @@ async fn a_second_instance_cannot_open_the_same_spool() {
     let config = SpoolConfig {
         dir: dir.path().to_path_buf(),
         max_bytes: 1 << 20,
+        after: std::time::Duration::from_secs(2),
     };
     let Err(second) = Spool::open(&config, Metrics::new().spool.clone()).await else {
         panic!("a spool opened twice");

@@ -557,11 +557,14 @@ impl Answer {
 }
 
 /// Forwards TCP to a real server until `cut`, which drops every live connection and refuses
-/// new ones until `restore`: PostgreSQL becoming unreachable, as the app sees it.
+/// new ones until `restore`: PostgreSQL becoming unreachable, as the app sees it. `stall` drops
+/// the live ones too, but accepts new ones and never answers: a hung server.
 pub struct ChaosProxy {
     pub address: SocketAddr,
     open: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    held: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl ChaosProxy {
@@ -569,10 +572,17 @@ impl ChaosProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let open = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (accept_open, accept_live) = (open.clone(), live.clone());
+        let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (accept_open, accept_stalled, accept_live, accept_held) =
+            (open.clone(), stalled.clone(), live.clone(), held.clone());
         tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if accept_stalled.load(Ordering::SeqCst) {
+                    accept_held.lock().unwrap().push(client);
+                    continue;
+                }
                 if !accept_open.load(Ordering::SeqCst) {
                     drop(client);
                     continue;
@@ -588,7 +598,9 @@ impl ChaosProxy {
         Self {
             address,
             open,
+            stalled,
             live,
+            held,
         }
     }
 
@@ -599,7 +611,14 @@ impl ChaosProxy {
         }
     }
 
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
     pub fn restore(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+        self.held.lock().unwrap().clear();
         self.open.store(true, Ordering::SeqCst);
     }
 }

@@ -322,3 +322,31 @@ async fn a_full_spool_and_a_source_that_does_not_spool_answer_503() {
     assert!(stored, "what was spooled is stored");
     assert_eq!(count_events(&app.db, "plane").await, (0, 0));
 }
+
+#[tokio::test]
+async fn a_hung_database_spools_before_the_sender_gives_up() {
+    let proxy = ChaosProxy::start(database_socket()).await;
+    let app = TestApp::spawn_with(AppOptions {
+        database_via: Some(proxy.address),
+        ..sources_app()
+    })
+    .await;
+    // Connections are accepted and never answered: without SPOOL_AFTER_MS (2 s) the delivery
+    // would wait for the connect timeout (5 s), past Gitea's own 5 s.
+    proxy.stall();
+    let sent = delivery("github", 1, "hung-1");
+    let started = std::time::Instant::now();
+    let answer = app
+        .post("/api/v1/webhooks/github", &sent.body, &sent.headers)
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(answer.status, 202, "{:?}", answer.json);
+    assert!(waited < Duration::from_millis(4500), "answered after {waited:?}");
+
+    proxy.restore();
+    let stored = eventually(Duration::from_secs(30), || async {
+        count_events(&app.db, "github").await == (1, 1)
+    })
+    .await;
+    assert!(stored);
+}
