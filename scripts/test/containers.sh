@@ -9,7 +9,8 @@ Usage: scripts/test/containers.sh [--help]
 
 Phases (each timed): base images (debootstrap, cached) · release binary · registry · database
 (the bot's live schema: native enums, json), cache, S3 and CDN container · deploy (build, tag, push, start) · deploy again from the registry
-with the local images removed · health · signed callbacks and a file copy · rolling update
+with the local images removed · health · signed callbacks and a file copy · GitHub deliveries
+spooled through a PostgreSQL outage and a restart · rolling update
 under load · broken image rolled back under load · docker stop/start under load · backup,
 removal, restore · cleanup (containers, network, registry data, images it built).
 Settings (environment, defaults shown):
@@ -58,7 +59,7 @@ cleanup() {
       docker logs --tail 15 "$c" 2>&1 | sed 's/^/    /' >&2 || true
     done
   fi
-  TAG=t1 "${compose[@]}" down --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+  TAG=t1 "${compose[@]}" down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1 || true
   docker rm -f "$DEPS" >/dev/null 2>&1 || true
   docker network rm aisha_webhook_cluster >/dev/null 2>&1 || true
   [[ -n "$registry_pid" ]] && kill "$registry_pid" 2>/dev/null
@@ -222,6 +223,8 @@ FILE_ALLOW_PRIVATE_ADDRESSES=true
 FILE_ALLOWED_PORTS=8080
 FILE_HOST_ALLOWLIST=deps
 FILE_JOB_POLL_MS=500
+WEBHOOK_SOURCES=github:github
+WEBHOOK_SOURCE_GITHUB_SECRETS=$SECRET
 ENV
 
 phase "deploy t1 (build, tag, push, start)"
@@ -270,6 +273,46 @@ docker exec "$DEPS" test -s "/srv/s3/avatars/$key" || die "object $key not in th
 [[ $(psql_deps "SELECT status::text FROM avatars WHERE id = '$avatar'") == COMPLETED ]] ||
   die "the bot's avatar is not COMPLETED: $(psql_deps "SELECT status FROM avatars WHERE id = '$avatar'")"
 log "file copied: $key ($size bytes, sha256 $stored_sha)"
+
+phase "GitHub deliveries through a PostgreSQL outage and a restart"
+# GitHub never resends a failed delivery: while PostgreSQL is down each is kept in the
+# instance's spool volume (202), across a restart of both containers, and stored when it is back.
+github_delivery() { # DELIVERY_ID → the answer's status and body
+  local body signature
+  body=$(printf '{"ref":"refs/heads/main","after":"%040d","repository":{"full_name":"team/bot"},"n":"%s"}' 0 "$1")
+  signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+  curl -sS --cacert "$work/certs/ca.pem" -w ' %{http_code}' -X POST https://localhost:8443/api/v1/webhooks/github \
+    -H 'Content-Type: application/json' -H "X-GitHub-Event: push" -H "X-GitHub-Delivery: $1" \
+    -H "X-Hub-Signature-256: sha256=$signature" --data-binary "$body"
+}
+docker exec "$DEPS" pg_ctlcluster 15 main stop
+for n in 1 2 3 4; do
+  answer=$(github_delivery "outage-$n")
+  [[ $answer == *'"spooled"'*' 202' ]] || die "a GitHub delivery during the outage: $answer"
+done
+# (health answers 503 while PostgreSQL is down, and still shows each instance's spool)
+waiting=0
+for port in 8001 8002; do
+  spool=$(curl -sS -H "Authorization: Bearer $OPERATOR_TOKEN" "http://127.0.0.1:$port/health" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["checks"]["spool"]["waiting"])') ||
+    die "the health of the instance on $port shows no spool"
+  waiting=$((waiting + spool))
+done
+((waiting == 4)) || die "the instances' spools hold $waiting deliveries, not 4"
+docker restart aisha-webhook-api-1 aisha-webhook-api-2 >/dev/null
+docker exec "$DEPS" pg_ctlcluster 15 main start
+for c in aisha-webhook-api-1 aisha-webhook-api-2; do
+  TAG=t1 HEALTH_TIMEOUT=90 bash -c "source scripts/deploy/common.sh && wait_healthy $c"
+done
+for _ in $(seq 1 60); do
+  [[ $(psql_deps "SELECT count(*) FROM webhook_events WHERE source = 'github'") == 4 ]] && break
+  sleep 0.5
+done
+stored=$(psql_deps "SELECT count(*) FROM webhook_events WHERE source = 'github' AND delivery_id LIKE 'outage-%'")
+((stored == 4)) || die "$stored of 4 spooled GitHub deliveries stored"
+announced=$(docker exec "$DEPS" redis-cli XLEN aisha:webhooks:github)
+((announced == 4)) || die "$announced of 4 spooled GitHub deliveries announced"
+log "4 GitHub deliveries spooled during the outage, kept across a restart, stored and announced once"
 
 phase "rolling update to t2 under load"
 load_start rolling 5000

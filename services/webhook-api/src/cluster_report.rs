@@ -8,7 +8,10 @@ use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::store::report::{self, ReconcilerRun};
+use crate::github;
+use crate::reconciler::RECONCILER_LEASE;
+use crate::store::leases::{self, LeaseRun};
+use crate::store::report;
 use crate::store::schema;
 use crate::store::{self, avatars, jobs, StoreError};
 
@@ -88,15 +91,29 @@ async fn database_sections(
     let _ = writeln!(
         out,
         "\nReconciler: {}",
-        reconciler_line(
-            store::within(limit, report::reconciler_run(pool)).await?,
-            now
+        lease_line(
+            store::within(limit, leases::last_run(pool, RECONCILER_LEASE)).await?,
+            now,
+            "applied"
         )
     );
     if config.reconcile.is_none() {
         let _ = writeln!(
             out,
             "  (FAL_API_KEY is not set in this environment: instances started with it reconcile)"
+        );
+    }
+    for source in config.sources.iter().filter(|s| s.redeliver.is_some()) {
+        let run = store::within(
+            limit,
+            leases::last_run(pool, &github::lease_name(&source.name)),
+        )
+        .await?;
+        let _ = writeln!(
+            out,
+            "\nGitHub redelivery ({}): {}",
+            source.name,
+            lease_line(run, now, "redelivery requested")
         );
     }
     Ok(())
@@ -152,7 +169,7 @@ async fn webhooks_section(
     Ok(())
 }
 
-fn reconciler_line(run: Option<ReconcilerRun>, now: DateTime<Utc>) -> String {
+fn lease_line(run: Option<LeaseRun>, now: DateTime<Utc>, done: &str) -> String {
     let Some(run) = run else {
         return "never ran".into();
     };
@@ -164,12 +181,12 @@ fn reconciler_line(run: Option<ReconcilerRun>, now: DateTime<Utc>) -> String {
     match run.last_run_at {
         None => format!("{holder}; no run finished yet"),
         Some(at) => format!(
-            "last run {} ({} ago): checked {}, applied {}, errors {}; {holder}",
+            "last run {} ({} ago): checked {}, {done} {}, errors {}; {holder}",
             at.format("%Y-%m-%d %H:%M:%S UTC"),
             duration((now - at).num_milliseconds() as f64 / 1000.0),
-            run.checked,
-            run.applied,
-            run.errors,
+            run.tally.checked,
+            run.tally.done,
+            run.tally.errors,
         ),
     }
 }

@@ -40,6 +40,8 @@ pub struct Metrics {
     /// What the reconciler did with each training it asked FAL about.
     pub reconciler_actions: IntCounterVec,
     pub spool: SpoolMetrics,
+    /// Redeliveries asked of GitHub's API, by source and result (`requested`, `failed`).
+    pub github_redeliveries: IntCounterVec,
     trainings: IntGaugeVec,
     oldest_training_age: Gauge,
     db_pool: IntGaugeVec,
@@ -123,7 +125,13 @@ impl Metrics {
             oldest_training_age,
         ) = background_metrics(&r);
         let spool = spool_metrics(&r);
+        let github_redeliveries = r.counters_by(
+            "webhook_github_redeliveries_total",
+            "Redeliveries asked of GitHub's API for deliveries that never reached us, by result",
+            &["source", "result"],
+        );
         Self {
+            github_redeliveries,
             registry: r.registry,
             spool,
             http_requests,

@@ -16,10 +16,14 @@ use crate::fal;
 use crate::fal_queue::{error_body, FalQueue, QueueAnswer};
 use crate::ingest::Ingest;
 use crate::store::ingest::{self, Outcome};
+use crate::store::leases::{self, RunTally};
 use crate::store::schema::AvatarSql;
 use crate::store::training_checks::{self as checks, StaleTraining};
 use crate::store::StoreError;
 use crate::verify::FalScheme;
+
+/// The reconciler's lease (`reconciler_lease.name`), which `webhook-api status` reads.
+pub const RECONCILER_LEASE: &str = "fal";
 
 /// What the reconciler works with.
 pub struct Reconciler {
@@ -64,7 +68,7 @@ async fn cycle(
 ) -> Result<(), StoreError> {
     // Long enough to outlive a slow cycle; renewed by every cycle of the holder.
     let lease = config.interval * 3 + Duration::from_secs(30);
-    if !checks::take_lease(&state.pool, owner, lease).await? {
+    if !leases::take(&state.pool, RECONCILER_LEASE, owner, lease).await? {
         return Ok(());
     }
     let trainings = checks::stale_trainings(
@@ -95,14 +99,12 @@ async fn cycle(
             "reconciler cycle"
         );
     }
-    checks::record_run(
-        &state.pool,
-        owner,
-        tally.checked,
-        tally.applied,
-        tally.errors,
-    )
-    .await
+    let tally = RunTally {
+        checked: tally.checked,
+        done: tally.applied,
+        errors: tally.errors,
+    };
+    leases::record_run(&state.pool, RECONCILER_LEASE, owner, tally).await
 }
 
 async fn check(

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::deploy::{self, DeployWork};
+use crate::github::{self, Redeliverer};
 use crate::http::server;
 use crate::ingest::Ingest;
 use crate::late_announcer::{self, LateAnnouncer};
@@ -184,6 +185,23 @@ fn background_tasks(
                 ingest: state.ingest.clone(),
                 cache: state.cache.clone(),
                 instance_id: config.instance_id.clone(),
+            },
+            shutdown.clone(),
+        )));
+    }
+    let redelivered: Vec<_> = config
+        .sources
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.redeliver.clone()?)))
+        .collect();
+    if !redelivered.is_empty() {
+        tasks.push(tokio::spawn(github::run(
+            Redeliverer {
+                pool: state.pool.clone(),
+                config: config.github.clone(),
+                sources: redelivered,
+                owner: owner.clone(),
+                redeliveries: state.metrics.github_redeliveries.clone(),
             },
             shutdown.clone(),
         )));

@@ -8,6 +8,7 @@ mod database;
 mod deploy;
 mod env;
 mod files;
+mod github;
 mod log;
 mod operators;
 mod reconcile;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use database::{parse_database_url, DatabaseConfig};
 pub use deploy::DeployConfig;
 pub use files::{FilesConfig, S3Config};
+pub use github::{GithubApiConfig, GithubRedeliver};
 pub use log::{LogConfig, LogFormat};
 pub use operators::{token_digest, OperatorToken, Scope};
 pub use reconcile::ReconcileConfig;
@@ -118,6 +120,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Where deliveries of the sources that spool wait while PostgreSQL is away.
     pub spool: SpoolConfig,
+    /// How GitHub's redelivery is asked for (sources with `redeliver`).
+    pub github: GithubApiConfig,
     /// Deploy on a verified push; `None` unless `DEPLOY_REPOSITORY` is set.
     pub deploy: Option<DeployConfig>,
     /// Who may use the operators' API, `/metrics` and the health details (`OPERATOR_TOKENS`).
@@ -197,6 +201,7 @@ impl Config {
             files: FilesConfig::from_env(&env, environment)?,
             sources: sources::from_env(&env, environment)?,
             spool: SpoolConfig::from_env(&env)?,
+            github: GithubApiConfig::from_env(&env, environment)?,
             deploy: deploy::from_env(&env)?,
             operator_tokens: operators::from_env(&env)?,
             reconcile: reconcile::from_env(&env)?,

@@ -1,6 +1,7 @@
 //! The other signed senders: `WEBHOOK_SOURCES` and each source's secrets.
 
 use super::env::Env;
+use super::github::{self, GithubRedeliver};
 use super::{ConfigError, Environment, Secret};
 use crate::verify::sources::SourceScheme;
 
@@ -17,6 +18,8 @@ pub struct SourceConfig {
     /// Keep deliveries on disk while PostgreSQL is away (`WEBHOOK_SOURCE_<NAME>_SPOOL`): on by
     /// default for the senders that never retry a failed delivery.
     pub spool: bool,
+    /// `github` only: ask GitHub's API to redeliver what did not reach us.
+    pub redeliver: Option<GithubRedeliver>,
 }
 
 /// Path segments of `/api/v1/webhooks/…` that belong to the operator API, never a source.
@@ -72,6 +75,8 @@ pub(crate) fn from_env(
         let spool = env
             .flag_or(&spool_var, !scheme.resends_after_5xx())
             .map_err(problem)?;
+        let redeliver = github::redeliver_from_env(env, &prefix, scheme == SourceScheme::Github)
+            .map_err(problem)?;
         let secrets_var = format!("{prefix}_SECRETS");
         let mut secrets = Vec::new();
         let mut public_keys = Vec::new();
@@ -103,6 +108,7 @@ pub(crate) fn from_env(
             public_keys,
             unsigned,
             spool,
+            redeliver,
         });
     }
     Ok(sources)
@@ -181,6 +187,22 @@ mod tests {
         assert_eq!(spools, [false, true, false]);
         assert_eq!(cfg.spool.dir.to_str(), Some("/data/spool"));
         assert_eq!(cfg.spool.max_bytes, 1 << 20);
+        let mut redelivered = vars.clone();
+        redelivered.extend([
+            ("WEBHOOK_SOURCE_GITHUB_REDELIVER_HOOK", "orgs/team/hooks/42"),
+            ("WEBHOOK_SOURCE_GITHUB_REDELIVER_TOKEN", "ghp_secret_token"),
+        ]);
+        let cfg = config(&redelivered).unwrap();
+        let hook = cfg.sources[0].redeliver.as_ref().unwrap();
+        assert_eq!(hook.hook, "orgs/team/hooks/42");
+        assert_eq!(hook.token.expose(), "ghp_secret_token");
+        assert!(!format!("{cfg:?}").contains("ghp_secret_token"));
+        assert_eq!(cfg.github.api_url, "https://api.github.com");
+        redelivered.extend([
+            ("ENVIRONMENT", "production"),
+            ("GITHUB_API_URL", "http://github.internal"),
+        ]);
+        assert_eq!(config(&redelivered).unwrap_err().var, "GITHUB_API_URL");
         let mut empty = vars.clone();
         empty.push(("SPOOL_MAX_BYTES", "0"));
         assert_eq!(config(&empty).unwrap_err().var, "SPOOL_MAX_BYTES");
@@ -212,6 +234,31 @@ mod tests {
             assert!(!err.to_string().contains("gh-old"), "{err}");
         };
         refused(&[("WEBHOOK_SOURCES", "github:gitlab")], "unknown scheme");
+        // GitHub's redelivery: a hook GitHub's API can name, with its token, on github only.
+        refused(
+            &[("WEBHOOK_SOURCE_GITHUB_REDELIVER_HOOK", "repos/team/bot/hooks/7")],
+            "set both WEBHOOK_SOURCE_GITHUB_REDELIVER_HOOK and WEBHOOK_SOURCE_GITHUB_REDELIVER_TOKEN",
+        );
+        refused(
+            &[
+                (
+                    "WEBHOOK_SOURCE_GITHUB_REDELIVER_HOOK",
+                    "https://github.com/team/bot",
+                ),
+                ("WEBHOOK_SOURCE_GITHUB_REDELIVER_TOKEN", "ghp_secret_token"),
+            ],
+            "expected repos/<owner>/<repo>/hooks/<id>",
+        );
+        refused(
+            &[
+                (
+                    "WEBHOOK_SOURCE_CI_JOBS_REDELIVER_HOOK",
+                    "repos/team/bot/hooks/7",
+                ),
+                ("WEBHOOK_SOURCE_CI_JOBS_REDELIVER_TOKEN", "ghp_secret_token"),
+            ],
+            "only a github source",
+        );
         refused(
             &[("WEBHOOK_SOURCE_GITHUB_SPOOL", "sometimes")],
             "WEBHOOK_SOURCE_GITHUB_SPOOL",

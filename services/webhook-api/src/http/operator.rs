@@ -16,7 +16,7 @@ use crate::config::{OperatorToken, Scope};
 use crate::fal;
 use crate::ingest::SourceReplay;
 use crate::store::deliveries::EventOutcome;
-use crate::store::{self, deliveries, deploys, ingest};
+use crate::store::{self, deliveries, deploys, event_views, ingest};
 use crate::verify::FalScheme;
 
 const MAX_PAGE: i64 = 500;
@@ -25,7 +25,7 @@ pub async fn metrics(state: &AppState, query: Option<&str>) -> Result<HttpRespon
     let hours = number(query, "hours", 24, 1..=24 * 90)?;
     let lines = store::within(
         state.config.database.statement_timeout,
-        deliveries::outcome_counts(&state.pool, hours as i32),
+        event_views::outcome_counts(&state.pool, hours as i32),
     )
     .await?;
     Ok(ok_json(&views::outcome_counts(hours, &lines)))
@@ -36,7 +36,7 @@ pub async fn metrics(state: &AppState, query: Option<&str>) -> Result<HttpRespon
 pub async fn health(state: &AppState) -> HttpResponse {
     let limit = state.config.database.statement_timeout;
     let redis_up = state.cache.ping().await.is_ok();
-    let activity = store::within(limit, deliveries::source_activity(&state.pool)).await;
+    let activity = store::within(limit, event_views::source_activity(&state.pool)).await;
     let latest_deploy = match state.config.deploy {
         Some(_) => store::within(limit, deploys::latest(&state.pool))
             .await
@@ -95,7 +95,7 @@ pub async fn failures(state: &AppState, query: Option<&str>) -> Result<HttpRespo
     let source = param(query, "source").filter(|s| !s.is_empty());
     let (events, next_before) = store::within(
         state.config.database.statement_timeout,
-        deliveries::failures(&state.pool, source, before, limit),
+        event_views::failures(&state.pool, source, before, limit),
     )
     .await?;
     let items: Vec<Value> = events.iter().map(|e| views::event(e, false)).collect();
@@ -107,7 +107,7 @@ pub async fn failures(state: &AppState, query: Option<&str>) -> Result<HttpRespo
 pub async fn event(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> {
     store::within(
         state.config.database.statement_timeout,
-        deliveries::event(&state.pool, id),
+        event_views::event(&state.pool, id),
     )
     .await?
     .map(|event| ok_json(&views::event(&event, true)))

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::store::deliveries::{EventRow, OutcomeCounts, SourceActivity};
 use crate::store::deploys::DeployRow;
+use crate::store::event_views::{EventRow, OutcomeCounts, SourceActivity};
 
 /// One stored delivery; with `body`, its headers and payload too.
 pub fn event(event: &EventRow, body: bool) -> Value {

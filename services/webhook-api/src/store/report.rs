@@ -1,6 +1,5 @@
 //! What `webhook-api status` reads besides the avatars' and jobs' own summaries.
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 
 use super::schema::AvatarSql;
@@ -54,37 +53,4 @@ pub async fn training_ages(pool: &Pool, avatar_sql: &AvatarSql) -> Result<[i64; 
         )
         .await?;
     Ok([row.try_get(0)?, row.try_get(1)?, row.try_get(2)?])
-}
-
-/// The reconciler's lease and its last run.
-#[derive(Debug)]
-pub struct ReconcilerRun {
-    pub owner: String,
-    pub expires_at: DateTime<Utc>,
-    pub last_run_at: Option<DateTime<Utc>>,
-    pub checked: i32,
-    pub applied: i32,
-    pub errors: i32,
-}
-
-pub async fn reconciler_run(pool: &Pool) -> Result<Option<ReconcilerRun>, StoreError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT owner, expires_at, last_run_at, last_run_checked, last_run_applied, \
-               last_run_errors FROM reconciler_lease WHERE name = 'fal'",
-            &[],
-        )
-        .await?;
-    row.map(|row| {
-        Ok(ReconcilerRun {
-            owner: row.try_get(0)?,
-            expires_at: row.try_get(1)?,
-            last_run_at: row.try_get(2)?,
-            checked: row.try_get(3)?,
-            applied: row.try_get(4)?,
-            errors: row.try_get(5)?,
-        })
-    })
-    .transpose()
 }

@@ -1,5 +1,5 @@
-//! What the reconciler reads and writes: its lease, the trainings to ask FAL about, and the
-//! outcome of each check. Results themselves go through `store::ingest`, like a webhook.
+//! What the reconciler reads and writes: the trainings to ask FAL about, and the outcome of
+//! each check (its lease is in `leases`). Results themselves go through `store::ingest`, like a webhook.
 
 use std::time::Duration;
 
@@ -9,44 +9,6 @@ use uuid::Uuid;
 use super::schema::AvatarSql;
 use super::StoreError;
 use crate::avatar::TrainingType;
-
-const LEASE: &str = "fal";
-
-/// True when this instance holds the lease now (taken fresh, or renewed).
-pub async fn take_lease(pool: &Pool, owner: &str, lease: Duration) -> Result<bool, StoreError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "INSERT INTO reconciler_lease (name, owner, expires_at) \
-               VALUES ($1, $2, now() + make_interval(secs => $3)) \
-             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
-               expires_at = excluded.expires_at \
-             WHERE reconciler_lease.owner = excluded.owner \
-               OR reconciler_lease.expires_at < now() \
-             RETURNING owner",
-            &[&LEASE, &owner, &lease.as_secs_f64()],
-        )
-        .await?;
-    Ok(row.is_some())
-}
-
-pub async fn record_run(
-    pool: &Pool,
-    owner: &str,
-    checked: i32,
-    applied: i32,
-    errors: i32,
-) -> Result<(), StoreError> {
-    let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE reconciler_lease SET last_run_at = now(), last_run_checked = $3, \
-               last_run_applied = $4, last_run_errors = $5 WHERE name = $1 AND owner = $2",
-            &[&LEASE, &owner, &checked, &applied, &errors],
-        )
-        .await?;
-    Ok(())
-}
 
 #[derive(Debug)]
 pub struct StaleTraining {

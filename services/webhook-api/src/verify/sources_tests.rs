@@ -11,6 +11,7 @@ fn source(scheme: SourceScheme, secrets: &[&str]) -> SourceConfig {
         public_keys: Vec::new(),
         unsigned: false,
         spool: false,
+        redeliver: None,
     }
 }
 

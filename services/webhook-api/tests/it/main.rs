@@ -8,6 +8,7 @@ mod bot_schema;
 mod cdn;
 mod deploy;
 mod files;
+mod github_redelivery;
 mod hardening;
 mod helpers;
 mod lifecycle;

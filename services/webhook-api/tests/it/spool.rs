@@ -341,7 +341,10 @@ async fn a_hung_database_spools_before_the_sender_gives_up() {
         .await;
     let waited = started.elapsed();
     assert_eq!(answer.status, 202, "{:?}", answer.json);
-    assert!(waited < Duration::from_millis(4500), "answered after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(4500),
+        "answered after {waited:?}"
+    );
 
     proxy.restore();
     let stored = eventually(Duration::from_secs(30), || async {
@@ -349,4 +352,44 @@ async fn a_hung_database_spools_before_the_sender_gives_up() {
     })
     .await;
     assert!(stored);
+}
+
+#[tokio::test]
+async fn a_spooled_delivery_postgresql_refuses_is_held_and_the_rest_drain() {
+    let proxy = ChaosProxy::start(database_socket()).await;
+    let app = TestApp::spawn_with(AppOptions {
+        database_via: Some(proxy.address),
+        ..sources_app()
+    })
+    .await;
+    proxy.cut();
+    // Valid JSON that jsonb cannot store (`\u0000`): with PostgreSQL up it is a 400; spooled,
+    // it cannot be stored later, and must neither vanish nor block the deliveries behind it.
+    let unstorable = r#"{"ref":"refs/heads/main","note":"a\u0000b"}"#.to_string();
+    let headers = signed("github", "gh-new", "nul-1", &unstorable);
+    let answer = app
+        .post("/api/v1/webhooks/github", &unstorable, &headers)
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.json);
+    let behind = delivery("github", 7, "after-nul");
+    let answer = app
+        .post("/api/v1/webhooks/github", &behind.body, &behind.headers)
+        .await;
+    assert_eq!(answer.status, 202, "{:?}", answer.json);
+
+    proxy.restore();
+    let drained = eventually(Duration::from_secs(30), || async {
+        app.get("/health").await.json["checks"]["spool"]["waiting"] == 0
+    })
+    .await;
+    assert!(drained);
+    let health = app.get("/health").await.json;
+    assert_eq!(health["checks"]["spool"]["held"], 1, "{health}");
+    assert_eq!(
+        health["status"], "degraded",
+        "a held delivery wants an operator"
+    );
+    assert_eq!(count_events(&app.db, "github").await, (1, 1));
+    let metrics = app.get("/metrics").await.json;
+    assert!(metrics.as_str().unwrap().contains("webhook_spool_held 1"));
 }

@@ -1,0 +1,124 @@
+//! GitHub's redelivery, used (`GITHUB_*`, and per source `WEBHOOK_SOURCE_<NAME>_REDELIVER_*`):
+//! GitHub never sends a failed delivery again by itself, but its REST API lists a hook's recent
+//! deliveries and redelivers one on request.
+
+use std::time::Duration;
+
+use super::env::Env;
+use super::{ConfigError, Environment, Secret};
+
+pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
+
+/// One `github` source's hook, and a token that may read and redeliver its deliveries.
+#[derive(Debug, Clone)]
+pub struct GithubRedeliver {
+    /// `repos/{owner}/{repo}/hooks/{id}` or `orgs/{org}/hooks/{id}`, as GitHub's API names it.
+    pub hook: String,
+    pub token: Secret,
+}
+
+/// How the lease holder asks GitHub (every source with a `GithubRedeliver`).
+#[derive(Debug, Clone)]
+pub struct GithubApiConfig {
+    pub api_url: String,
+    pub interval: Duration,
+    /// How far back a run looks (GitHub redelivers only deliveries of the last 3 days).
+    pub lookback: Duration,
+    /// At most this many redeliveries asked for per run and source.
+    pub max_per_run: usize,
+    /// A delivery GitHub has already tried this often (first try and redeliveries) is left.
+    pub max_attempts: usize,
+    pub request_timeout: Duration,
+}
+
+impl GithubApiConfig {
+    pub(super) fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
+        const URL: &str = "GITHUB_API_URL";
+        let api_url = env
+            .optional(URL)
+            .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.into())
+            .trim_end_matches('/')
+            .to_string();
+        let parsed = url::Url::parse(&api_url)
+            .map_err(|e| ConfigError::new(URL, format!("not a URL: {e}")))?;
+        // The token travels with every request: never in clear in production.
+        if parsed.scheme() != "https"
+            && (parsed.scheme() != "http" || environment == Environment::Production)
+        {
+            return Err(ConfigError::new(URL, "must be an https:// URL"));
+        }
+        let lookback = env.seconds("GITHUB_REDELIVER_LOOKBACK_SECS", 24 * 3600)?;
+        if lookback > Duration::from_secs(3 * 24 * 3600) {
+            return Err(ConfigError::new(
+                "GITHUB_REDELIVER_LOOKBACK_SECS",
+                "at most 259200 (GitHub redelivers only the last 3 days)",
+            ));
+        }
+        Ok(Self {
+            api_url,
+            interval: Duration::from_millis(env.parsed("GITHUB_REDELIVER_INTERVAL_MS", 300_000)?),
+            lookback,
+            max_per_run: env.parsed("GITHUB_REDELIVER_MAX_PER_RUN", 20)?,
+            max_attempts: env.parsed("GITHUB_REDELIVER_MAX_ATTEMPTS", 5)?,
+            request_timeout: env.seconds("GITHUB_API_TIMEOUT_SECS", 10)?,
+        })
+    }
+}
+
+/// `{prefix}_REDELIVER_HOOK` with `{prefix}_REDELIVER_TOKEN` (or `…_TOKEN_FILE`): both or
+/// neither. The problem, if any, names the variable and never repeats the token.
+pub(super) fn redeliver_from_env(
+    env: &Env<'_>,
+    prefix: &str,
+    is_github: bool,
+) -> Result<Option<GithubRedeliver>, String> {
+    let hook_var = format!("{prefix}_REDELIVER_HOOK");
+    let token_var = format!("{prefix}_REDELIVER_TOKEN");
+    let token_file_var = format!("{token_var}_FILE");
+    let token = match (env.optional(&token_var), env.optional(&token_file_var)) {
+        (Some(_), Some(_)) => return Err(format!("set either {token_var} or {token_file_var}")),
+        (Some(token), None) => Some(token),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path.trim())
+                .map_err(|e| format!("{token_file_var}: cannot read {path:?}: {e}"))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let hook = env.optional(&hook_var);
+    let (hook, token) = match (hook, token) {
+        (None, None) => return Ok(None),
+        (Some(hook), Some(token)) if !token.is_empty() => (hook.trim().to_string(), token),
+        _ => return Err(format!("set both {hook_var} and {token_var}, or neither")),
+    };
+    if !is_github {
+        return Err(format!(
+            "{hook_var}: only a github source has GitHub's redelivery"
+        ));
+    }
+    if !valid_hook(&hook) {
+        return Err(format!(
+            "{hook_var}: expected repos/<owner>/<repo>/hooks/<id> or orgs/<org>/hooks/<id>, \
+             got {hook:?}"
+        ));
+    }
+    Ok(Some(GithubRedeliver {
+        hook,
+        token: Secret::new(token),
+    }))
+}
+
+fn valid_hook(hook: &str) -> bool {
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    let id = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match hook.split('/').collect::<Vec<_>>().as_slice() {
+        ["repos", owner, repo, "hooks", hook_id] => name(owner) && name(repo) && id(hook_id),
+        ["orgs", org, "hooks", hook_id] => name(org) && id(hook_id),
+        _ => false,
+    }
+}
