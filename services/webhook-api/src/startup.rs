@@ -140,8 +140,8 @@ impl Application {
     }
 }
 
-/// The file worker, the deploy runner, the reconciler and the late announcer, each with only
-/// the handles it uses.
+/// The file worker, the deploy runner, the reconciler, the late announcer and the delivery
+/// recovery, each with only the handles it uses.
 fn background_tasks(
     state: &AppState,
     shutdown: &CancellationToken,
@@ -178,34 +178,7 @@ fn background_tasks(
         },
         shutdown.clone(),
     )));
-    if let Some(spool) = &state.spool {
-        tasks.push(tokio::spawn(spool::run(
-            Drain {
-                spool: spool.clone(),
-                ingest: state.ingest.clone(),
-                cache: state.cache.clone(),
-                instance_id: config.instance_id.clone(),
-            },
-            shutdown.clone(),
-        )));
-    }
-    let redelivered: Vec<_> = config
-        .sources
-        .iter()
-        .filter_map(|s| Some((s.name.clone(), s.redeliver.clone()?)))
-        .collect();
-    if !redelivered.is_empty() {
-        tasks.push(tokio::spawn(github::run(
-            Redeliverer {
-                pool: state.pool.clone(),
-                config: config.github.clone(),
-                sources: redelivered,
-                owner: owner.clone(),
-                redeliveries: state.metrics.github_redeliveries.clone(),
-            },
-            shutdown.clone(),
-        )));
-    }
+    tasks.extend(delivery_recovery_tasks(state, &owner, shutdown));
     if let Some(deploy) = &config.deploy {
         tasks.push(tokio::spawn(deploy::run(
             DeployWork {
@@ -232,6 +205,46 @@ fn background_tasks(
             shutdown.clone(),
         ))),
         None => tracing::info!("reconciler off: FAL_API_KEY is not set"),
+    }
+    tasks
+}
+
+/// What brings back deliveries a database outage or a sender's failed try left out: the spool's
+/// drain, and GitHub's redelivery for the sources configured for it.
+fn delivery_recovery_tasks(
+    state: &AppState,
+    owner: &str,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let config = &state.config;
+    let mut tasks = Vec::new();
+    if let Some(spool) = &state.spool {
+        tasks.push(tokio::spawn(spool::run(
+            Drain {
+                spool: spool.clone(),
+                ingest: state.ingest.clone(),
+                cache: state.cache.clone(),
+                instance_id: config.instance_id.clone(),
+            },
+            shutdown.clone(),
+        )));
+    }
+    let redelivered: Vec<_> = config
+        .sources
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.redeliver.clone()?)))
+        .collect();
+    if !redelivered.is_empty() {
+        tasks.push(tokio::spawn(github::run(
+            Redeliverer {
+                pool: state.pool.clone(),
+                config: config.github.clone(),
+                sources: redelivered,
+                owner: owner.to_owned(),
+                redeliveries: state.metrics.github_redeliveries.clone(),
+            },
+            shutdown.clone(),
+        )));
     }
     tasks
 }

@@ -78,24 +78,7 @@ pub(crate) fn from_env(
         let redeliver = github::redeliver_from_env(env, &prefix, scheme == SourceScheme::Github)
             .map_err(problem)?;
         let secrets_var = format!("{prefix}_SECRETS");
-        let mut secrets = Vec::new();
-        let mut public_keys = Vec::new();
-        for entry in env
-            .optional(&secrets_var)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            match scheme {
-                SourceScheme::Standard => match standard_webhooks_key(entry) {
-                    Ok(StandardKey::Symmetric(key)) => secrets.push(key),
-                    Ok(StandardKey::Public(key)) => public_keys.push(key),
-                    Err(why) => return Err(problem(format!("{secrets_var}: {why}"))),
-                },
-                _ => secrets.push(Secret::new(entry)),
-            }
-        }
+        let (secrets, public_keys) = keys_from_env(env, scheme, &secrets_var).map_err(problem)?;
         if secrets.is_empty() && public_keys.is_empty() && !unsigned {
             return Err(problem(format!(
                 "source {name:?} has no secret: set {secrets_var}"
@@ -112,6 +95,34 @@ pub(crate) fn from_env(
         });
     }
     Ok(sources)
+}
+
+/// A source's secrets (`{prefix}_SECRETS`, comma-separated for rotation); for `standard`, its
+/// `whsec_` keys and its `whpk_` public keys.
+fn keys_from_env(
+    env: &Env<'_>,
+    scheme: SourceScheme,
+    secrets_var: &str,
+) -> Result<(Vec<Secret>, Vec<ed25519_dalek::VerifyingKey>), String> {
+    let mut secrets = Vec::new();
+    let mut public_keys = Vec::new();
+    for entry in env
+        .optional(secrets_var)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match scheme {
+            SourceScheme::Standard => match standard_webhooks_key(entry) {
+                Ok(StandardKey::Symmetric(key)) => secrets.push(key),
+                Ok(StandardKey::Public(key)) => public_keys.push(key),
+                Err(why) => return Err(format!("{secrets_var}: {why}")),
+            },
+            _ => secrets.push(Secret::new(entry)),
+        }
+    }
+    Ok((secrets, public_keys))
 }
 
 /// A Standard Webhooks key as its sender shows it.

@@ -1,7 +1,7 @@
 //! Health for load balancers and operators. PostgreSQL down is a failure (503: nothing can be
 //! acknowledged but what the spool keeps); Redis down, or deliveries waiting in the spool, only
-//! degrade (webhooks are still accepted). The details (versions,
-//! queue, pool) are for operator tokens only.
+//! degrade (webhooks are still accepted). The details (versions, queue, spool, pool) are for
+//! operator tokens only.
 
 use std::time::{Duration, Instant};
 

@@ -66,31 +66,24 @@ pub async fn handle(
         .ingest
         .source_delivery(&delivery, source.spool)
         .await?;
-    let (result, event_id, deploy_id, status) = match &taken {
-        Taken::Recorded(recorded) if recorded.inserted => (
-            recorded.outcome.as_str(),
-            Some(recorded.event_id),
-            recorded.deploy_id,
-            StatusCode::OK,
-        ),
-        Taken::Recorded(recorded) => ("duplicate", Some(recorded.event_id), None, StatusCode::OK),
-        // Kept on disk, not yet in PostgreSQL: accepted, not yet done.
-        Taken::Spooled => ("spooled", None, None, StatusCode::ACCEPTED),
-    };
+    let (result, event_id, deploy_id, status) = answer(&taken);
     state
         .metrics
         .source_deliveries
         .with_label_values(&[&source.name, result])
         .inc();
-    tracing::info!(
-        source = %source.name,
-        event_type = %event_type,
-        delivery_id = envelope.delivery_id.as_deref().unwrap_or(""),
-        event_id,
-        result,
-        signed = envelope.signed,
-        "delivery committed"
-    );
+    // A spooled delivery was logged when it was spooled, and is again when it is committed.
+    if let Some(event_id) = event_id {
+        tracing::info!(
+            source = %source.name,
+            event_type = %event_type,
+            delivery_id = envelope.delivery_id.as_deref().unwrap_or(""),
+            event_id,
+            result,
+            signed = envelope.signed,
+            "delivery committed"
+        );
+    }
     Ok(json_response(
         status,
         &json!({
@@ -100,6 +93,21 @@ pub async fn handle(
             "deploy_id": deploy_id,
         }),
     ))
+}
+
+/// What the sender is told: the result, the event and deploy ids, the status.
+fn answer(taken: &Taken) -> (&'static str, Option<i64>, Option<i64>, StatusCode) {
+    match taken {
+        Taken::Recorded(recorded) if recorded.inserted => (
+            recorded.outcome.as_str(),
+            Some(recorded.event_id),
+            recorded.deploy_id,
+            StatusCode::OK,
+        ),
+        Taken::Recorded(recorded) => ("duplicate", Some(recorded.event_id), None, StatusCode::OK),
+        // Kept on disk, not yet in PostgreSQL: accepted, not yet done.
+        Taken::Spooled => ("spooled", None, None, StatusCode::ACCEPTED),
+    }
 }
 
 /// The delivery's JSON text, once its signature is verified as its sender signs: GitHub signs

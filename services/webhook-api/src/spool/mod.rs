@@ -263,22 +263,24 @@ impl Spool {
 
     /// Forgets a waiting delivery now in PostgreSQL.
     pub async fn remove(self: &Arc<Self>, key: u64, source: &str) -> Result<(), SpoolError> {
-        self.take(key, false).await?;
-        self.metrics.drained.with_label_values(&[source]).inc();
+        if self.take(key, false).await? {
+            self.metrics.drained.with_label_values(&[source]).inc();
+        }
         Ok(())
     }
 
     /// Moves a waiting delivery PostgreSQL will not take aside, for an operator.
     pub async fn hold(self: &Arc<Self>, key: u64) -> Result<(), SpoolError> {
-        self.take(key, true).await
+        self.take(key, true).await.map(drop)
     }
 
-    async fn take(self: &Arc<Self>, key: u64, keep: bool) -> Result<(), SpoolError> {
+    /// True when `key` was waiting (and is no more).
+    async fn take(self: &Arc<Self>, key: u64, keep: bool) -> Result<bool, SpoolError> {
         let spool = self.clone();
         blocking(move || spool.take_blocking(key, keep)).await
     }
 
-    fn take_blocking(&self, key: u64, keep: bool) -> Result<(), SpoolError> {
+    fn take_blocking(&self, key: u64, keep: bool) -> Result<bool, SpoolError> {
         let tx = self.db.begin_write().map_err(|e| self.storage(e))?;
         let removed = (|| -> Result<Option<u64>, redb::Error> {
             let mut waiting = tx.open_table(WAITING)?;
@@ -303,7 +305,7 @@ impl Spool {
             }
             self.update_gauges();
         }
-        Ok(())
+        Ok(removed.is_some())
     }
 
     fn update_gauges(&self) {
