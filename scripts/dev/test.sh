@@ -16,8 +16,9 @@ Settings (environment, defaults shown):
   SKIP_LINT=${SKIP_LINT:-0}                  1 skips fmt, clippy and shellcheck
   SKIP_CONTAINERS=${SKIP_CONTAINERS:-0}            1 skips the Docker phase
   SKIP_BENCH_SMOKE=${SKIP_BENCH_SMOKE:-0}           1 skips the short run of the benchmark suite
-  BOT_VENV=${BOT_VENV:-\$HOME/.cache/webhook-bot-venv}   Python with SQLAlchemy 2 + psycopg2, for the
-                                       tests that load rows through the bot's ORM mapping
+  BOT_VENV=${BOT_VENV:-\$HOME/.cache/webhook-bot-venv}   Python with SQLAlchemy 2 + psycopg2 (the tests
+                                       that load rows through the bot's ORM mapping) and
+                                       standardwebhooks + cryptography (signing as senders do)
   plus those of scripts/dev/deps.sh (see its --help).
 USAGE
 }
@@ -40,13 +41,14 @@ export TEST_DATABASE_URL TEST_REDIS_URL TEST_MINIO_ENDPOINT TEST_MINIO_ACCESS_KE
 
 # The bot reads the avatars through SQLAlchemy: the tests load what the service wrote the same way.
 BOT_VENV=${BOT_VENV:-$HOME/.cache/webhook-bot-venv}
-if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2' >/dev/null 2>&1; then
-  step "installing SQLAlchemy 2 and psycopg2 into $BOT_VENV"
+# The senders' own libraries sign what tests/senders/ sends (Standard Webhooks v1 and v1a).
+if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2, standardwebhooks, cryptography' >/dev/null 2>&1; then
+  step "installing SQLAlchemy 2, psycopg2, standardwebhooks and cryptography into $BOT_VENV"
   if ! python3 -m venv "$BOT_VENV" >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq python3-venv >/dev/null; else sudo apt-get install -y -qq python3-venv >/dev/null; fi
     python3 -m venv "$BOT_VENV"
   fi
-  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary
+  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary "standardwebhooks>=1.1,<2" "cryptography>=42"
 fi
 export TEST_BOT_PYTHON=$BOT_VENV/bin/python
 

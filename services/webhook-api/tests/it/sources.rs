@@ -617,3 +617,59 @@ async fn a_standard_source_takes_v1a_signatures_from_its_whpk_keys() {
     let accepted = send(signature).await;
     assert_eq!(accepted.result(), "accepted", "{:?}", accepted.json);
 }
+
+/// Signatures made by implementations other than ours (`tests/senders/standard_webhooks.py`):
+/// v1 by the `standardwebhooks` Python package, v1a by OpenSSL's ED25519 through
+/// `cryptography`, each over the spec's `{id}.{timestamp}.{body}`.
+#[tokio::test]
+async fn a_standard_source_takes_signatures_from_other_implementations() {
+    let body = body_for("billing", 8);
+    let now = chrono::Utc::now().timestamp().to_string();
+    let python = std::env::var("TEST_BOT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = format!(
+        "{}/tests/senders/standard_webhooks.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = std::process::Command::new(&python)
+        .args([&script, STANDARD_SECRET, "msg_other_1", &now, &body])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (scripts/dev/test.sh sets TEST_BOT_PYTHON)"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let signed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .with("WEBHOOK_SOURCES", "billing:standard")
+            .with(
+                "WEBHOOK_SOURCE_BILLING_SECRETS",
+                format!("{STANDARD_SECRET},{}", signed["whpk"].as_str().unwrap()),
+            ),
+    )
+    .await;
+    let post = |body: String, signature: &str| {
+        let headers = vec![
+            ("webhook-id", "msg_other_1".to_string()),
+            ("webhook-timestamp", now.clone()),
+            ("webhook-signature", signature.to_string()),
+        ];
+        let app = &app;
+        async move { app.post("/api/v1/webhooks/billing", &body, &headers).await }
+    };
+    let tampered = body.replace("invoice.paid", "invoice.void");
+    for scheme in ["v1", "v1a"] {
+        let signature = signed[scheme].as_str().unwrap();
+        assert_eq!(
+            post(tampered.clone(), signature).await.status,
+            401,
+            "{scheme}"
+        );
+    }
+    let v1a = post(body.clone(), signed["v1a"].as_str().unwrap()).await;
+    assert_eq!(v1a.result(), "accepted", "{:?}", v1a.json);
+    // The library's v1 signature of the same message: the same delivery (same webhook-id).
+    let v1 = post(body.clone(), signed["v1"].as_str().unwrap()).await;
+    assert_eq!(v1.result(), "duplicate", "{:?}", v1.json);
+}
