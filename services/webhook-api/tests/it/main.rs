@@ -2,6 +2,7 @@
 //! `scripts/dev/deps.sh` starts. One binary, so the build is linked once.
 
 mod avatar_status;
+mod backup;
 mod bad_input;
 mod batch;
 mod bot_schema;

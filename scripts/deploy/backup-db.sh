@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Backs up the PostgreSQL database the cluster writes to (the bot's: its tables and ours), as
+# pg_dump's custom format, from one consistent snapshot; counts of the tables taken in that same
+# snapshot are kept beside it, so a restore can be checked.
+set -euo pipefail
+# shellcheck source=scripts/deploy/common.sh
+source "$(dirname "$0")/common.sh"
+
+usage() {
+  cat <<USAGE
+Usage: scripts/deploy/backup-db.sh [--dry-run] [--help]
+
+Writes \$BACKUP_DIR/webhook-db-<UTC time>.dump (pg_dump -Fc) with .sha256 and .counts beside
+it, then keeps the newest \$BACKUP_KEEP backups and removes older ones.
+Settings (environment wins over prod.env):
+  DATABASE_URL   the database (postgresql:// or postgresql+asyncpg://, as in prod.env); from
+                 this host: a compose service name such as postgres is not resolvable here,
+                 give the address the host reaches it at
+  BACKUP_DIR=${BACKUP_DIR:-$REPO_ROOT/backups}   BACKUP_KEEP=${BACKUP_KEEP:-14}
+Needs pg_dump and psql of the server's major version or newer (Debian: postgresql-client).
+Restore with scripts/deploy/restore-db.sh.
+USAGE
+}
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY_RUN=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage; die "unknown argument $arg" ;;
+  esac
+done
+
+url=$(env_setting DATABASE_URL "")
+[[ -n "$url" ]] || die "DATABASE_URL is not set (environment or $ENV_FILE)"
+url=${url/postgresql+asyncpg:\/\//postgresql://}
+dir=${BACKUP_DIR:-$REPO_ROOT/backups}
+keep=${BACKUP_KEEP:-14}
+[[ "$keep" =~ ^[1-9][0-9]*$ ]] || die "BACKUP_KEEP must be a positive number, not $keep"
+name="webhook-db-$(date -u +%Y%m%dT%H%M%S.%3NZ)"
+if [[ "$DRY_RUN" == 1 ]]; then
+  echo "dry-run: pg_dump -Fc (one snapshot, with table counts) > $dir/$name.dump; keep $keep" >&2
+  exit 0
+fi
+for tool in pg_dump psql; do
+  command -v "$tool" >/dev/null || die "$tool not found: apt-get install postgresql-client"
+done
+mkdir -p "$dir"
+
+# One REPEATABLE READ transaction exports its snapshot: the counts and pg_dump see the same data.
+# (stdbuf: psql writing to a pipe would hold its answers in its buffer)
+coproc SNAPSHOT { stdbuf -oL psql -qAtX -v ON_ERROR_STOP=1 "$url" 2>&1; }
+exec {to_psql}>&"${SNAPSHOT[1]}" {from_psql}<&"${SNAPSHOT[0]}"
+ask() { # SQL → the answer's one line
+  echo "$1" >&"$to_psql"
+  local line
+  IFS= read -r -t 600 line <&"$from_psql" || die "PostgreSQL did not answer: $1"
+  echo "$line"
+}
+ask "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 'ok';" | grep -qx ok ||
+  die "cannot open a transaction on the database (DATABASE_URL?)"
+snapshot=$(ask "SELECT pg_export_snapshot();")
+{
+  for table in webhook_events file_jobs avatar_files deploys avatars users; do
+    exists=$(ask "SELECT to_regclass('$table') IS NOT NULL;")
+    [[ "$exists" == t ]] && echo "$table $(ask "SELECT count(*) FROM $table;")"
+  done
+} >"$dir/$name.counts.partial"
+pg_dump -Fc --snapshot="$snapshot" --file="$dir/$name.dump.partial" "$url"
+printf 'COMMIT;\n\\q\n' >&"$to_psql"
+wait "$SNAPSHOT_PID" 2>/dev/null || true
+
+mv "$dir/$name.counts.partial" "$dir/$name.counts"
+mv "$dir/$name.dump.partial" "$dir/$name.dump"
+(cd "$dir" && sha256sum "$name.dump" "$name.counts" >"$name.sha256")
+log "backed up to $dir/$name.dump ($(du -h "$dir/$name.dump" | cut -f1)): $(tr '\n' ' ' <"$dir/$name.counts")"
+
+# Keep the newest $keep (names sort by time).
+mapfile -t old < <(find "$dir" -maxdepth 1 -name 'webhook-db-*.dump' -printf '%f\n' | sort -r | tail -n +$((keep + 1)))
+for dump in "${old[@]}"; do
+  base=${dump%.dump}
+  rm -f "$dir/$base.dump" "$dir/$base.counts" "$dir/$base.sha256"
+  log "removed the older backup $base"
+done
+echo "$dir/$name.dump"
