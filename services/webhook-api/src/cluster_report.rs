@@ -10,6 +10,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::github;
 use crate::reconciler::RECONCILER_LEASE;
+use crate::retention::RETENTION_LEASE;
 use crate::store::leases::{self, LeaseRun};
 use crate::store::report;
 use crate::store::schema;
@@ -103,6 +104,8 @@ async fn database_sections(
             "  (FAL_API_KEY is not set in this environment: instances started with it reconcile)"
         );
     }
+    let retention = store::within(limit, leases::last_run(pool, RETENTION_LEASE)).await?;
+    let _ = writeln!(out, "\nRetention: {}", retention_line(retention, now));
     for source in config.sources.iter().filter(|s| s.redeliver.is_some()) {
         let run = store::within(
             limit,
@@ -188,6 +191,27 @@ fn lease_line(run: Option<LeaseRun>, now: DateTime<Utc>, done: &str) -> String {
             run.tally.done,
             run.tally.errors,
         ),
+    }
+}
+
+fn retention_line(run: Option<LeaseRun>, now: DateTime<Utc>) -> String {
+    match run {
+        Some(LeaseRun {
+            last_run_at: Some(at),
+            tally,
+            ..
+        }) => format!(
+            "last run {} ago: {} payloads dropped, {} events deleted{}",
+            duration((now - at).num_milliseconds() as f64 / 1000.0),
+            tally.checked,
+            tally.done,
+            if tally.errors > 0 {
+                " (it failed: see the instances' logs)"
+            } else {
+                ""
+            },
+        ),
+        _ => "no run finished yet (`webhook-api retention --dry-run` shows what is due)".into(),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod late_announcer;
 pub mod metrics;
 pub mod reconciler;
+pub mod retention;
 pub mod send_test;
 pub mod spool;
 pub mod startup;

@@ -1,11 +1,13 @@
 //! Wiring only: command line → config → application → shutdown.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
-use webhook_api::config::{Config, DatabaseCommandConfig};
+use webhook_api::config::{Config, DatabaseCommandConfig, RetentionConfig};
+use webhook_api::retention::Retention;
 use webhook_api::startup::{self, Application};
 use webhook_api::store::jobs;
 use webhook_api::{send_test, store, telemetry};
@@ -49,6 +51,12 @@ enum Command {
     /// See and re-queue the jobs that copy trained files into S3.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Apply the RETENTION_* rules now (the instances also do, every RETENTION_INTERVAL_SECS),
+    /// and print what went; with --dry-run, only print what would (needs only DATABASE_URL).
+    Retention {
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,7 +122,7 @@ fn main() -> ExitCode {
             }
             None => ExitCode::from(2),
         },
-        command @ (Command::Migrate | Command::Jobs(_)) => {
+        command @ (Command::Migrate | Command::Jobs(_) | Command::Retention { .. }) => {
             let Some(config) = configured(DatabaseCommandConfig::from_env()) else {
                 return ExitCode::from(2);
             };
@@ -123,6 +131,9 @@ fn main() -> ExitCode {
                 let pool = store::connect_pool(&config.database);
                 match command {
                     Command::Jobs(jobs) => jobs_command(&pool, jobs).await,
+                    Command::Retention { dry_run } => {
+                        retention_command(&pool, &config.retention, dry_run).await
+                    }
                     _ => startup::migrate(&pool, config.database.startup_wait)
                         .await
                         .map(drop),
@@ -230,6 +241,44 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_to_shutdown(shutdown.clone()));
     app.run(shutdown).await;
+    Ok(())
+}
+
+async fn retention_command(
+    pool: &deadpool_postgres::Pool,
+    config: &RetentionConfig,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let avatar_sql = Arc::new(store::schema::load(pool).await?);
+    if dry_run {
+        let due = store::retention::pending(
+            pool,
+            &avatar_sql,
+            config.payload,
+            config.event,
+            config.deploy_output,
+        )
+        .await?;
+        println!(
+            "would drop {} payloads, delete {} events (keep {} old ones something points at), \
+             drop {} deploy outputs",
+            due.payloads, due.events, due.kept, due.deploy_outputs
+        );
+        return Ok(());
+    }
+    // Safe beside a running instance's own run: every step is idempotent.
+    let retention = Retention {
+        pool: pool.clone(),
+        avatar_sql,
+        config: config.clone(),
+        owner: format!("command/{}", std::process::id()),
+        deleted: webhook_api::metrics::Metrics::new().retention_deleted,
+    };
+    let swept = retention.sweep(&CancellationToken::new()).await?;
+    println!(
+        "dropped {} payloads, deleted {} events, dropped {} deploy outputs",
+        swept.payloads, swept.events, swept.deploy_outputs
+    );
     Ok(())
 }
 

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub spool: SpoolMetrics,
     /// Redeliveries asked of GitHub's API, by source and result (`requested`, `failed`).
     pub github_redeliveries: IntCounterVec,
+    /// What retention removed, by rule (`payload`, `event`, `deploy_output`).
+    pub retention_deleted: IntCounterVec,
     trainings: IntGaugeVec,
     oldest_training_age: Gauge,
     db_pool: IntGaugeVec,
@@ -130,8 +132,15 @@ impl Metrics {
             "Redeliveries asked of GitHub's API for deliveries that never reached us, by result",
             &["source", "result"],
         );
+        let retention_deleted = r.counters(
+            "webhook_retention_deleted_total",
+            "What retention removed: payloads dropped, rows deleted, deploy outputs dropped",
+            "what",
+            &["payload", "event", "deploy_output"],
+        );
         Self {
             github_redeliveries,
+            retention_deleted,
             registry: r.registry,
             spool,
             http_requests,

@@ -20,6 +20,7 @@ use crate::ingest::Ingest;
 use crate::late_announcer::{self, LateAnnouncer};
 use crate::metrics::Metrics;
 use crate::reconciler::{self, Reconciler};
+use crate::retention::{self, Retention};
 use crate::spool::{self, Drain, Spool};
 use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
@@ -179,6 +180,16 @@ fn background_tasks(
         shutdown.clone(),
     )));
     tasks.extend(delivery_recovery_tasks(state, &owner, shutdown));
+    tasks.push(tokio::spawn(retention::run(
+        Retention {
+            pool: state.pool.clone(),
+            avatar_sql: state.avatar_sql.clone(),
+            config: config.retention.clone(),
+            owner: owner.clone(),
+            deleted: state.metrics.retention_deleted.clone(),
+        },
+        shutdown.clone(),
+    )));
     if let Some(deploy) = &config.deploy {
         tasks.push(tokio::spawn(deploy::run(
             DeployWork {

@@ -13,6 +13,7 @@ mod log;
 mod operators;
 mod reconcile;
 mod redis;
+mod retention;
 mod sources;
 mod spool;
 
@@ -28,6 +29,7 @@ pub use log::{LogConfig, LogFormat};
 pub use operators::{token_digest, OperatorToken, Scope};
 pub use reconcile::ReconcileConfig;
 pub use redis::{AnnounceConfig, RedisConfig};
+pub use retention::RetentionConfig;
 pub use sources::{SourceConfig, RESERVED_SOURCE_NAMES};
 pub use spool::SpoolConfig;
 
@@ -122,6 +124,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// How GitHub's redelivery is asked for (sources with `redeliver`).
     pub github: GithubApiConfig,
+    /// How long deliveries, their payloads and deploy outputs are kept.
+    pub retention: RetentionConfig,
     /// Deploy on a verified push; `None` unless `DEPLOY_REPOSITORY` is set.
     pub deploy: Option<DeployConfig>,
     /// Who may use the operators' API, `/metrics` and the health details (`OPERATOR_TOKENS`).
@@ -202,6 +206,7 @@ impl Config {
             sources: sources::from_env(&env, environment)?,
             spool: SpoolConfig::from_env(&env)?,
             github: GithubApiConfig::from_env(&env, environment)?,
+            retention: RetentionConfig::from_env(&env)?,
             deploy: deploy::from_env(&env)?,
             operator_tokens: operators::from_env(&env)?,
             reconcile: reconcile::from_env(&env)?,
@@ -216,6 +221,7 @@ impl Config {
 pub struct DatabaseCommandConfig {
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 impl DatabaseCommandConfig {
@@ -226,6 +232,7 @@ impl DatabaseCommandConfig {
         Ok(Self {
             database: DatabaseConfig::from_env(&env)?,
             log: LogConfig::from_env(&env, environment)?,
+            retention: RetentionConfig::from_env(&env)?,
         })
     }
 }

@@ -145,9 +145,11 @@ pub async fn replay(
         .as_deref()
         .filter(|_| stored.outcome != EventOutcome::Rejected)
     else {
-        return Err(ApiError::Conflict(format!(
-            "event {id} was rejected; nothing verified was kept to replay"
-        )));
+        let why = match stored.outcome {
+            EventOutcome::Rejected => "was rejected; nothing verified was kept to replay",
+            _ => "has no payload any more (RETENTION_PAYLOAD_DAYS dropped it)",
+        };
+        return Err(ApiError::Conflict(format!("event {id} {why}")));
     };
     let body = if stored.source == "fal" {
         replay_fal(state, id, payload, &stored, request_id).await?

@@ -13,6 +13,7 @@ pub mod leases;
 pub mod migrations;
 pub mod rejections;
 pub mod report;
+pub mod retention;
 pub mod schema;
 pub mod training_checks;
 

@@ -17,6 +17,7 @@ mod monitoring;
 mod operator_commands;
 mod reconcile;
 mod resilience;
+mod retention;
 mod sources;
 mod spool;
 mod status_command;

@@ -77,6 +77,7 @@ async fn status_prints_the_figures_of_a_seeded_database() {
         "checked 3, applied 1, errors 2; held by api-2/abcd1234",
         "s ago): checked 3",
         &format!("Redis: ok; {}avatar:events holds 1 entries", app.prefix),
+        "Retention: no run finished yet (`webhook-api retention --dry-run` shows what is due)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

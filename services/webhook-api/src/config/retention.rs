@@ -1,0 +1,77 @@
+//! `RETENTION_*`: how long what the service stores is kept (`retention.rs`). A rule at 0 days
+//! is off (kept for ever).
+
+use std::time::Duration;
+
+use super::env::Env;
+use super::ConfigError;
+
+const DAY: u64 = 24 * 3600;
+
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// A delivery's payload and headers (`RETENTION_PAYLOAD_DAYS`, 30).
+    pub payload: Option<Duration>,
+    /// The delivery's row (`RETENTION_EVENT_DAYS`, 180), unless something points at it.
+    pub event: Option<Duration>,
+    /// A finished deploy's output (`RETENTION_DEPLOY_OUTPUT_DAYS`, 90).
+    pub deploy_output: Option<Duration>,
+    /// How often the lease holder runs (`RETENTION_INTERVAL_SECS`, 3600).
+    pub interval: Duration,
+    /// Rows per transaction (`RETENTION_BATCH`, 500): short, so callbacks never wait long.
+    pub batch: i64,
+}
+
+impl RetentionConfig {
+    pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        let days = |name: &'static str, default: u64| -> Result<Option<Duration>, ConfigError> {
+            let days: u64 = env.parsed(name, default)?;
+            Ok((days > 0).then(|| Duration::from_secs(days * DAY)))
+        };
+        let payload = days("RETENTION_PAYLOAD_DAYS", 30)?;
+        let event = days("RETENTION_EVENT_DAYS", 180)?;
+        if let (Some(payload), Some(event)) = (payload, event) {
+            if event < payload {
+                return Err(ConfigError::new(
+                    "RETENTION_EVENT_DAYS",
+                    "must not be less than RETENTION_PAYLOAD_DAYS",
+                ));
+            }
+        }
+        let batch: i64 = env.parsed("RETENTION_BATCH", 500)?;
+        if !(1..=100_000).contains(&batch) {
+            return Err(ConfigError::new("RETENTION_BATCH", "must be 1 to 100000"));
+        }
+        Ok(Self {
+            payload,
+            event,
+            deploy_output: days("RETENTION_DEPLOY_OUTPUT_DAYS", 90)?,
+            interval: Duration::from_secs(env.parsed("RETENTION_INTERVAL_SECS", 3600)?.max(1)),
+            batch,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, BASE};
+    use std::time::Duration;
+
+    #[test]
+    fn retention_has_documented_defaults_a_zero_is_off_and_rows_outlive_payloads() {
+        let cfg = config(&BASE).unwrap().retention;
+        assert_eq!(cfg.payload, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(cfg.event, Some(Duration::from_secs(180 * 86400)));
+        assert_eq!(cfg.deploy_output, Some(Duration::from_secs(90 * 86400)));
+        assert_eq!((cfg.interval.as_secs(), cfg.batch), (3600, 500));
+        let mut vars = BASE.to_vec();
+        vars.push(("RETENTION_EVENT_DAYS", "0"));
+        assert_eq!(config(&vars).unwrap().retention.event, None);
+        vars.pop();
+        vars.push(("RETENTION_EVENT_DAYS", "7"));
+        assert_eq!(config(&vars).unwrap_err().var, "RETENTION_EVENT_DAYS");
+        vars.pop();
+        vars.push(("RETENTION_BATCH", "0"));
+        assert_eq!(config(&vars).unwrap_err().var, "RETENTION_BATCH");
+    }
+}
