@@ -291,6 +291,18 @@ impl Cache {
         .await
     }
 
+    /// Removes an avatar's cached status; how many keys went (0 or 1).
+    pub async fn forget_status(&self, avatar_id: Uuid) -> Result<usize, CacheError> {
+        let key = self.status_key(avatar_id);
+        self.run(|mut conn| async move {
+            redis::cmd("DEL")
+                .arg(key)
+                .query_async::<usize>(&mut conn)
+                .await
+        })
+        .await
+    }
+
     /// The cached status JSON, if present and readable.
     pub async fn cached_status(&self, avatar_id: Uuid) -> Result<Option<AvatarView>, CacheError> {
         let key = self.status_key(avatar_id);

@@ -18,6 +18,7 @@ pub mod deploy;
 pub mod fal;
 pub mod fal_queue;
 pub mod files;
+pub mod forget;
 pub mod github;
 pub mod http;
 pub mod ingest;

@@ -10,7 +10,7 @@ use webhook_api::config::{Config, DatabaseCommandConfig, RetentionConfig};
 use webhook_api::retention::Retention;
 use webhook_api::startup::{self, Application};
 use webhook_api::store::jobs;
-use webhook_api::{send_test, store, telemetry};
+use webhook_api::{forget, send_test, store, telemetry};
 
 /// Receives FAL AI training callbacks and applies them to avatars.
 /// Configuration comes from the environment (see prod.env.example).
@@ -51,6 +51,15 @@ enum Command {
     /// See and re-queue the jobs that copy trained files into S3.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Erase what the service keeps about an avatar, or every avatar of a user: copied files in
+    /// S3, their rows and jobs, event payloads and headers, the status cache (the bot's rows
+    /// are not touched). Prints what it removed; running it again removes nothing more.
+    Forget {
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        avatar: Option<uuid::Uuid>,
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Apply the RETENTION_* rules now (the instances also do, every RETENTION_INTERVAL_SECS),
     /// and print what went; with --dry-run, only print what would (needs only DATABASE_URL).
     Retention {
@@ -147,6 +156,7 @@ fn main() -> ExitCode {
             telemetry::init(&config.log);
             finish(runtime.block_on(async {
                 match command {
+                    Command::Forget { avatar, user } => forget_command(&config, avatar, user).await,
                     Command::Status => {
                         let pool = store::connect_pool(&config.database);
                         let (report, database) =
@@ -241,6 +251,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_to_shutdown(shutdown.clone()));
     app.run(shutdown).await;
+    Ok(())
+}
+
+async fn forget_command(
+    config: &Config,
+    avatar: Option<uuid::Uuid>,
+    user: Option<String>,
+) -> anyhow::Result<()> {
+    let who = match (avatar, user) {
+        (Some(avatar), _) => forget::Who::Avatar(avatar),
+        (None, user) => forget::Who::User(user.unwrap_or_default()),
+    };
+    let pool = store::connect_pool(&config.database);
+    let gone = forget::forget(config, &pool, &who).await?;
+    println!(
+        "forgot {} avatar(s): {} event payloads, {} file jobs, {} file rows, {} S3 objects, \
+         {} cached statuses",
+        gone.avatars,
+        gone.event_payloads,
+        gone.file_jobs,
+        gone.file_rows,
+        gone.objects,
+        gone.cache_keys
+    );
     Ok(())
 }
 

@@ -111,14 +111,20 @@ impl FetchPolicy {
 /// `avatars/{user_id}/{avatar_id}/{kind}/{file_name}`: the contract's `lora/` for the weights,
 /// `config/` for the training config, so two files of one name never overwrite each other.
 pub fn object_key(user_id: Option<&str>, avatar_id: Uuid, file: &JobFile) -> String {
-    let user = user_id
-        .map(safe_segment)
-        .unwrap_or_else(|| "unknown-user".into());
     format!(
-        "avatars/{user}/{avatar_id}/{}/{}",
+        "{}{}/{}",
+        avatar_prefix(user_id, avatar_id),
         file.kind.as_str(),
         file_name(&file.source)
     )
+}
+
+/// `avatars/{user_id}/{avatar_id}/`: where every object of one avatar is.
+pub fn avatar_prefix(user_id: Option<&str>, avatar_id: Uuid) -> String {
+    let user = user_id
+        .map(safe_segment)
+        .unwrap_or_else(|| "unknown-user".into());
+    format!("avatars/{user}/{avatar_id}/")
 }
 
 /// The declared name, else the URL's last path segment, reduced to safe characters.

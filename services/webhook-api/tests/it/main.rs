@@ -9,6 +9,7 @@ mod bot_schema;
 mod cdn;
 mod deploy;
 mod files;
+mod forget;
 mod github_redelivery;
 mod hardening;
 mod helpers;
