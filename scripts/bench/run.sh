@@ -23,6 +23,9 @@ Settings (environment, defaults shown):
   DURATION=$DURATION   measured seconds of each saturation run (fixed-rate runs: the same)
   CONNECTIONS=$CONNECTIONS  concurrent connections of the load generator and pgbench
   OUT=<target/bench/DATE>  where results go
+  EVENTS_ROWS=${EVENTS_ROWS:-0}   webhook_events rows the single-instance database starts with (FAL
+                 completions of about 1 KB each, received over the last 180 days): the same run
+                 beside a large table
   AVATARS_SCHEMA=$AVATARS_SCHEMA   the avatars table the databases start with: own (the service
                        creates it) or bot-live (the bot's live schema, native enums and json:
                        services/webhook-api/tests/fixtures/bot/live_schema.sql)
@@ -34,6 +37,8 @@ USAGE
 DURATION=${DURATION:-15}
 CONNECTIONS=${CONNECTIONS:-32}
 AVATARS_SCHEMA=${AVATARS_SCHEMA:-own}
+EVENTS_ROWS=${EVENTS_ROWS:-0}
+[[ "$EVENTS_ROWS" =~ ^[0-9]+$ ]] || { echo "run.sh: EVENTS_ROWS must be a number" >&2; exit 2; }
 case "$AVATARS_SCHEMA" in
   own|bot-live) ;;
   *) echo "run.sh: AVATARS_SCHEMA=$AVATARS_SCHEMA: expected own or bot-live" >&2; exit 2 ;;
@@ -113,6 +118,29 @@ new_database() { # NAME: a migrated database without avatars (the bot's tables f
   fi
   DATABASE_URL="${admin_url%/*}/$db" REDIS_URL=$redis_url MINIO_BUCKET_NAME=bench-files \
     FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET LOG_LEVEL=warn "$api_bin" migrate
+}
+
+seed_events() { # DB COUNT: COUNT stored FAL completions, a million per transaction, then ANALYZE
+  local db_url="${admin_url%/*}/$1" from=1 to
+  while ((from <= $2)); do
+    to=$((from + 999999 < $2 ? from + 999999 : $2))
+    psql -q -v ON_ERROR_STOP=1 "$db_url" -c "INSERT INTO webhook_events (source, delivery_key,
+        fal_request_id, event, outcome, signature_scheme, http_request_id, instance_id, headers,
+        payload, received_at, last_delivered_at)
+      SELECT 'fal', 'fal:seeded-' || g || ':completed', 'seeded-' || g, 'completed', 'unmatched',
+        'hmac', 'seeded', 'bench', '{\"user-agent\": \"fal-webhook\", \"content-type\": \"application/json\"}',
+        jsonb_build_object('request_id', 'seeded-' || g, 'status', 'OK', 'error', null,
+          'payload', jsonb_build_object('diffusers_lora_file', jsonb_build_object(
+            'url', 'https://v3.fal.media/files/seeded/' || md5(g::text) || '_pytorch_lora_weights.safetensors',
+            'content_type', 'application/octet-stream', 'file_name', 'pytorch_lora_weights.safetensors',
+            'file_size', 89745224), 'config_file', jsonb_build_object(
+            'url', 'https://v3.fal.media/files/seeded/' || md5(g::text) || '_config.json',
+            'content_type', 'application/octet-stream', 'file_name', 'config.json', 'file_size', 452))),
+        now() - (g % 15552000) * interval '1 second', now() - (g % 15552000) * interval '1 second'
+      FROM generate_series($from, $to) g" >/dev/null
+    from=$((to + 1))
+  done
+  psql -q "$db_url" -c "VACUUM ANALYZE webhook_events" >/dev/null
 }
 
 bench_user=00000000-0000-4000-8000-00000000b0b0
@@ -271,6 +299,11 @@ single_url="http://127.0.0.1:18401/api/v1/avatar/status_update"
 if wants single || wants payload; then
   new_database bench_single
   for prefix in sat- rate- ed- h2- pad16k- pad256k-; do seed_avatars bench_single "$prefix" "$avatars_for_run"; done
+  if ((EVENTS_ROWS > 0)); then
+    log "seeding $EVENTS_ROWS rows into webhook_events"
+    seed_events bench_single "$EVENTS_ROWS"
+    record "{\"label\":\"single events rows\",\"rows\":$EVENTS_ROWS}"
+  fi
   start_instance single bench_single 18401
   single=$instance_pid
   sleep 2
