@@ -285,18 +285,17 @@ async fn retention_command(
 ) -> anyhow::Result<()> {
     let avatar_sql = Arc::new(store::schema::load(pool).await?);
     if dry_run {
-        let due = store::retention::pending(
-            pool,
-            &avatar_sql,
-            config.payload,
-            config.event,
-            config.deploy_output,
-        )
-        .await?;
+        let ages = store::retention::Ages {
+            payload: config.payload,
+            event: config.event,
+            deploy_output: config.deploy_output,
+            file_job: config.file_job,
+        };
+        let due = store::retention::pending(pool, &avatar_sql, ages).await?;
         println!(
             "would drop {} payloads, delete {} events (keep {} old ones something points at), \
-             drop {} deploy outputs",
-            due.payloads, due.events, due.kept, due.deploy_outputs
+             delete {} finished file jobs, drop {} deploy outputs",
+            due.payloads, due.events, due.kept, due.file_jobs, due.deploy_outputs
         );
         return Ok(());
     }
@@ -310,8 +309,9 @@ async fn retention_command(
     };
     let swept = retention.sweep(&CancellationToken::new()).await?;
     println!(
-        "dropped {} payloads, deleted {} events, dropped {} deploy outputs",
-        swept.payloads, swept.events, swept.deploy_outputs
+        "dropped {} payloads, deleted {} events, deleted {} finished file jobs, \
+         dropped {} deploy outputs",
+        swept.payloads, swept.events, swept.file_jobs, swept.deploy_outputs
     );
     Ok(())
 }

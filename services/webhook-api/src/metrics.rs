@@ -134,9 +134,9 @@ impl Metrics {
         );
         let retention_deleted = r.counters(
             "webhook_retention_deleted_total",
-            "What retention removed: payloads dropped, rows deleted, deploy outputs dropped",
+            "What retention removed: payloads dropped, rows deleted, file jobs deleted, deploy outputs dropped",
             "what",
-            &["payload", "event", "deploy_output"],
+            &["payload", "event", "file_job", "deploy_output"],
         );
         Self {
             github_redeliveries,

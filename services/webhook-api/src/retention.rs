@@ -1,8 +1,8 @@
 //! Retention: every instance runs this loop, and the holder of the `retention` lease applies
 //! the rules of `RetentionConfig` a small batch at a time (`store::retention`): payloads and
 //! headers dropped after their days (size and SHA-256 kept), rows deleted after theirs unless a
-//! file job, a deploy or an avatar still in training points at them, finished deploys' outputs
-//! dropped. Rejected requests have their own, shorter rule (`store::rejections`).
+//! file job, a deploy or an avatar still in training points at them, file jobs done long ago
+//! deleted (the copied files' rows stay), finished deploys' outputs dropped. Rejected requests have their own, shorter rule (`store::rejections`).
 //!
 //! A delivery redelivered after its row is gone is stored again, and changes nothing: the
 //! avatar's state machine does not take a finished training back (a completion or progress for
@@ -40,6 +40,7 @@ pub struct Swept {
     pub payloads: u64,
     pub events: u64,
     pub deploy_outputs: u64,
+    pub file_jobs: u64,
 }
 
 pub async fn run(retention: Retention, shutdown: CancellationToken) {
@@ -81,6 +82,20 @@ impl Retention {
     /// Applies every rule until nothing is due (or the instance stops).
     pub async fn sweep(&self, shutdown: &CancellationToken) -> Result<Swept, StoreError> {
         let mut swept = Swept::default();
+        // First the jobs: the events they pointed at may then go in the same run.
+        if let Some(after) = self.config.file_job {
+            loop {
+                let changed =
+                    retention::drop_finished_jobs(&self.pool, after, self.config.batch).await?;
+                self.deleted
+                    .with_label_values(&["file_job"])
+                    .inc_by(changed);
+                swept.file_jobs += changed;
+                if changed < self.config.batch as u64 || shutdown.is_cancelled() {
+                    break;
+                }
+            }
+        }
         let rules = [
             (Rule::Payload, self.config.payload),
             (Rule::Event, self.config.event),
@@ -113,11 +128,12 @@ impl Retention {
                 }
             }
         }
-        if swept.payloads + swept.events + swept.deploy_outputs > 0 {
+        if swept.payloads + swept.events + swept.deploy_outputs + swept.file_jobs > 0 {
             tracing::info!(
                 payloads = swept.payloads,
                 events = swept.events,
                 deploy_outputs = swept.deploy_outputs,
+                file_jobs = swept.file_jobs,
                 "retention run"
             );
         }

@@ -16,6 +16,9 @@ pub struct RetentionConfig {
     pub event: Option<Duration>,
     /// A finished deploy's output (`RETENTION_DEPLOY_OUTPUT_DAYS`, 90).
     pub deploy_output: Option<Duration>,
+    /// A file job done this long ago (`RETENTION_FILE_JOB_DAYS`, 30); the copied files' rows
+    /// stay. Failed and dead jobs stay for an operator.
+    pub file_job: Option<Duration>,
     /// How often the lease holder runs (`RETENTION_INTERVAL_SECS`, 3600).
     pub interval: Duration,
     /// Rows per transaction (`RETENTION_BATCH`, 500): short, so callbacks never wait long.
@@ -46,6 +49,7 @@ impl RetentionConfig {
             payload,
             event,
             deploy_output: days("RETENTION_DEPLOY_OUTPUT_DAYS", 90)?,
+            file_job: days("RETENTION_FILE_JOB_DAYS", 30)?,
             interval: Duration::from_secs(env.parsed("RETENTION_INTERVAL_SECS", 3600)?.max(1)),
             batch,
         })
@@ -63,6 +67,7 @@ mod tests {
         assert_eq!(cfg.payload, Some(Duration::from_secs(30 * 86400)));
         assert_eq!(cfg.event, Some(Duration::from_secs(180 * 86400)));
         assert_eq!(cfg.deploy_output, Some(Duration::from_secs(90 * 86400)));
+        assert_eq!(cfg.file_job, Some(Duration::from_secs(30 * 86400)));
         assert_eq!((cfg.interval.as_secs(), cfg.batch), (3600, 500));
         let mut vars = BASE.to_vec();
         vars.push(("RETENTION_EVENT_DAYS", "0"));

@@ -118,6 +118,29 @@ pub async fn drop_deploy_outputs(
         .await?)
 }
 
+/// File jobs done before `older_than`, a batch at a time; the `avatar_files` rows they wrote
+/// stay (unlinked from the job). Returns how many went.
+pub async fn drop_finished_jobs(
+    pool: &Pool,
+    older_than: Duration,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    // One statement: the foreign key is checked at its end, after the files were unlinked.
+    Ok(client
+        .execute(
+            "WITH gone AS ( \
+               SELECT id FROM file_jobs WHERE state = 'done' \
+                 AND finished_at < now() - make_interval(secs => $1) \
+               ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             unlinked AS ( \
+               UPDATE avatar_files SET job_id = NULL WHERE job_id IN (SELECT id FROM gone)) \
+             DELETE FROM file_jobs WHERE id IN (SELECT id FROM gone)",
+            &[&older_than.as_secs_f64(), &batch],
+        )
+        .await?)
+}
+
 /// What a run would change now: payloads to drop, rows to delete, rows kept although old.
 #[derive(Debug, Default)]
 pub struct Pending {
@@ -125,14 +148,22 @@ pub struct Pending {
     pub events: i64,
     pub kept: i64,
     pub deploy_outputs: i64,
+    pub file_jobs: i64,
+}
+
+/// How old, per rule, what a run removes is (`None`: the rule is off).
+#[derive(Debug, Clone, Copy)]
+pub struct Ages {
+    pub payload: Option<Duration>,
+    pub event: Option<Duration>,
+    pub deploy_output: Option<Duration>,
+    pub file_job: Option<Duration>,
 }
 
 pub async fn pending(
     pool: &Pool,
     avatar_sql: &AvatarSql,
-    payload_after: Option<Duration>,
-    event_after: Option<Duration>,
-    deploy_output_after: Option<Duration>,
+    ages: Ages,
 ) -> Result<Pending, StoreError> {
     let client = pool.get().await?;
     // A rule that is off counts nothing (NULL compares as false).
@@ -145,7 +176,7 @@ pub async fn pending(
         )
         .replacen("e.id = ANY($1) AND ", "", 1)
         .replace("$2", "$1");
-    let events: i64 = match event_after {
+    let events: i64 = match ages.event {
         Some(after) => client
             .query_one(&deletable, &[&after.as_secs_f64()])
             .await?
@@ -159,12 +190,15 @@ pub async fn pending(
                  AND (payload IS NOT NULL OR headers IS NOT NULL)), \
                count(*) FILTER (WHERE received_at < now() - make_interval(secs => $2)), \
                (SELECT count(*) FROM deploys WHERE output IS NOT NULL AND finished_at \
-                  < now() - make_interval(secs => $3)) \
+                  < now() - make_interval(secs => $3)), \
+               (SELECT count(*) FROM file_jobs WHERE state = 'done' AND finished_at \
+                  < now() - make_interval(secs => $4)) \
              FROM webhook_events",
             &[
-                &secs(payload_after),
-                &secs(event_after),
-                &secs(deploy_output_after),
+                &secs(ages.payload),
+                &secs(ages.event),
+                &secs(ages.deploy_output),
+                &secs(ages.file_job),
             ],
         )
         .await?;
@@ -174,5 +208,6 @@ pub async fn pending(
         events,
         kept: old - events,
         deploy_outputs: row.get(2),
+        file_jobs: row.get(3),
     })
 }

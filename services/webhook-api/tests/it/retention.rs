@@ -96,6 +96,17 @@ async fn each_rule_removes_exactly_what_it_should() {
         age(&app, id, 200).await;
     }
     age(&app, month_push, 40).await;
+    // A's file job finished long ago; the file it copied stays recorded.
+    app.db
+        .batch_execute(&format!(
+            "UPDATE file_jobs SET state = 'done', finished_at = now() - interval '200 days' \
+               WHERE avatar_id = '{finished}'; \
+             INSERT INTO avatar_files (avatar_id, kind, object_key, sha256, size_bytes, \
+               source_url, job_id) SELECT '{finished}', 'lora', 'avatars/u/a/lora/w', 'ab', 1, \
+               'https://v3.fal.media/w', id FROM file_jobs WHERE avatar_id = '{finished}'"
+        ))
+        .await
+        .unwrap();
     let sha_before: String = app
         .db
         .query_one(
@@ -110,18 +121,31 @@ async fn each_rule_removes_exactly_what_it_should() {
     assert_eq!(
         retention_command(&app, true).await,
         "would drop 5 payloads, delete 2 events (keep 2 old ones something points at), \
-         drop 0 deploy outputs"
+         delete 1 finished file jobs, drop 0 deploy outputs"
     );
     assert_eq!(
         retention_command(&app, false).await,
-        "dropped 5 payloads, deleted 2 events, dropped 0 deploy outputs"
+        "dropped 5 payloads, deleted 3 events, deleted 1 finished file jobs, \
+         dropped 0 deploy outputs"
     );
-    // Deleted: A's progress (nothing points at it) and the old push.
-    assert_eq!(row(&app, progress_id).await, None);
-    assert_eq!(row(&app, old_push).await, None);
-    // Kept without payload: A's completion (its file job), B's progress (B is training), the
-    // 40-day push, with the size and hash of what was dropped.
-    for id in [completion_id, training_id, month_push] {
+    // Deleted: A's progress, A's completion (its file job went first), the old push. The
+    // copied file's row stays, without its job.
+    for id in [progress_id, completion_id, old_push] {
+        assert_eq!(row(&app, id).await, None, "event {id}");
+    }
+    let file_rows: i64 = app
+        .db
+        .query_one(
+            "SELECT count(*) FROM avatar_files WHERE avatar_id = $1 AND job_id IS NULL",
+            &[&finished],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(file_rows, 1);
+    // Kept without payload: B's progress (B is training), the 40-day push, with the size and
+    // hash of what was dropped.
+    for id in [training_id, month_push] {
         let (payload_gone, headers_gone, sha, bytes) = row(&app, id).await.expect("kept");
         assert!(payload_gone && headers_gone, "event {id}");
         assert!(sha.is_some() && bytes.unwrap() > 0, "event {id}");
@@ -131,7 +155,8 @@ async fn each_rule_removes_exactly_what_it_should() {
     assert!(!row(&app, new_push).await.unwrap().0);
     assert_eq!(
         retention_command(&app, false).await,
-        "dropped 0 payloads, deleted 0 events, dropped 0 deploy outputs"
+        "dropped 0 payloads, deleted 0 events, deleted 0 finished file jobs, \
+         dropped 0 deploy outputs"
     );
 
     // A replay of a dropped payload says why it cannot be replayed.
@@ -148,11 +173,14 @@ async fn each_rule_removes_exactly_what_it_should() {
         .unwrap()
         .contains("RETENTION_PAYLOAD_DAYS"));
 
-    // FAL redelivers A's progress after its row went: stored again, and it changes nothing.
+    // FAL redelivers A's progress and completion after their rows went: stored again, and
+    // they change nothing: no second file job.
     let before = app.avatar(finished).await;
-    let again = app.post_fal(&fixture("legacy_in_progress.json")).await;
-    assert_eq!(again.status, 200);
-    assert_eq!(again.result(), "ignored", "{:?}", again.json);
+    for callback in ["legacy_in_progress.json", "legacy_completed.json"] {
+        let again = app.post_fal(&fixture(callback)).await;
+        assert_eq!(again.status, 200);
+        assert_eq!(again.result(), "ignored", "{callback}: {:?}", again.json);
+    }
     assert_eq!(
         app.avatar(finished).await,
         before,
@@ -167,7 +195,7 @@ async fn each_rule_removes_exactly_what_it_should() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(jobs, 1, "no second file job");
+    assert_eq!(jobs, 0, "no file job again");
 }
 
 #[tokio::test]
