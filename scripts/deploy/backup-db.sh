@@ -61,7 +61,7 @@ snapshot=$(ask "SELECT pg_export_snapshot();")
 {
   for table in webhook_events file_jobs avatar_files deploys avatars users; do
     exists=$(ask "SELECT to_regclass('$table') IS NOT NULL;")
-    [[ "$exists" == t ]] && echo "$table $(ask "SELECT count(*) FROM $table;")"
+    if [[ "$exists" == t ]]; then echo "$table $(ask "SELECT count(*) FROM $table;")"; fi
   done
 } >"$dir/$name.counts.partial"
 pg_dump -Fc --snapshot="$snapshot" --file="$dir/$name.dump.partial" "$url"

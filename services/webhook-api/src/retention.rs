@@ -2,7 +2,8 @@
 //! the rules of `RetentionConfig` a small batch at a time (`store::retention`): payloads and
 //! headers dropped after their days (size and SHA-256 kept), rows deleted after theirs unless a
 //! file job, a deploy or an avatar still in training points at them, file jobs done long ago
-//! deleted (the copied files' rows stay), finished deploys' outputs dropped. Rejected requests have their own, shorter rule (`store::rejections`).
+//! deleted (the copied files' rows stay), finished deploys' outputs dropped. Rejected requests
+//! have their own, shorter rule (`store::rejections`).
 //!
 //! A delivery redelivered after its row is gone is stored again, and changes nothing: the
 //! avatar's state machine does not take a finished training back (a completion or progress for
