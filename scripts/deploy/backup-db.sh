@@ -29,9 +29,7 @@ for arg in "$@"; do
   esac
 done
 
-url=$(env_setting DATABASE_URL "")
-[[ -n "$url" ]] || die "DATABASE_URL is not set (environment or $ENV_FILE)"
-url=${url/postgresql+asyncpg:\/\//postgresql://}
+url=$(database_url)
 dir=${BACKUP_DIR:-$REPO_ROOT/backups}
 keep=${BACKUP_KEEP:-14}
 [[ "$keep" =~ ^[1-9][0-9]*$ ]] || die "BACKUP_KEEP must be a positive number, not $keep"
@@ -55,8 +53,8 @@ ask() { # SQL → the answer's one line
   IFS= read -r -t 600 line <&"$from_psql" || die "PostgreSQL did not answer: $1"
   echo "$line"
 }
-ask "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 'ok';" | grep -qx ok ||
-  die "cannot open a transaction on the database (DATABASE_URL?)"
+opened=$(ask "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 'ok';")
+[[ "$opened" == ok ]] || die "cannot open a transaction on the database (DATABASE_URL?): $opened"
 snapshot=$(ask "SELECT pg_export_snapshot();")
 {
   for table in webhook_events file_jobs avatar_files deploys avatars users; do

@@ -27,6 +27,15 @@ NGINX_SERVICE=aisha-nginx-webhook
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
+# DATABASE_URL (environment, else prod.env) in the form libpq tools take: prod.env may spell it
+# postgresql+asyncpg:// for the bot.
+database_url() {
+  local url
+  url=$(env_setting DATABASE_URL "")
+  [[ -n "$url" ]] || die "DATABASE_URL is not set (environment or $ENV_FILE)"
+  echo "${url/postgresql+asyncpg:\/\//postgresql://}"
+}
+
 # The flags of the build-and-deploy scripts; the caller defines `usage`.
 # shellcheck disable=SC2034 # BUILD and PULL are read by the scripts that source this file
 BUILD=1

@@ -34,9 +34,7 @@ done
 dump=${args[0]}
 [[ -f "$dump" && "$dump" == *.dump ]] || die "$dump is not a backup-db.sh .dump file"
 base=${dump%.dump}
-url=$(env_setting DATABASE_URL "")
-[[ -n "$url" ]] || die "DATABASE_URL is not set (environment or $ENV_FILE)"
-url=${url/postgresql+asyncpg:\/\//postgresql://}
+url=$(database_url)
 live_db=${url##*/}
 live_db=${live_db%%\?*}
 new_db=${args[1]:-${live_db}_restored_$(date -u +%Y%m%d%H%M%S)}

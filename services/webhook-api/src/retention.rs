@@ -85,17 +85,11 @@ impl Retention {
         let mut swept = Swept::default();
         // First the jobs: the events they pointed at may then go in the same run.
         if let Some(after) = self.config.file_job {
-            loop {
-                let changed =
-                    retention::drop_finished_jobs(&self.pool, after, self.config.batch).await?;
-                self.deleted
-                    .with_label_values(&["file_job"])
-                    .inc_by(changed);
-                swept.file_jobs += changed;
-                if changed < self.config.batch as u64 || shutdown.is_cancelled() {
-                    break;
-                }
-            }
+            swept.file_jobs = self
+                .in_batches("file_job", shutdown, || {
+                    retention::drop_finished_jobs(&self.pool, after, self.config.batch)
+                })
+                .await?;
         }
         let rules = [
             (Rule::Payload, self.config.payload),
@@ -117,17 +111,11 @@ impl Retention {
             }
         }
         if let Some(after) = self.config.deploy_output {
-            loop {
-                let changed =
-                    retention::drop_deploy_outputs(&self.pool, after, self.config.batch).await?;
-                self.deleted
-                    .with_label_values(&["deploy_output"])
-                    .inc_by(changed);
-                swept.deploy_outputs += changed;
-                if changed < self.config.batch as u64 || shutdown.is_cancelled() {
-                    break;
-                }
-            }
+            swept.deploy_outputs = self
+                .in_batches("deploy_output", shutdown, || {
+                    retention::drop_deploy_outputs(&self.pool, after, self.config.batch)
+                })
+                .await?;
         }
         if swept.payloads + swept.events + swept.deploy_outputs + swept.file_jobs > 0 {
             tracing::info!(
@@ -139,5 +127,28 @@ impl Retention {
             );
         }
         Ok(swept)
+    }
+
+    /// Runs `batch` until one changes fewer than a batch of rows (or the instance stops);
+    /// counts what went under `what`.
+    async fn in_batches<F, Fut>(
+        &self,
+        what: &str,
+        shutdown: &CancellationToken,
+        mut batch: F,
+    ) -> Result<u64, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<u64, StoreError>>,
+    {
+        let mut total = 0;
+        loop {
+            let changed = batch().await?;
+            self.deleted.with_label_values(&[what]).inc_by(changed);
+            total += changed;
+            if changed < self.config.batch as u64 || shutdown.is_cancelled() {
+                return Ok(total);
+            }
+        }
     }
 }

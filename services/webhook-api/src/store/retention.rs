@@ -88,16 +88,23 @@ const DROP_PAYLOADS: &str = "UPDATE webhook_events SET \
      WHERE id = ANY($1) AND received_at < now() - make_interval(secs => $2) \
        AND (payload IS NOT NULL OR headers IS NOT NULL)";
 
-/// Kept: rows a file job or a deploy points at, and those of an avatar still in training
+/// Rows of `e` old enough (`age` is the placeholder of the age in seconds) that nothing points
+/// at: kept are rows a file job or a deploy points at, and those of an avatar still in training
 /// (its callbacks may still come).
+fn deletable(avatar_sql: &AvatarSql, age: &str) -> String {
+    format!(
+        "e.received_at < now() - make_interval(secs => {age}) \
+         AND NOT EXISTS (SELECT 1 FROM file_jobs j WHERE j.event_id = e.id) \
+         AND NOT EXISTS (SELECT 1 FROM deploys d WHERE d.event_id = e.id) \
+         AND NOT EXISTS (SELECT 1 FROM avatars WHERE avatars.id = e.avatar_id AND {})",
+        avatar_sql.training
+    )
+}
+
 fn delete_events(avatar_sql: &AvatarSql) -> String {
     format!(
-        "DELETE FROM webhook_events e \
-         WHERE e.id = ANY($1) AND e.received_at < now() - make_interval(secs => $2) \
-           AND NOT EXISTS (SELECT 1 FROM file_jobs j WHERE j.event_id = e.id) \
-           AND NOT EXISTS (SELECT 1 FROM deploys d WHERE d.event_id = e.id) \
-           AND NOT EXISTS (SELECT 1 FROM avatars WHERE avatars.id = e.avatar_id AND {})",
-        avatar_sql.training
+        "DELETE FROM webhook_events e WHERE e.id = ANY($1) AND {}",
+        deletable(avatar_sql, "$2")
     )
 }
 
@@ -168,14 +175,10 @@ pub async fn pending(
     let client = pool.get().await?;
     // A rule that is off counts nothing (NULL compares as false).
     let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    let deletable = delete_events(avatar_sql)
-        .replacen(
-            "DELETE FROM webhook_events e",
-            "SELECT count(*) FROM webhook_events e",
-            1,
-        )
-        .replacen("e.id = ANY($1) AND ", "", 1)
-        .replace("$2", "$1");
+    let deletable = format!(
+        "SELECT count(*) FROM webhook_events e WHERE {}",
+        deletable(avatar_sql, "$1")
+    );
     let events: i64 = match ages.event {
         Some(after) => client
             .query_one(&deletable, &[&after.as_secs_f64()])

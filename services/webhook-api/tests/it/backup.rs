@@ -70,7 +70,7 @@ async fn a_backup_under_load_restores_every_acknowledged_callback() {
                             request = request.header(name, value);
                         }
                         request = request.header("Content-Type", "application/json");
-                        let response = request.send().await.unwrap();
+                        let response = request.send().await.expect("the callback is answered");
                         assert_eq!(response.status(), 200);
                         acked.lock().unwrap().push((id, Instant::now()));
                         tokio::time::sleep(Duration::from_millis(5)).await;
