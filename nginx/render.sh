@@ -6,11 +6,15 @@ usage() {
   cat <<USAGE
 Usage: nginx/render.sh OUTPUT_DIR
 
-Writes OUTPUT_DIR/nginx.conf, webhook.conf, webhook-proxy.conf and webhook-errors.conf from the files beside
+Writes OUTPUT_DIR/nginx.conf, webhook.conf, webhook-upstream.conf, webhook-sources.conf,
+webhook-proxy.conf and webhook-errors.conf from the files beside
 this script. Settings (environment, defaults shown are the container's):
   NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-80}  NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}  NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
   WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
   WEBHOOK_UPSTREAM_2=${WEBHOOK_UPSTREAM_2:-aisha-webhook-api-2:8000}
+  WEBHOOK_UPSTREAM_DNS=${WEBHOOK_UPSTREAM_DNS:-}   instead of the two: a name with every instance's
+                 address (a Swarm service in dnsrr mode, webhook-api:8000), looked up again every
+                 NGINX_RESOLVER_VALID (${NGINX_RESOLVER_VALID:-2s}) at NGINX_RESOLVER (${NGINX_RESOLVER:-127.0.0.11}, Docker's DNS)
   NGINX_TLS_CERT=${NGINX_TLS_CERT:-/etc/nginx/tls/fullchain.pem}
   NGINX_TLS_KEY=${NGINX_TLS_KEY:-/etc/nginx/tls/privkey.pem}
   NGINX_METRICS_ALLOW="${NGINX_METRICS_ALLOW:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}"   networks allowed /metrics and /nginx_status
@@ -97,6 +101,35 @@ else
   echo "# No WEBHOOK_SOURCES: no source locations." >"$out/webhook-sources.conf"
 fi
 
+# Fixed instances keep idle connections open to each; a DNS name is looked up again so that
+# tasks Swarm adds, replaces or moves are used without a restart (nginx 1.22 re-resolves only
+# a proxy_pass given by a variable, and then opens a connection per request).
+if [[ -n "${WEBHOOK_UPSTREAM_DNS:-}" ]]; then
+  [[ "$WEBHOOK_UPSTREAM_DNS" =~ ^[A-Za-z0-9._-]+:[0-9]+$ ]] ||
+    { echo "render.sh: WEBHOOK_UPSTREAM_DNS must be name:port, not '$WEBHOOK_UPSTREAM_DNS'" >&2; exit 1; }
+  cat >"$out/webhook-upstream.conf" <<CONF
+# Rendered by render.sh: every address of $WEBHOOK_UPSTREAM_DNS, looked up again when older than ${NGINX_RESOLVER_VALID:-2s}.
+resolver ${NGINX_RESOLVER:-127.0.0.11} valid=${NGINX_RESOLVER_VALID:-2s} ipv6=off;
+resolver_timeout 2s;
+map "" \$webhook_upstream { default $WEBHOOK_UPSTREAM_DNS; }
+CONF
+else
+  cat >"$out/webhook-upstream.conf" <<CONF
+# Rendered by render.sh: the two instances.
+upstream webhook_api {
+    # Passive health: an instance that fails 3 times in 10 s is left alone for 10 s.
+    server $WEBHOOK_UPSTREAM_1 max_fails=3 fail_timeout=10s;
+    server $WEBHOOK_UPSTREAM_2 max_fails=3 fail_timeout=10s;
+    keepalive 64;
+    keepalive_requests 10000;
+    # Below the instances' idle keep-alive close (HTTP_READ_TIMEOUT_SECS, 30 s): nginx always
+    # drops an idle connection first, so it never sends a request on one the instance is
+    # closing at that very moment.
+    keepalive_timeout 20s;
+}
+map "" \$webhook_upstream { default webhook_api; }
+CONF
+fi
 envsubst "$names" <"$here/nginx.conf.template" >"$out/nginx.conf"
 envsubst "$names" <"$here/webhook.conf.template" >"$out/webhook.conf"
 cp "$here/webhook-proxy.conf" "$here/webhook-errors.conf" "$out/"

@@ -181,7 +181,10 @@ async fn send_test_command(
         request_id: request_id.unwrap_or_else(|| format!("send-test-{}", uuid::Uuid::new_v4())),
         ca_file,
     };
-    let secrets = std::env::var("FAL_WEBHOOK_SECRET").unwrap_or_default();
+    let Some(secrets) = configured(Config::secret_from_env("FAL_WEBHOOK_SECRET")) else {
+        return ExitCode::from(2);
+    };
+    let secrets = secrets.unwrap_or_default();
     println!("POST {} (request_id {})", test.url, test.request_id);
     match send_test::run(&test, &secrets).await {
         Ok((status, body)) => {

@@ -32,7 +32,7 @@ impl fmt::Debug for DatabaseConfig {
 impl DatabaseConfig {
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            pg: parse_database_url(&env.required("DATABASE_URL")?)?,
+            pg: parse_database_url(&env.required_secret("DATABASE_URL")?)?,
             pool_size: env.parsed("DB_POOL_SIZE", 32)?,
             statement_timeout: env.seconds("DB_TIMEOUT_SECS", 10)?,
             startup_wait: env.seconds("DB_STARTUP_WAIT_SECS", 60)?,

@@ -15,23 +15,34 @@ impl Env<'_> {
         (self.0)(name).filter(|v| !v.trim().is_empty())
     }
 
-    /// A secret from `NAME`, or from the file `NAME_FILE` names (a Docker secret, say); both
-    /// set is an error, so the operator never wonders which one is used.
-    pub(crate) fn secret_text(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+    /// A secret from `NAME`, or from the file `NAME_FILE` names (a Docker secret, mounted at
+    /// `/run/secrets/…`, so the value is in no service spec or environment); both set is an
+    /// error, so the operator never wonders which one is used. The problem, if any, names the
+    /// variable and never the value.
+    pub(crate) fn secret(&self, name: &str) -> Result<Option<String>, String> {
         let file_var = format!("{name}_FILE");
         match (self.optional(name), self.optional(&file_var)) {
-            (Some(_), Some(_)) => Err(ConfigError::new(
-                name,
-                format!("set either {name} or {file_var}, not both"),
-            )),
+            (Some(_), Some(_)) => Err(format!("set either {name} or {file_var}, not both")),
             (Some(value), None) => Ok(Some(value)),
             (None, Some(path)) => std::fs::read_to_string(path.trim())
+                // A secret file usually ends in a new line the value does not have.
                 .map(|text| Some(text.trim().to_string()).filter(|t| !t.is_empty()))
-                .map_err(|e| {
-                    ConfigError::new(name, format!("{file_var}: cannot read {path:?}: {e}"))
-                }),
+                .map_err(|e| format!("{file_var}: cannot read {:?}: {e}", path.trim())),
             (None, None) => Ok(None),
         }
+    }
+
+    /// `secret` of a variable with a fixed name.
+    pub(crate) fn secret_text(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        self.secret(name)
+            .map_err(|problem| ConfigError::new(name, problem))
+    }
+
+    /// A secret that must be set, as `NAME` or `NAME_FILE`.
+    pub(crate) fn required_secret(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.secret_text(name)?.ok_or_else(|| {
+            ConfigError::new(name, format!("is required but not set (nor {name}_FILE)"))
+        })
     }
 
     pub(crate) fn required(&self, name: &'static str) -> Result<String, ConfigError> {

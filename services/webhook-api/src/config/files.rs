@@ -94,8 +94,8 @@ impl FilesConfig {
                 region: env
                     .optional("MINIO_REGION")
                     .unwrap_or_else(|| "us-east-1".into()),
-                access_key: Secret::new(env.required("MINIO_ACCESS_KEY")?),
-                secret_key: Secret::new(env.required("MINIO_SECRET_KEY")?),
+                access_key: Secret::new(env.required_secret("MINIO_ACCESS_KEY")?),
+                secret_key: Secret::new(env.required_secret("MINIO_SECRET_KEY")?),
                 bucket: env.required("MINIO_BUCKET_NAME")?,
             },
             host_allowlist,

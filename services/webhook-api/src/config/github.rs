@@ -74,18 +74,7 @@ pub(super) fn redeliver_from_env(
 ) -> Result<Option<GithubRedeliver>, String> {
     let hook_var = format!("{prefix}_REDELIVER_HOOK");
     let token_var = format!("{prefix}_REDELIVER_TOKEN");
-    let token_file_var = format!("{token_var}_FILE");
-    let token = match (env.optional(&token_var), env.optional(&token_file_var)) {
-        (Some(_), Some(_)) => return Err(format!("set either {token_var} or {token_file_var}")),
-        (Some(token), None) => Some(token),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(path.trim())
-                .map_err(|e| format!("{token_file_var}: cannot read {path:?}: {e}"))?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
+    let token = env.secret(&token_var)?;
     let hook = env.optional(&hook_var);
     let (hook, token) = match (hook, token) {
         (None, None) => return Ok(None),

@@ -174,6 +174,13 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// One secret of the process environment, as `NAME` or `NAME_FILE` (for the commands that
+    /// need only that, such as `send-test`).
+    pub fn secret_from_env(name: &'static str) -> Result<Option<String>, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        Env(&lookup).secret_text(name)
+    }
+
     /// Builds the config from any name → value lookup, so tests need not touch the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&lookup);
@@ -247,7 +254,7 @@ impl VerifyConfig {
             ));
         }
         let hmac_secrets: Vec<Secret> = env
-            .optional("FAL_WEBHOOK_SECRET")
+            .secret_text("FAL_WEBHOOK_SECRET")?
             .map(|list| {
                 list.split(',')
                     .map(str::trim)
@@ -372,5 +379,82 @@ mod tests {
         ] {
             assert!(!debug.contains(secret), "{secret} leaked into Debug output");
         }
+    }
+
+    /// Docker secrets: every secret variable may name a file instead; the environment (and so
+    /// `docker service inspect`) then holds only paths.
+    #[test]
+    fn every_secret_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, value: &str| {
+            let path = dir.path().join(name);
+            // As `docker secret create` stores what it is given: often with a final new line.
+            std::fs::write(&path, format!("{value}\n")).unwrap();
+            path.display().to_string()
+        };
+        let paths = [
+            (
+                "DATABASE_URL_FILE",
+                file("db", "postgresql://bot:s3cret@db:5432/aisha"),
+            ),
+            (
+                "REDIS_URL_FILE",
+                file("redis", "redis://:redispw@redis:6379/0"),
+            ),
+            ("MINIO_ACCESS_KEY_FILE", file("access", "minio-access")),
+            ("MINIO_SECRET_KEY_FILE", file("secret", "minio-secret-key")),
+            (
+                "FAL_WEBHOOK_SECRET_FILE",
+                file("fal", "old-secret,new-secret"),
+            ),
+            ("FAL_API_KEY_FILE", file("fal-key", "fal-api-key")),
+            (
+                "WEBHOOK_SOURCE_GITHUB_SECRETS_FILE",
+                file("github", "gh-secret"),
+            ),
+            (
+                "WEBHOOK_SOURCE_GITHUB_REDELIVER_TOKEN_FILE",
+                file("gh-token", "ghp_token"),
+            ),
+        ];
+        let mut vars: Vec<(&str, &str)> = vec![
+            ("MINIO_ENDPOINT", "minio:9000"),
+            ("MINIO_BUCKET_NAME", "avatars"),
+            ("WEBHOOK_SOURCES", "github:github"),
+            ("WEBHOOK_SOURCE_GITHUB_REDELIVER_HOOK", "repos/o/r/hooks/1"),
+        ];
+        vars.extend(paths.iter().map(|(name, path)| (*name, path.as_str())));
+        let cfg = config(&vars).unwrap();
+        assert_eq!(cfg.database.pg.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(cfg.files.s3.secret_key.expose(), "minio-secret-key");
+        assert_eq!(cfg.verify.hmac_secrets[1].expose(), "new-secret");
+        assert_eq!(
+            cfg.reconcile.as_ref().unwrap().api_key.expose(),
+            "fal-api-key"
+        );
+        assert_eq!(cfg.sources[0].secrets[0].expose(), "gh-secret");
+        let hook = cfg.sources[0].redeliver.as_ref().unwrap();
+        assert_eq!(hook.token.expose(), "ghp_token");
+
+        // Both forms of one variable, or a file that cannot be read: the variable is named, its
+        // value never.
+        let mut both = vars.clone();
+        both.push(("DATABASE_URL", "postgresql://bot:other@db/aisha"));
+        let err = config(&both).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+        assert!(err.to_string().contains("not both") && !err.to_string().contains("other"));
+        let mut missing = vars.clone();
+        missing.retain(|(name, _)| *name != "MINIO_SECRET_KEY_FILE");
+        missing.push(("MINIO_SECRET_KEY_FILE", "/run/secrets/absent"));
+        let err = config(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("MINIO_SECRET_KEY_FILE: cannot read \"/run/secrets/absent\""),
+            "{err}"
+        );
+        let mut source = vars.clone();
+        source.retain(|(name, _)| *name != "WEBHOOK_SOURCE_GITHUB_SECRETS_FILE");
+        source.push(("WEBHOOK_SOURCE_GITHUB_SECRETS_FILE", "/run/secrets/absent"));
+        let err = config(&source).unwrap_err().to_string();
+        assert!(err.contains("WEBHOOK_SOURCE_GITHUB_SECRETS_FILE"), "{err}");
     }
 }

@@ -40,7 +40,7 @@ impl ReconcileConfig {
 
 /// `None` without `FAL_API_KEY`.
 pub(crate) fn from_env(env: &Env<'_>) -> Result<Option<ReconcileConfig>, ConfigError> {
-    let Some(api_key) = env.optional("FAL_API_KEY") else {
+    let Some(api_key) = env.secret_text("FAL_API_KEY")? else {
         return Ok(None);
     };
     let queue_url = env

@@ -31,7 +31,7 @@ pub struct AnnounceConfig {
 impl RedisConfig {
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            url: parse_redis_url(env.required("REDIS_URL")?)?,
+            url: parse_redis_url(env.required_secret("REDIS_URL")?)?,
             announced_ttl: env
                 .seconds("ANNOUNCE_REMEMBER_SECS", 24 * 3600)?
                 .max(Duration::from_secs(3600)),

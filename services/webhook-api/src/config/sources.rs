@@ -107,7 +107,7 @@ fn keys_from_env(
     let mut secrets = Vec::new();
     let mut public_keys = Vec::new();
     for entry in env
-        .optional(secrets_var)
+        .secret(secrets_var)?
         .unwrap_or_default()
         .split(',')
         .map(str::trim)

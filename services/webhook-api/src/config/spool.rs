@@ -12,7 +12,7 @@ pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/webhook-api/spool";
 
 #[derive(Debug, Clone)]
 pub struct SpoolConfig {
-    /// This instance's own directory: two instances must not share one (the file is locked).
+    /// The spool's directory; instances may share one, each taking a file of its own.
     pub dir: PathBuf,
     /// Past this, a delivery PostgreSQL cannot take is answered 503 again.
     pub max_bytes: u64,

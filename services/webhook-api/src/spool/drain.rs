@@ -1,6 +1,7 @@
 //! Moves spooled deliveries into PostgreSQL, oldest first, through the ingest path (so they
 //! are deduplicated, deploy and are announced as usual), and tells Redis what the spool holds
-//! for `webhook-api status`.
+//! for `webhook-api status`. Spool files other instances left in the same directory (a task
+//! Swarm replaced) are drained too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ const TICK: Duration = Duration::from_secs(1);
 const MAX_WAIT: Duration = Duration::from_secs(10);
 /// A spool's report in Redis is refreshed at least this often, and at once when it changes.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How often the directory is looked at for files other instances left.
+const ORPHANS_EVERY: Duration = Duration::from_secs(10);
 const BATCH: usize = 64;
 
 pub struct Drain {
@@ -41,9 +44,18 @@ pub async fn run(drain: Drain, shutdown: CancellationToken) {
     let mut wait = TICK;
     let mut next_try = Instant::now();
     let mut reported: Option<(Usage, Instant)> = None;
+    let mut orphans_due = Instant::now();
     loop {
-        if drain.spool.usage().waiting > 0 && Instant::now() >= next_try {
-            match drain.pass(&shutdown).await {
+        let own_waiting = drain.spool.usage().waiting > 0;
+        let orphans = !own_waiting && Instant::now() >= orphans_due;
+        if (own_waiting || orphans) && Instant::now() >= next_try {
+            let passed = if own_waiting {
+                drain.pass(&drain.spool, &shutdown).await
+            } else {
+                orphans_due = Instant::now() + ORPHANS_EVERY;
+                drain.orphans(&shutdown).await
+            };
+            match passed {
                 Ok(()) => wait = TICK,
                 Err(e) => {
                     tracing::warn!(
@@ -66,10 +78,21 @@ pub async fn run(drain: Drain, shutdown: CancellationToken) {
 }
 
 impl Drain {
-    /// Drains until the spool is empty, PostgreSQL fails, or the instance stops.
-    async fn pass(&self, shutdown: &CancellationToken) -> Result<(), Stopped> {
+    /// Drains the spool files no running instance holds; an emptied one is deleted the next time
+    /// round.
+    async fn orphans(&self, shutdown: &CancellationToken) -> Result<(), Stopped> {
+        for orphan in self.spool.orphans().await {
+            let waiting = orphan.usage().waiting;
+            tracing::info!(path = %orphan.path().display(), waiting, "draining a spool file another instance left");
+            self.pass(&orphan, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Drains until `spool` is empty, PostgreSQL fails, or the instance stops.
+    async fn pass(&self, spool: &Arc<Spool>, shutdown: &CancellationToken) -> Result<(), Stopped> {
         loop {
-            let batch = self.spool.oldest(BATCH).await?;
+            let batch = spool.oldest(BATCH).await?;
             if batch.is_empty() {
                 return Ok(());
             }
@@ -81,13 +104,13 @@ impl Drain {
                     Ok(delivery) => delivery,
                     Err(e) => {
                         tracing::error!(key, error = %e, "a spooled entry cannot be read; held");
-                        self.spool.hold(key).await?;
+                        spool.hold(key).await?;
                         continue;
                     }
                 };
                 match self.ingest.spooled_delivery(&delivery).await {
                     Ok(recorded) => {
-                        self.spool.remove(key, &delivery.source).await?;
+                        spool.remove(key, &delivery.source).await?;
                         tracing::info!(
                             source = %delivery.source,
                             delivery_id = delivery.delivery_id.as_deref().unwrap_or(""),
@@ -103,7 +126,7 @@ impl Drain {
                             why,
                             "PostgreSQL refuses this spooled delivery's content; held in the spool"
                         );
-                        self.spool.hold(key).await?;
+                        spool.hold(key).await?;
                     }
                     Err(e) => return Err(Stopped::Database(e)),
                 }

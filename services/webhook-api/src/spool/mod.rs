@@ -3,9 +3,12 @@
 //! is answered `202 spooled` only once its write transaction is on disk; the drain (`drain.rs`)
 //! moves it into PostgreSQL through the usual path as soon as PostgreSQL answers again.
 //!
-//! One redb file per instance (`SPOOL_DIR/spool.redb`, locked while open): entries keyed by
-//! arrival order, bounded by `SPOOL_MAX_BYTES`. An entry PostgreSQL refuses for its content is
-//! moved aside (`held`) for an operator, never dropped.
+//! One redb file per instance, locked while open: entries keyed by arrival order, bounded by
+//! `SPOOL_MAX_BYTES`. Instances may share a `SPOOL_DIR` (the replicas of a Swarm service on one
+//! node, an old and a new task during a start-first update): each takes the first file nobody
+//! holds (`spool.redb`, `spool-2.redb`, …), and a file its instance left behind is drained by
+//! whichever instance finds it unlocked (`orphans`). An entry PostgreSQL refuses for its
+//! content is moved aside (`held`) for an operator, never dropped.
 
 mod drain;
 
@@ -31,6 +34,8 @@ const HELD: TableDefinition<u64, &[u8]> = TableDefinition::new("held");
 
 /// redb's page cache; entries are written once and read once, so a small one does.
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// Instances that can share one `SPOOL_DIR`.
+const MAX_FILES: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -42,6 +47,8 @@ pub enum SpoolError {
         #[source]
         source: redb::Error,
     },
+    #[error("spool {}: all {MAX_FILES} spool files are held by other instances", dir.display())]
+    AllHeld { dir: PathBuf },
     #[error("spool {}: {source}", path.display())]
     Directory {
         path: PathBuf,
@@ -130,6 +137,8 @@ pub struct Spool {
     bytes: AtomicU64,
     held: AtomicU64,
     metrics: SpoolMetrics,
+    /// A file another instance left: drained here, but the gauges show this instance's own.
+    orphan: bool,
 }
 
 impl Spool {
@@ -147,15 +156,72 @@ impl Spool {
             path: config.dir.clone(),
             source,
         })?;
-        let path = config.dir.join("spool.redb");
+        for n in 1..=MAX_FILES {
+            let path = config.dir.join(file_name(n));
+            if let Some(spool) = Self::open_file(path, config, metrics.clone(), false)? {
+                spool.update_gauges();
+                return Ok(Arc::new(spool));
+            }
+        }
+        Err(SpoolError::AllHeld {
+            dir: config.dir.clone(),
+        })
+    }
+
+    /// The spool files in this one's directory that no instance holds and that still have
+    /// deliveries waiting; an empty one is deleted (while locked, so no instance is using it).
+    pub async fn orphans(self: &Arc<Self>) -> Vec<Arc<Spool>> {
+        let spool = self.clone();
+        blocking(move || spool.orphans_blocking()).await
+    }
+
+    fn orphans_blocking(&self) -> Vec<Arc<Spool>> {
+        let config = SpoolConfig {
+            dir: self.path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            max_bytes: self.max_bytes,
+            after: self.after,
+        };
+        let mut found = Vec::new();
+        for n in 1..=MAX_FILES {
+            let path = config.dir.join(file_name(n));
+            if path == self.path || !path.exists() {
+                continue;
+            }
+            match Self::open_file(path.clone(), &config, self.metrics.clone(), true) {
+                Ok(None) => {} // its instance runs
+                Ok(Some(orphan)) if orphan.usage() == Usage::default() => {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "an empty spool file left by another instance cannot be removed");
+                    }
+                }
+                Ok(Some(orphan)) => found.push(Arc::new(orphan)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a spool file left by another instance cannot be opened")
+                }
+            }
+        }
+        found
+    }
+
+    /// `None` when another instance holds the file.
+    fn open_file(
+        path: PathBuf,
+        config: &SpoolConfig,
+        metrics: SpoolMetrics,
+        orphan: bool,
+    ) -> Result<Option<Self>, SpoolError> {
         let storage = |source: redb::Error| SpoolError::Storage {
             path: path.clone(),
             source,
         };
-        let db = Database::builder()
+        let db = match Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
-            .map_err(|e| storage(e.into()))?;
+        {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Ok(None),
+            Err(e) => return Err(storage(e.into())),
+        };
         let (waiting, bytes, held) = (|| -> Result<_, redb::Error> {
             let tx = db.begin_write()?;
             let usage = {
@@ -171,18 +237,17 @@ impl Spool {
             Ok(usage)
         })()
         .map_err(storage)?;
-        let spool = Self {
+        Ok(Some(Self {
             db,
-            path: path.clone(),
+            path,
             max_bytes: config.max_bytes,
             after: config.after,
             waiting: AtomicU64::new(waiting),
             bytes: AtomicU64::new(bytes),
             held: AtomicU64::new(held),
             metrics,
-        };
-        spool.update_gauges();
-        Ok(Arc::new(spool))
+            orphan,
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -309,6 +374,9 @@ impl Spool {
     }
 
     fn update_gauges(&self) {
+        if self.orphan {
+            return;
+        }
         let usage = self.usage();
         self.metrics.waiting.set(usage.waiting as i64);
         self.metrics.bytes.set(usage.bytes as i64);
@@ -320,6 +388,15 @@ impl Spool {
             path: self.path.clone(),
             source: source.into(),
         }
+    }
+}
+
+/// `spool.redb` for the first instance of a directory, `spool-N.redb` for the others.
+fn file_name(n: usize) -> String {
+    if n == 1 {
+        "spool.redb".into()
+    } else {
+        format!("spool-{n}.redb")
     }
 }
 

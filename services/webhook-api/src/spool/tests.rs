@@ -119,20 +119,79 @@ async fn held_deliveries_leave_the_queue_but_stay_counted() {
     assert_eq!(open(dir.path(), 1 << 20).await.usage().held, 1);
 }
 
+/// Replicas sharing a node's volume (and an old and a new task during a start-first update):
+/// each instance gets a file of its own, and what a stopped one left is found and handed over.
 #[tokio::test]
-async fn a_second_instance_cannot_open_the_same_spool() {
+async fn instances_sharing_a_directory_take_their_own_files_and_find_what_others_left() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = open(dir.path(), 1 << 20).await;
+    let first = open(dir.path(), 1 << 20).await;
+    let second = open(dir.path(), 1 << 20).await;
+    assert!(first.path().ends_with("spool.redb"));
+    assert!(
+        second.path().ends_with("spool-2.redb"),
+        "{}",
+        second.path().display()
+    );
+    second.append(&delivery("left-1")).await.unwrap();
+    second.append(&delivery("left-2")).await.unwrap();
+    let third = open(dir.path(), 1 << 20).await;
+    third.append(&delivery("empty-soon")).await.unwrap();
+    let third_key = third.oldest(1).await.unwrap()[0].0;
+    third.remove(third_key, "github").await.unwrap();
+
+    // While their instances run, nobody else touches their files.
+    assert!(first.orphans().await.is_empty());
+
+    // The second stops with two deliveries waiting, the third with none.
+    drop(second);
+    drop(third);
+    let orphans = first.orphans().await;
+    assert_eq!(orphans.len(), 1, "only the file with deliveries waiting");
+    assert!(orphans[0].path().ends_with("spool-2.redb"));
+    assert_eq!(
+        ids(&orphans[0].oldest(10).await.unwrap()),
+        ["left-1", "left-2"]
+    );
+    assert!(
+        !dir.path().join("spool-3.redb").exists(),
+        "an empty file left behind is deleted"
+    );
+    assert_eq!(
+        first.usage(),
+        Usage::default(),
+        "the finder's own count is its own"
+    );
+
+    // Held by its finder while drained: a new instance takes another file.
+    let fourth = open(dir.path(), 1 << 20).await;
+    assert!(
+        fourth.path().ends_with("spool-3.redb"),
+        "{}",
+        fourth.path().display()
+    );
+    for (key, _) in orphans[0].oldest(10).await.unwrap() {
+        orphans[0].remove(key, "github").await.unwrap();
+    }
+    drop(orphans);
+    assert!(first.orphans().await.is_empty());
+    assert!(!dir.path().join("spool-2.redb").exists());
+}
+
+#[tokio::test]
+async fn a_spool_directory_that_cannot_be_made_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "not a directory").unwrap();
     let config = SpoolConfig {
-        dir: dir.path().to_path_buf(),
+        dir: blocker.join("spool"),
         max_bytes: 1 << 20,
         after: std::time::Duration::from_secs(2),
     };
-    let Err(second) = Spool::open(&config, Metrics::new().spool.clone()).await else {
-        panic!("a spool opened twice");
+    let Err(error) = Spool::open(&config, Metrics::new().spool.clone()).await else {
+        panic!("a spool opened under a file");
     };
     assert!(
-        second.to_string().contains("spool.redb"),
-        "names the file: {second}"
+        error.to_string().contains("file/spool"),
+        "names the directory: {error}"
     );
 }
