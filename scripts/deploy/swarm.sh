@@ -6,7 +6,7 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 STACK=${STACK_NAME:-aisha}
-SWARM_DIR=${SWARM_DIR:-$REPO_ROOT/swarm}
+SWARM_DIR=$(realpath -m "${SWARM_DIR:-$REPO_ROOT/swarm}")
 STACK_FILE=$REPO_ROOT/docker-stack.webhook.yml
 API_SERVICE=${STACK}_webhook-api
 NGINX_STACK_SERVICE=${STACK}_nginx
@@ -25,10 +25,13 @@ Usage: scripts/deploy/swarm.sh COMMAND [--dry-run] [--help]
                 configuration as Docker configs; SWARM_DIR/settings.env (the other variables,
                 and NAME_FILE=/run/secrets/NAME for each secret) and SWARM_DIR/stack.generated.yml
   deploy        init-secrets, checks the settings against the image, then docker stack deploy
-                and waits until every service runs its desired replicas
-  update TAG    rolls the stack to TAG (in the registry; --build builds and pushes it first):
+                of webhook-api:TAG and nginx-webhook:TAG, and waits until every service runs
+                its desired replicas
+  update TAG    rolls the API to TAG (in the registry; --build builds and pushes it first):
                 one replica at a time, start-first; a replica that does not become healthy
-                makes Swarm roll back by itself, and this command fails saying so
+                makes Swarm roll back by itself, and this command fails saying so. nginx keeps
+                its image (replacing it on a single edge node refuses connections for a
+                moment; senders retry): --nginx replaces it too
   scale N       N replicas of the API
   status        services, tasks and where they run, each replica's health, and what the
                 cluster says of itself (webhook-api status, in a running replica on this node)
@@ -40,6 +43,7 @@ Settings (environment, else prod.env, else the default shown):
   ENV_FILE=$ENV_FILE   TLS_CERT_DIR=$(env_setting TLS_CERT_DIR ./certs)
   SWARM_DIR=$SWARM_DIR   the generated files (no secret in them)
   API_REPLICAS=$(env_setting API_REPLICAS 2)   SWARM_TIMEOUT=$SWARM_TIMEOUT s to converge
+  NGINX_NOFILE=$(env_setting NGINX_NOFILE 65536)   nginx's open files, at most the nodes' dockerd limit
 nginx runs on the nodes labelled webhook.edge=true:
   docker node update --label-add webhook.edge=true NODE
 USAGE
@@ -116,14 +120,15 @@ init_secrets() {
   done
 
   # nginx's configuration, rendered here with the same settings as compose's container uses.
-  local rendered nginx_configs=""
+  local rendered nginx_configs="" nofile
   rendered=$(mktemp -d)
+  nofile=$(env_setting NGINX_NOFILE 65536)
   (
     set -a
     # shellcheck disable=SC1090 # the operator's settings, no secret in them
     source "$settings"
     set +a
-    WEBHOOK_UPSTREAM_DNS=webhook-api:8000 NGINX_CONF_DIR=/etc/nginx/swarm \
+    WEBHOOK_UPSTREAM_DNS=webhook-api:8000 NGINX_CONF_DIR=/etc/nginx/swarm NGINX_WORKER_NOFILE=$nofile \
       NGINX_TLS_CERT=/run/secrets/tls_fullchain.pem NGINX_TLS_KEY=/run/secrets/tls_privkey.pem \
       NGINX_STATE_DIR=/var/cache/nginx NGINX_LOG_DIR=/var/log/nginx \
       "$REPO_ROOT/nginx/render.sh" "$rendered" >/dev/null
@@ -134,7 +139,7 @@ init_secrets() {
     config=$(object_name config "nginx-${base%.conf}" "$(cat "$file")")
     run cp "$file" "$SWARM_DIR/nginx/$base"
     nginx_configs+="      - { source: $config, target: /etc/nginx/swarm/$base }"$'\n'
-    config_defs+="  $config: { name: $config, file: ./nginx/$base }"$'\n'
+    config_defs+="  $config: { name: $config, file: $SWARM_DIR/nginx/$base }"$'\n'
   done
   rm -rf "$rendered"
 
@@ -163,7 +168,8 @@ YAML
 
 stack_deploy() {
   # Swarm resolves the tag to a digest here: every node runs the same image.
-  run env REGISTRY="$REGISTRY" TAG="$TAG" API_REPLICAS="$(env_setting API_REPLICAS 2)" \
+  run env REGISTRY="$REGISTRY" TAG="$TAG" NGINX_IMAGE="$NGINX_IMAGE" API_REPLICAS="$(env_setting API_REPLICAS 2)" \
+    NGINX_NOFILE="$(env_setting NGINX_NOFILE 65536)" \
     WEBHOOK_SETTINGS_FILE="$SWARM_DIR/settings.env" \
     docker stack deploy --with-registry-auth --prune \
     -c "$STACK_FILE" -c "$SWARM_DIR/stack.generated.yml" "$STACK" >&2
@@ -209,9 +215,22 @@ deploy() {
   init_secrets
   check_config
   stack_deploy
-  wait_converged "$API_SERVICE" "$since"
+  if ! (wait_converged "$API_SERVICE" "$since"); then
+    # The API is back on what it ran: so is nginx, if this deploy replaced it.
+    if [[ $(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.StartedAt.Unix}}{{else}}0{{end}}' \
+      "$NGINX_STACK_SERVICE" 2>/dev/null || echo 0) -ge "$since" ]]; then
+      log "rolling nginx back too"
+      run docker service rollback --detach "$NGINX_STACK_SERVICE" >/dev/null
+    fi
+    die "the stack was not updated to $TAG (the API's update failed, see above)"
+  fi
   wait_converged "$NGINX_STACK_SERVICE" "$since"
-  log "stack $STACK runs $TAG"
+  log "stack $STACK runs webhook-api:$TAG behind $NGINX_IMAGE"
+}
+
+# The nginx image an API update keeps: the one running (pinned by digest), if any.
+running_nginx_image() {
+  docker service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$NGINX_STACK_SERVICE" 2>/dev/null || true
 }
 
 status() {
@@ -232,10 +251,12 @@ status() {
 command=""
 arg=""
 BUILD=0
+WITH_NGINX=0
 for word in "$@"; do
   case "$word" in
     --dry-run) DRY_RUN=1 ;;
     --build) BUILD=1 ;;
+    --nginx) WITH_NGINX=1 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage; die "unknown option $word" ;;
     *) if [[ -z "$command" ]]; then command=$word; elif [[ -z "$arg" ]]; then arg=$word; else usage; die "too many arguments"; fi ;;
@@ -244,11 +265,16 @@ done
 
 case "$command" in
   init-secrets) init_secrets ;;
-  deploy) deploy ;;
+  deploy)
+    NGINX_IMAGE=$REGISTRY/nginx-webhook:$TAG
+    deploy
+    ;;
   update)
     [[ -n "$arg" ]] || { usage; die "update needs a TAG"; }
     TAG=$arg
     if ((BUILD)); then build_images; push_images; fi
+    NGINX_IMAGE=$(running_nginx_image)
+    if ((WITH_NGINX)) || [[ -z "$NGINX_IMAGE" ]]; then NGINX_IMAGE=$REGISTRY/nginx-webhook:$TAG; fi
     deploy
     # As after a compose deploy: latest, the version and the git revision name what runs healthy.
     promote_images

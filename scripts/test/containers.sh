@@ -34,20 +34,10 @@ SECRET=containers-test-secret
 OPERATOR_TOKEN=$(openssl rand -hex 32)
 DEPS=aisha-webhook-test-deps
 compose=(docker-compose -p "$COMPOSE_PROJECT" --env-file "$ENV_FILE" -f "$repo/docker-compose.webhook.prod.yml")
-registry_pid=""
-load_pid=""
-
-log() { echo "containers: $*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-timings=()
-phase_name=""
-phase_start=$SECONDS
-phase() {
-  [[ -n "$phase_name" ]] && timings+=("$(printf '%-34s %4d s' "$phase_name" $((SECONDS - phase_start)))")
-  phase_name=$1
-  phase_start=$SECONDS
-  log "== $1"
-}
+TEST_NAME=containers
+LOAD_URL=https://localhost:8443/api/v1/avatar/status_update
+# shellcheck source=scripts/test/lib.sh
+source "$repo/scripts/test/lib.sh"
 
 cleanup() {
   local status=$?
@@ -66,57 +56,12 @@ cleanup() {
   docker images --format '{{.Repository}}:{{.Tag}}' | grep -E "^$REGISTRY/" | xargs -r docker rmi -f >/dev/null 2>&1 || true
   [[ ${guide_env_link:-0} == 1 ]] && rm -f "$repo/prod.env"
   rm -rf "$work" "$repo/dist/webhook-api"
-  timings+=("$(printf '%-34s %4d s' cleanup $((SECONDS - phase_start)))")
-  log "phase times:"
-  printf '  %s\n' "${timings[@]}" >&2
-  if ((status == 0)); then log "all phases passed in $SECONDS s"; else log "exit status $status"; fi
+  print_timings "$status"
 }
 trap cleanup EXIT
 
 health() { curl -fsS --cacert "$work/certs/ca.pem" -H "Authorization: Bearer $OPERATOR_TOKEN" "$@"; }
 operator_get() { curl -fsS -H "Authorization: Bearer $OPERATOR_TOKEN" "$@"; }
-psql_deps() { docker exec "$DEPS" runuser -u postgres -- psql -qtA -d webhook -c "$1"; }
-# Avatars in training as the bot writes them into its tables: NAME COUNT → NAME-1..NAME-COUNT.
-insert_training_avatars() {
-  psql_deps "INSERT INTO users (id, telegram_id, first_name, language_code, is_bot, is_blocked,
-      created_at, updated_at) VALUES ('00000000-0000-4000-8000-0000000c0c0c', 'containers', 'C',
-      'ru', false, false, now(), now()) ON CONFLICT DO NOTHING;
-    INSERT INTO avatars (id, user_id, name, gender, avatar_type, status, training_progress, fal_mode,
-      fal_iterations, fal_priority, trigger_word, lora_rank, avatar_data, training_config,
-      photos_count, generations_count, created_at, updated_at, training_type, fal_request_id)
-    SELECT gen_random_uuid(), '00000000-0000-4000-8000-0000000c0c0c', '$1', 'FEMALE', 'CHARACTER',
-      'TRAINING', 0, 'character', 500, 'QUALITY', 'TOK', 32, '{}', '{}', 0, 0, now(), now(),
-      'PORTRAIT', '$1-' || g FROM generate_series(1, $2) g RETURNING id"
-}
-
-# Starts signed callbacks for COUNT fresh avatars in the background; `load_finish` stops
-# sending new ones, waits for the answers and prints the summary.
-load_start() { # NAME COUNT
-  local ids="$work/$1.ids"
-  seq 1 "$2" | sed "s/^/$1-/" >"$ids"
-  insert_training_avatars "$1" "$2" >/dev/null
-  rm -f "$work/$1.stop"
-  python3 "$repo/scripts/test/signed-load.py" "https://localhost:8443/api/v1/avatar/status_update" \
-    "$SECRET" "$work/certs/ca.pem" "$ids" --rate "$LOAD_RATE" --stop-file "$work/$1.stop" >"$work/$1.json" &
-  load_pid=$!
-  sleep 2
-}
-load_finish() { # NAME → checks: none failed, every sent one applied exactly once
-  touch "$work/$1.stop"
-  wait "$load_pid"
-  load_pid=""
-  local summary sent failed applied
-  summary=$(cat "$work/$1.json")
-  log "$1: $summary"
-  sent=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["sent"])' <<<"$summary")
-  failed=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["failed"])' <<<"$summary")
-  ((failed == 0)) || die "$1: $failed callbacks failed"
-  applied=$(psql_deps "SELECT count(*) FROM webhook_events WHERE outcome = 'applied' AND fal_request_id LIKE '$1-%'")
-  ((applied == sent)) || die "$1: $sent sent but $applied applied"
-  local completed
-  completed=$(psql_deps "SELECT count(*) FROM avatars WHERE status = 'COMPLETED' AND fal_request_id LIKE '$1-%'")
-  ((completed == sent)) || die "$1: $sent sent but $completed avatars completed"
-}
 
 phase "prerequisites"
 docker info >/dev/null 2>&1 || die "no Docker engine (docker info fails)"
@@ -149,46 +94,14 @@ cp "${CARGO_TARGET_DIR:-target}/release/webhook-api" dist/webhook-api
 strip dist/webhook-api
 
 phase "registry"
-mkdir -p "$work/registry"
-cat >"$work/registry.yml" <<YAML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$REGISTRY_PORT
-log:
-  level: warn
-YAML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-for _ in $(seq 1 50); do curl -fsS -o /dev/null "http://$REGISTRY/v2/" && break; sleep 0.2; done
-curl -fsS -o /dev/null "http://$REGISTRY/v2/" || die "registry did not start: $(cat "$work/registry.log")"
+start_registry "$REGISTRY"
 
 phase "database, cache, S3, CDN container"
 docker network create aisha_webhook_cluster >/dev/null
-mkdir -p "$work/cdn" "$work/certs" "$work/acme"
-head -c $((3 * 1024 * 1024 + 123)) /dev/urandom >"$work/cdn/lora.safetensors"
-docker run -d --name "$DEPS" --network aisha_webhook_cluster --network-alias deps \
-  -v "$(command -v s3s-fs):/usr/local/bin/s3s-fs:ro" -v "$work/cdn:/srv/cdn:ro" \
-  -v "$repo/scripts/containers/deps-entrypoint.sh:/usr/local/bin/deps-entrypoint:ro" \
-  "$DEPS_IMAGE" bash /usr/local/bin/deps-entrypoint >/dev/null
-for _ in $(seq 1 60); do docker exec "$DEPS" test -e /tmp/deps-ready 2>/dev/null && break; sleep 0.5; done
-docker exec "$DEPS" test -e /tmp/deps-ready || die "dependencies container not ready: $(docker logs "$DEPS" 2>&1 | tail -5)"
-# Production's database is the bot's: its tables exist before the service first starts, owned
-# by the role both use.
-docker exec -i "$DEPS" psql -q -v ON_ERROR_STOP=1 "postgresql://webhook:webhook@127.0.0.1/webhook" \
-  <"$repo/services/webhook-api/tests/fixtures/bot/live_schema.sql" >/dev/null
-
+mkdir -p "$work/acme"
+start_deps "$DEPS_IMAGE" --network aisha_webhook_cluster --network-alias deps
 # TLS for nginx: a local CA and a certificate for localhost, as an operator's certs/ folder.
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=containers test CA" \
-  -keyout "$work/certs/ca.key" -out "$work/certs/ca.pem" 2>/dev/null
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-  -keyout "$work/certs/privkey.pem" -out "$work/certs/cert.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$work/certs/ext"
-openssl x509 -req -in "$work/certs/cert.csr" -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca.key" \
-  -CAcreateserial -days 2 -extfile "$work/certs/ext" -out "$work/certs/fullchain.pem" 2>/dev/null
-chmod 644 "$work/certs/privkey.pem"
+make_certs "$work/certs" DNS:localhost,IP:127.0.0.1
 
 # A container cannot have more open files than the Docker daemon (20 000 on these machines).
 daemon_nofile=$(awk '/open files/ {print $5}' "/proc/$(pidof dockerd | cut -d' ' -f1)/limits" 2>/dev/null || true)

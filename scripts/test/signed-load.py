@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Sends HMAC-signed FAL completions through the cluster at a steady rate, retrying each on a
-5xx answer or a broken connection (as FAL retries), and prints a JSON summary.
+5xx answer or a broken connection (as FAL retries), and prints a JSON summary (with every 5xx
+answer and broken connection counted, retried or not).
 
 Usage: signed-load.py URL SECRET CA_FILE REQUEST_IDS_FILE [--rate N] [--stop-file PATH]
 One completion per request id in REQUEST_IDS_FILE; with --stop-file the run ends early once
@@ -32,7 +33,7 @@ def main():
     ids = [line.strip() for line in open(args.ids_file) if line.strip()]
     lock = threading.Lock()
     stats = {"sent": 0, "ok": 0, "failed": 0, "retried_callbacks": 0, "retries": 0,
-             "results": {}, "unsent": 0}
+             "answers_5xx": 0, "connection_errors": 0, "results": {}, "unsent": 0}
 
     def send(request_id):
         body = json.dumps({"request_id": request_id, "status": "completed"}).encode()
@@ -60,8 +61,11 @@ def main():
                     return
                 if response.status < 500:
                     break
+                with lock:
+                    stats["answers_5xx"] += 1
             except (OSError, http.client.HTTPException):
-                pass
+                with lock:
+                    stats["connection_errors"] += 1
             time.sleep(0.5)
         with lock:
             stats["failed"] += 1

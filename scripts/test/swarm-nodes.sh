@@ -58,8 +58,11 @@ node_up() { # I
  "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "2"}}
 JSON
   # nsenter --net, not ip netns exec: that remounts /sys and dockerd then finds no cgroups.
-  # Each engine's iptables rules (NAT for its containers, published ports) stay in its namespace.
-  nsenter --net="/var/run/netns/$ns" dockerd --config-file "$dir/daemon.json" \
+  # Each engine's iptables rules (NAT for its containers, published ports) stay in its namespace;
+  # a host name of its own (its own UTS namespace) names the node in the swarm.
+  # shellcheck disable=SC2016 # the inner shell expands its own arguments
+  nsenter --net="/var/run/netns/$ns" unshare --uts sh -c 'hostname "$1" && shift && exec "$@"' sh \
+    "webhook-node$i" dockerd --config-file "$dir/daemon.json" \
     --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/dockerd.pid" \
     -H "unix://$dir/docker.sock" --cgroup-parent "webhook-swarm-node$i" \
     >"$dir/dockerd.log" 2>&1 &
@@ -74,9 +77,12 @@ JSON
 node_kill() { # I
   local dir=$STATE/node$1 pid
   pid=$(cat "$dir/dockerd.pid" 2>/dev/null) || return 0
-  # The engine and every process of its containers (its containerd and shims included).
-  pkill -KILL -f -- "$dir/" 2>/dev/null || true
+  # Off the network first, as a machine that loses power, then the engine, its containerd and
+  # shims (named by their paths) and every process of its containers (by their cgroups).
+  ip link set "wbsw$1" down 2>/dev/null || true
   kill -KILL "$pid" 2>/dev/null || true
+  pkill -KILL -f -- "$dir/" 2>/dev/null || true
+  cat /sys/fs/cgroup/*/"webhook-swarm-node$1"/*/cgroup.procs 2>/dev/null | sort -u | xargs -r kill -KILL 2>/dev/null || true
 }
 
 node_down() { # I

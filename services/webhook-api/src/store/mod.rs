@@ -87,7 +87,16 @@ pub fn refused_by_server(e: &deadpool_postgres::PoolError) -> bool {
 
 pub fn connect_pool(config: &DatabaseConfig) -> Pool {
     let mut pg = config.pg.clone();
-    pg.connect_timeout(Duration::from_secs(5));
+    // Per host: `connect_timeout` of DATABASE_URL, else 5 s.
+    let per_host = pg
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(5));
+    pg.connect_timeout(per_host);
+    // With several hosts (a failover pair) a new connection tries each in turn, and the old
+    // primary may not answer at all: the pool waits for every host's try, not just the first.
+    let hosts = pg.get_hosts().len().max(1) as u32;
+    let create_timeout = per_host * hosts + Duration::from_secs(1);
     let manager = Manager::from_config(
         pg,
         NoTls,
@@ -100,7 +109,7 @@ pub fn connect_pool(config: &DatabaseConfig) -> Pool {
         .max_size(config.pool_size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(timeout)
-        .create_timeout(timeout)
+        .create_timeout(Some(create_timeout))
         .recycle_timeout(timeout)
         .build()
         .expect("a pool with a runtime and timeouts builds")

@@ -8,6 +8,7 @@ mod batch;
 mod bot_schema;
 mod cdn;
 mod deploy;
+mod failover;
 mod files;
 mod forget;
 mod github_redelivery;
