@@ -10,11 +10,12 @@ Installs and starts the local PostgreSQL, Redis and S3 server (scripts/dev/deps.
   cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test (and the
   suites that write avatars again on the bot's live schema), promtool on
   the alert rules (scripts/dev/check-monitoring.sh), a short
-  run of the benchmark suite, then the containerised cluster on the Docker engine (scripts/test/containers.sh).
+  run of the benchmark suite, then the containerised cluster on the Docker engine (scripts/test/containers.sh)
+  and the Swarm stack on a three-node swarm of extra engines (scripts/test/swarm.sh).
 Settings (environment, defaults shown):
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}   where builds are cached
   SKIP_LINT=${SKIP_LINT:-0}                  1 skips fmt, clippy and shellcheck
-  SKIP_CONTAINERS=${SKIP_CONTAINERS:-0}            1 skips the Docker phase
+  SKIP_CONTAINERS=${SKIP_CONTAINERS:-0}            1 skips the Docker phases (compose and Swarm)
   SKIP_BENCH_SMOKE=${SKIP_BENCH_SMOKE:-0}           1 skips the short run of the benchmark suite
   BOT_VENV=${BOT_VENV:-\$HOME/.cache/webhook-bot-venv}   Python with SQLAlchemy 2 + psycopg2 (the tests
                                        that load rows through the bot's ORM mapping) and
@@ -74,7 +75,7 @@ if [[ $# -eq 0 ]]; then
   step "cargo test on the bot's live schema (TEST_AVATARS_SCHEMA=bot-live)"
   TEST_AVATARS_SCHEMA=bot-live cargo test -p webhook-api --test it --locked -- \
     status_update:: batch:: resilience:: reconcile:: status_command:: files:: avatar_status:: \
-    retention:: backup:: forget::
+    retention:: backup:: forget:: failover::
 fi
 
 step "alert rules (promtool check + test rules)"
@@ -96,4 +97,6 @@ elif ! docker info >/dev/null 2>&1; then
 else
   step "containers (scripts/test/containers.sh)"
   scripts/test/containers.sh
+  step "swarm: the stack on three Docker engines (scripts/test/swarm.sh)"
+  scripts/test/swarm.sh
 fi

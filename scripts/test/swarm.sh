@@ -70,12 +70,10 @@ trap cleanup EXIT
 
 # Replicas running, as Swarm counts them: "2/2".
 replicas() { manager service ls --filter "name=$api" --format '{{.Replicas}}'; }
-# The node (engine number) of each running replica of the API, one per line.
+# The engine number of each running replica of the API, one per line (nodes are webhook-nodeI).
 replica_nodes() {
-  local id
-  for id in $(manager service ps -q --filter desired-state=running "$api"); do
-    manager inspect -f '{{.NodeID}}' "$id"
-  done | while read -r node_id; do grep -n "^$node_id\$" "$work/node-ids" | cut -d: -f1; done
+  manager service ps --filter desired-state=running --format '{{.Node}} {{.CurrentState}}' "$api" |
+    awk '$2 == "Running" { sub("webhook-node", "", $1); print $1 }'
 }
 running_image() { manager service inspect -f '{{.Spec.TaskTemplate.ContainerSpec.Image}}' "$api"; }
 
@@ -123,9 +121,8 @@ SWARM_INSECURE_REGISTRY=$REGISTRY "$nodes" up 3
 manager swarm init --advertise-addr "$EDGE_ADDRESS" >/dev/null
 join_token=$(manager swarm join-token -q worker)
 for i in 2 3; do node "$i" swarm join --token "$join_token" "$EDGE_ADDRESS:2377" >/dev/null; done
-for i in 1 2 3; do node "$i" info -f '{{.Swarm.NodeID}}'; done >"$work/node-ids"
 # nginx runs on the manager, the edge; the API replicas anywhere.
-manager node update --label-add webhook.edge=true "$(head -1 "$work/node-ids")" >/dev/null
+manager node update --label-add webhook.edge=true webhook-node1 >/dev/null
 [[ $(manager node ls -q | wc -l) == 3 ]] || die "the swarm has $(manager node ls -q | wc -l) nodes, not 3"
 
 phase "registry (every node pulls from it)"
@@ -226,22 +223,21 @@ load_finish scale
 phase "a worker node lost under load"
 lost=$(replica_nodes | grep -v '^1$' | head -1)
 [[ -n "$lost" ]] || die "no API replica runs on a worker: $(replica_nodes | tr '\n' ' ')"
-lost_id=$(sed -n "${lost}p" "$work/node-ids")
 load_start lost "$LOAD_COUNT"
 started=$SECONDS
 "$nodes" kill "$lost"
 log "engine $lost killed (its link down, every process of it gone)"
 for _ in $(seq 1 120); do
-  [[ $(manager node inspect -f '{{.Status.State}}' "$lost_id") == down ]] && break
+  [[ $(manager node inspect -f '{{.Status.State}}' "webhook-node$lost") == down ]] && break
   sleep 1
 done
-[[ $(manager node inspect -f '{{.Status.State}}' "$lost_id") == down ]] || die "the swarm never saw engine $lost go down"
+[[ $(manager node inspect -f '{{.Status.State}}' "webhook-node$lost") == down ]] || die "the swarm never saw engine $lost go down"
 detected=$((SECONDS - started))
 for _ in $(seq 1 120); do
-  if [[ $(replicas) == 2/2 ]] && ! replica_nodes | grep -qx "$lost"; then break; fi
+  if [[ $(replicas) == 2/2 && $(replica_nodes | grep -cvx "$lost") == 2 ]]; then break; fi
   sleep 1
 done
-if replica_nodes | grep -qx "$lost" || [[ $(replicas) != 2/2 ]]; then
+if [[ $(replicas) != 2/2 || $(replica_nodes | grep -cvx "$lost") != 2 ]]; then
   die "the lost node's replicas were not rescheduled: $(replicas), engines $(replica_nodes | tr '\n' ' ')"
 fi
 log "node loss: engine $lost seen down after $detected s, its replica running elsewhere after $((SECONDS - started)) s (engines $(replica_nodes | sort | tr '\n' ' '))"

@@ -20,11 +20,17 @@ struct Cluster {
 
 fn pg_bin(tool: &str) -> PathBuf {
     let version = std::env::var("PG_VERSION").unwrap_or_else(|_| "15".into());
-    Path::new("/usr/lib/postgresql").join(version).join("bin").join(tool)
+    Path::new("/usr/lib/postgresql")
+        .join(version)
+        .join("bin")
+        .join(tool)
 }
 
 fn as_postgres(tool: &str, args: &[&str]) -> Command {
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
     let mut command = if is_root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(pg_bin(tool));
@@ -37,7 +43,9 @@ fn as_postgres(tool: &str, args: &[&str]) -> Command {
 }
 
 fn run(mut command: Command) {
-    let output = command.output().expect("PostgreSQL tools (scripts/dev/deps.sh installs them)");
+    let output = command
+        .output()
+        .expect("PostgreSQL tools (scripts/dev/deps.sh installs them)");
     assert!(
         output.status.success(),
         "{command:?}: {}{}",
@@ -63,11 +71,21 @@ impl Cluster {
 
     /// A primary that streams its WAL.
     fn primary() -> Self {
-        let cluster = Self { dir: Self::new_dir(), port: free_port() };
-        run(as_postgres("initdb", &["-D", &cluster.data(), "-U", "postgres", "--auth=trust"]));
+        let cluster = Self {
+            dir: Self::new_dir(),
+            port: free_port(),
+        };
+        run(as_postgres(
+            "initdb",
+            &["-D", &cluster.data(), "-U", "postgres", "--auth=trust"],
+        ));
         let conf = "listen_addresses = '127.0.0.1'\nwal_level = replica\nmax_wal_senders = 4\n\
                     synchronous_commit = on\nfsync = off\n";
-        std::fs::write(Path::new(&cluster.data()).join("postgresql.auto.conf"), conf).unwrap();
+        std::fs::write(
+            Path::new(&cluster.data()).join("postgresql.auto.conf"),
+            conf,
+        )
+        .unwrap();
         std::fs::write(
             Path::new(&cluster.data()).join("pg_hba.conf"),
             "host all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n",
@@ -79,11 +97,28 @@ impl Cluster {
 
     /// A streaming replica of `primary`, from a base backup.
     fn standby_of(primary: &Cluster) -> Self {
-        let cluster = Self { dir: Self::new_dir(), port: free_port() };
+        let cluster = Self {
+            dir: Self::new_dir(),
+            port: free_port(),
+        };
         let source = primary.port.to_string();
         run(as_postgres(
             "pg_basebackup",
-            &["-h", "127.0.0.1", "-p", &source, "-U", "postgres", "-D", &cluster.data(), "-R", "-X", "stream"],
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &source,
+                "-U",
+                "postgres",
+                "-D",
+                &cluster.data(),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
         ));
         cluster.start();
         cluster
@@ -92,16 +127,34 @@ impl Cluster {
     fn start(&self) {
         let options = format!("-p {} -k {}", self.port, self.dir.path().display());
         let log = self.dir.path().join("log").display().to_string();
-        run(as_postgres("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"]));
+        run(as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        ));
     }
 
     /// As a crash: no checkpoint, connections cut.
     fn crash(&self) {
-        run(as_postgres("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]));
+        run(as_postgres(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "stop"],
+        ));
     }
 
     fn promote(&self) {
-        run(as_postgres("pg_ctl", &["-D", &self.data(), "-w", "promote"]));
+        run(as_postgres(
+            "pg_ctl",
+            &["-D", &self.data(), "-w", "promote"],
+        ));
     }
 
     fn url(&self, user: &str, database: &str) -> String {
@@ -127,7 +180,9 @@ async fn send(http: &reqwest::Client, port: u16, request_id: &str) -> Answer {
     let body = format!(r#"{{"request_id":"{request_id}","status":"completed"}}"#);
     let (name, value) = hmac_header(&body);
     let answer = http
-        .post(format!("http://127.0.0.1:{port}/api/v1/avatar/status_update"))
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/avatar/status_update"
+        ))
         .header("content-type", "application/json")
         .header(name, value)
         .body(body)
@@ -137,10 +192,17 @@ async fn send(http: &reqwest::Client, port: u16, request_id: &str) -> Answer {
         Ok(r) if r.status() == 200 => Answer::Acknowledged,
         Ok(r) if r.status() == 503 => {
             let text = r.text().await.unwrap_or_default();
-            assert!(text.contains("database_unavailable"), "a 503 says why: {text}");
+            assert!(
+                text.contains("database_unavailable"),
+                "a 503 says why: {text}"
+            );
             Answer::Unavailable
         }
-        Ok(r) => Answer::Other(format!("{} {}", r.status(), r.text().await.unwrap_or_default())),
+        Ok(r) => Answer::Other(format!(
+            "{} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        )),
         Err(e) => Answer::Other(e.to_string()),
     }
 }
@@ -150,7 +212,10 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
     const CALLBACKS: usize = 240;
     let primary = Cluster::primary();
     let admin = pg_connect(&primary.url("postgres", "postgres")).await;
-    for statement in ["CREATE ROLE webhook LOGIN PASSWORD 'webhook'", "CREATE DATABASE webhook OWNER webhook"] {
+    for statement in [
+        "CREATE ROLE webhook LOGIN PASSWORD 'webhook'",
+        "CREATE DATABASE webhook OWNER webhook",
+    ] {
         admin.batch_execute(statement).await.unwrap();
     }
     let standby = Cluster::standby_of(&primary);
@@ -160,12 +225,18 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
         .batch_execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
         .await
         .unwrap();
-    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
     let replicating = eventually(Duration::from_secs(20), || {
         let admin = &admin;
         async move {
             admin
-                .query_opt("SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'", &[])
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync'",
+                    &[],
+                )
                 .await
                 .is_ok_and(|row| row.is_some())
         }
@@ -179,7 +250,9 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
         primary.port, standby.port
     );
     // The bot's tables first, as in production (TEST_AVATARS_SCHEMA).
-    AvatarsSchema::from_env().apply(&primary.url("webhook", "webhook")).await;
+    AvatarsSchema::from_env()
+        .apply(&primary.url("webhook", "webhook"))
+        .await;
     let mut instance = Instance::start_with(&both, &[("DB_TIMEOUT_SECS", "3".into())]);
     instance.wait_ready().await;
     let db = pg_connect(&primary.url("webhook", "webhook")).await;
@@ -190,7 +263,10 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
 
     // One round at 40/s; the primary crashes a third of the way in, the replica is promoted
     // two seconds later.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
     let mut answers = Vec::new();
     let mut promoted_at = None;
     let started = Instant::now();
@@ -212,22 +288,35 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
         .filter(|(_, a)| **a == Answer::Acknowledged)
         .map(|(id, _)| id)
         .collect();
-    let unavailable = answers.iter().filter(|a| **a == Answer::Unavailable).count();
-    let other: Vec<&Answer> = answers.iter().filter(|a| matches!(a, Answer::Other(_))).collect();
+    let unavailable = answers
+        .iter()
+        .filter(|a| **a == Answer::Unavailable)
+        .count();
+    let other: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| matches!(a, Answer::Other(_)))
+        .collect();
     eprintln!(
         "failover: {} acknowledged, {unavailable} answered 503, {} other, in {:.1} s",
         acknowledged.len(),
         other.len(),
         started.elapsed().as_secs_f64()
     );
-    assert!(other.is_empty(), "only 200 or 503 during a failover: {other:?}");
+    assert!(
+        other.is_empty(),
+        "only 200 or 503 during a failover: {other:?}"
+    );
     assert!(unavailable > 0, "the switch was not seen");
     assert!(
-        answers[..CALLBACKS / 3].iter().all(|a| *a == Answer::Acknowledged),
+        answers[..CALLBACKS / 3]
+            .iter()
+            .all(|a| *a == Answer::Acknowledged),
         "before the crash every callback is acknowledged"
     );
     assert!(
-        answers[promoted_at + 40..].iter().all(|a| *a == Answer::Acknowledged),
+        answers[promoted_at + 40..]
+            .iter()
+            .all(|a| *a == Answer::Acknowledged),
         "a second after the promotion the new primary takes every callback, without a restart"
     );
 
@@ -250,7 +339,11 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
     // FAL retries what got a 503: then every callback is applied exactly once.
     for (id, answer) in ids.iter().zip(&answers) {
         if *answer != Answer::Acknowledged {
-            assert_eq!(send(&http, instance.port, id).await, Answer::Acknowledged, "{id} retried");
+            assert_eq!(
+                send(&http, instance.port, id).await,
+                Answer::Acknowledged,
+                "{id} retried"
+            );
         }
     }
     let applied: i64 = db
