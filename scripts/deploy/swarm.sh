@@ -124,10 +124,10 @@ init_secrets() {
   rendered=$(mktemp -d)
   nofile=$(env_setting NGINX_NOFILE 65536)
   (
-    set -a
-    # shellcheck disable=SC1090 # the operator's settings, no secret in them
-    source "$settings"
-    set +a
+    # An env file is NAME=value with nothing quoted (values may hold spaces): not shell.
+    while IFS= read -r line; do
+      [[ "$line" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] && export "${line?}"
+    done <"$settings"
     WEBHOOK_UPSTREAM_DNS=webhook-api:8000 NGINX_CONF_DIR=/etc/nginx/swarm NGINX_WORKER_NOFILE=$nofile \
       NGINX_TLS_CERT=/run/secrets/tls_fullchain.pem NGINX_TLS_KEY=/run/secrets/tls_privkey.pem \
       NGINX_STATE_DIR=/var/cache/nginx NGINX_LOG_DIR=/var/log/nginx \
