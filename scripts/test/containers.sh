@@ -78,20 +78,7 @@ for port in 80 443 8443 8001 8002 "$REGISTRY_PORT"; do
   ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || die "port $port is in use"
 done
 
-phase "base images"
-base=$(scripts/containers/base-images.sh)
-RUNTIME_IMAGE=$(sed -n 's/^RUNTIME_IMAGE=//p' <<<"$base")
-DEPS_IMAGE=$(sed -n 's/^DEPS_IMAGE=//p' <<<"$base")
-# The Dockerfiles are the production ones; only build arguments differ. No Rust image can be
-# pulled here, so the API image takes a binary built on this (bookworm) host.
-export BUILD_ARGS="RUNTIME_IMAGE=$RUNTIME_IMAGE NGINX_BASE_IMAGE=$RUNTIME_IMAGE"
-export API_BUILD_TARGET=prebuilt
-
-phase "release binary"
-cargo build --release --locked -q -p webhook-api
-mkdir -p dist
-cp "${CARGO_TARGET_DIR:-target}/release/webhook-api" dist/webhook-api
-strip dist/webhook-api
+base_images_and_release_binary
 
 phase "registry"
 start_registry "$REGISTRY"

@@ -24,6 +24,26 @@ print_timings() { # STATUS
   if (($1 == 0)); then log "all phases passed in $SECONDS s"; else log "exit status $1"; fi
 }
 
+# Phases "base images" (debootstrap, cached) and "release binary". The Dockerfiles are the
+# production ones; only build arguments differ: no Rust image can be pulled here, so the API
+# image takes a binary built on this (bookworm) host. Sets DEPS_IMAGE, BUILD_ARGS and
+# API_BUILD_TARGET.
+base_images_and_release_binary() {
+  phase "base images"
+  local base runtime_image
+  base=$("$repo/scripts/containers/base-images.sh")
+  runtime_image=$(sed -n 's/^RUNTIME_IMAGE=//p' <<<"$base")
+  DEPS_IMAGE=$(sed -n 's/^DEPS_IMAGE=//p' <<<"$base")
+  export BUILD_ARGS="RUNTIME_IMAGE=$runtime_image NGINX_BASE_IMAGE=$runtime_image"
+  export API_BUILD_TARGET=prebuilt
+
+  phase "release binary"
+  cargo build --release --locked -q -p webhook-api
+  mkdir -p "$repo/dist"
+  cp "${CARGO_TARGET_DIR:-$repo/target}/release/webhook-api" "$repo/dist/webhook-api"
+  strip "$repo/dist/webhook-api"
+}
+
 # A local CA and a server certificate as an operator's certs/ folder: DIR/{ca.pem,ca.key,
 # fullchain.pem,privkey.pem,ext}.
 make_certs() { # DIR SUBJECT_ALT_NAMES (e.g. DNS:localhost,IP:127.0.0.1)

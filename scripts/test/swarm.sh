@@ -91,18 +91,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v s3s-fs >/dev/null || cargo install --quiet --locked s3s-fs@0.14.1 --features binary
 "$nodes" down >/dev/null 2>&1 || true
 
-phase "base images"
-base=$(scripts/containers/base-images.sh)
-RUNTIME_IMAGE=$(sed -n 's/^RUNTIME_IMAGE=//p' <<<"$base")
-DEPS_IMAGE=$(sed -n 's/^DEPS_IMAGE=//p' <<<"$base")
-export BUILD_ARGS="RUNTIME_IMAGE=$RUNTIME_IMAGE NGINX_BASE_IMAGE=$RUNTIME_IMAGE"
-export API_BUILD_TARGET=prebuilt
-
-phase "release binary"
-cargo build --release --locked -q -p webhook-api
-mkdir -p dist
-cp "${CARGO_TARGET_DIR:-target}/release/webhook-api" dist/webhook-api
-strip dist/webhook-api
+base_images_and_release_binary
 
 phase "images t1, t2 and a broken t3"
 build() { TAG=$1 bash -c 'source scripts/deploy/common.sh && build_images' >/dev/null 2>"$work/build.log" ||
