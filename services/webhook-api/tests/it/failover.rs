@@ -207,9 +207,8 @@ async fn send(http: &reqwest::Client, port: u16, request_id: &str) -> Answer {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
-    const CALLBACKS: usize = 240;
+/// A primary and its synchronous standby, with the service's role and database.
+async fn synchronous_pair() -> (Cluster, Cluster) {
     let primary = Cluster::primary();
     let admin = pg_connect(&primary.url("postgres", "postgres")).await;
     for statement in [
@@ -244,6 +243,13 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
     .await;
     assert!(replicating, "the standby never became synchronous");
 
+    (primary, standby)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
+    const CALLBACKS: usize = 240;
+    let (primary, standby) = synchronous_pair().await;
     let both = format!(
         "postgresql://webhook:webhook@127.0.0.1:{},127.0.0.1:{}/webhook\
          ?target_session_attrs=read-write&connect_timeout=2",
@@ -320,6 +326,28 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
         "a second after the promotion the new primary takes every callback, without a restart"
     );
 
+    assert_all_applied_once(
+        &standby,
+        &ids,
+        &acknowledged,
+        &answers,
+        &http,
+        instance.port,
+    )
+    .await;
+    let _ = instance.child.kill();
+}
+
+/// Every acknowledged callback is on the new primary; once FAL has retried what got a 503,
+/// every callback is applied exactly once.
+async fn assert_all_applied_once(
+    standby: &Cluster,
+    ids: &[String],
+    acknowledged: &[&String],
+    answers: &[Answer],
+    http: &reqwest::Client,
+    port: u16,
+) {
     // Everything acknowledged is on the new primary, applied once.
     let db = pg_connect(&standby.url("webhook", "webhook")).await;
     let stored: Vec<String> = db
@@ -332,15 +360,15 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    for id in &acknowledged {
+    for id in acknowledged {
         assert!(stored.contains(id), "{id} was acknowledged and is lost");
     }
 
     // FAL retries what got a 503: then every callback is applied exactly once.
-    for (id, answer) in ids.iter().zip(&answers) {
+    for (id, answer) in ids.iter().zip(answers) {
         if *answer != Answer::Acknowledged {
             assert_eq!(
-                send(&http, instance.port, id).await,
+                send(http, port, id).await,
                 Answer::Acknowledged,
                 "{id} retried"
             );
@@ -358,7 +386,7 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
             row.get(0)
         })
         .unwrap();
-    assert_eq!(applied, CALLBACKS as i64);
+    assert_eq!(applied, ids.len() as i64);
     let completed: i64 = db
         .query_one(
             "SELECT count(*) FROM avatars WHERE fal_request_id LIKE 'failover-%' AND status::text = 'COMPLETED'",
@@ -367,6 +395,5 @@ async fn a_promoted_replica_takes_over_and_nothing_acknowledged_is_lost() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(completed, CALLBACKS as i64);
-    let _ = instance.child.kill();
+    assert_eq!(completed, ids.len() as i64);
 }
