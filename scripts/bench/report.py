@@ -4,6 +4,7 @@
 Usage: scripts/bench/report.py RESULTS.jsonl   (prints Markdown)
 """
 import json
+import statistics
 import sys
 
 WARMUP_SECONDS = 2  # loadgen_run's --warmup: CPU is counted over warmup and measured time
@@ -20,6 +21,7 @@ def main(path):
         return runs.get(label)
 
     out = []
+    hot(out, runs)
     pgbench = get("pgbench")
     static = get("nginx static 200")
 
@@ -80,10 +82,11 @@ def main(path):
         run = get(label[: -len(" cpu")])
         if not run:
             continue
-        requests = run["throughput"] * (run["seconds"] + WARMUP_SECONDS)
+        seconds = run["seconds"] + run.get("warmup", WARMUP_SECONDS)
+        requests = run["throughput"] * seconds
         per = lambda ticks: ticks / cpu["ticks_per_second"] * 1000 / requests
         rest = cpu["machine"] - cpu["instance"] - cpu["postgres"] - cpu["redis"] - cpu["nginx"]
-        busy = cpu["machine"] / cpu["ticks_per_second"] / (run["seconds"] + WARMUP_SECONDS)
+        busy = cpu["machine"] / cpu["ticks_per_second"] / seconds
         out.append(f"| {run['label']} | {per(cpu['instance']):.3f} | {per(cpu['postgres']):.3f} | "
                    f"{per(cpu['redis']):.3f} | {per(cpu['nginx']):.3f} | {per(rest):.3f} | "
                    f"{per(cpu['machine']):.3f} | {busy:.2f} |")
@@ -118,6 +121,35 @@ def main(path):
             out.append(f"| instructions per signed completion, whole instance (callgrind, "
                        f"{cg['requests']} requests) | {cg['instructions'] / cg['requests']:,.0f} |")
     print("\n".join(out))
+
+
+def hot(out, runs):
+    """The target's row: pgbench and one instance on the hot table, each repeated on fresh
+    databases; the ratio is median to median, and each side's max ÷ min shows its spread."""
+    def repeated(prefix):
+        return [r for label, r in sorted(runs.items()) if label.startswith(prefix + " #")
+                and not label.endswith(" cpu")]
+    pgbench, single = repeated("hot pgbench"), repeated("hot single saturation hmac")
+    if not pgbench and not single:
+        return
+    out.append("## The hot table (fits in memory), repeated on fresh databases\n")
+    out.append("| measurement | runs | avatars | min | median | max | max ÷ min | median ratio |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    medians = {}
+    for name, rows in (("pgbench, the ingest transaction", pgbench), ("one instance, signed completions", single)):
+        if not rows:
+            continue
+        values = sorted(r["throughput"] for r in rows)
+        medians[name] = statistics.median(values)
+        ratio = f"{medians[name] / medians['pgbench, the ingest transaction']:.2f}×" \
+            if "pgbench, the ingest transaction" in medians else "–"
+        avatars = rows[0].get("avatars", "")
+        out.append(f"| {name} | {len(values)} | {avatars} | {values[0]:.0f} | {medians[name]:.0f} | "
+                   f"{values[-1]:.0f} | {values[-1] / values[0]:.2f} | {ratio} |")
+    for r in single:
+        l = r["latency_ms"]
+        out.append(f"| {r['label']}: p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms | | | | | | | |")
+    out.append("")
 
 
 def row(out, name, run, ratio_text, base_name):

@@ -10,6 +10,9 @@ usage() {
 Usage: scripts/bench/run.sh [--only SECTION[,SECTION...]] [--help]
 
 Sections, in order (all by default; about ten minutes on 2 cores):
+  hot        the table that fits in memory (the bot's is small): pgbench and one instance on
+             the same number of avatars, each on a fresh database, repeated HOT_REPEATS times
+             (the target's row: median to median, and the spread of each)
   pgbench    the ingest transaction in pgbench, $CONNECTIONS connections (durable-write ceiling)
   single     one instance: saturation (HMAC, ED25519, HTTP/2, redeliveries, bad signatures),
              latency at half the saturation rate, CPU per request by process, RSS
@@ -23,6 +26,7 @@ Settings (environment, defaults shown):
   DURATION=$DURATION   measured seconds of each saturation run (fixed-rate runs: the same)
   CONNECTIONS=$CONNECTIONS  concurrent connections of the load generator and pgbench
   OUT=<target/bench/DATE>  where results go
+  HOT_REPEATS=$HOT_REPEATS   repetitions of the hot-table pair
   EVENTS_ROWS=${EVENTS_ROWS:-0}   webhook_events rows the single-instance database starts with (FAL
                  completions of about 1 KB each, received over the last 180 days): the same run
                  beside a large table
@@ -36,6 +40,7 @@ USAGE
 
 DURATION=${DURATION:-15}
 CONNECTIONS=${CONNECTIONS:-32}
+HOT_REPEATS=${HOT_REPEATS:-3}
 AVATARS_SCHEMA=${AVATARS_SCHEMA:-own}
 EVENTS_ROWS=${EVENTS_ROWS:-0}
 [[ "$EVENTS_ROWS" =~ ^[0-9]+$ ]] || { echo "run.sh: EVENTS_ROWS must be a number" >&2; exit 2; }
@@ -43,7 +48,7 @@ case "$AVATARS_SCHEMA" in
   own|bot-live) ;;
   *) echo "run.sh: AVATARS_SCHEMA=$AVATARS_SCHEMA: expected own or bot-live" >&2; exit 2 ;;
 esac
-ALL_SECTIONS=pgbench,single,payload,rows,cluster,verify,callgrind,filecopy
+ALL_SECTIONS=hot,pgbench,single,payload,rows,cluster,verify,callgrind,filecopy
 sections=$ALL_SECTIONS
 while (($#)); do
   case "$1" in
@@ -281,18 +286,49 @@ avatars_for_run=$(( (DURATION + 3) * 9000 ))
 # the same for pages that no longer fit in shared buffers.
 table_avatars=$((6 * avatars_for_run))
 
+# pgbench with the CPU split as measured_run's: PostgreSQL, and the rest (pgbench itself).
+pgbench_run() { # LABEL DB AVATARS: the ingest transaction on avatars pgb-1..pgb-AVATARS
+  local m0 m1 postgres_ticks
+  settle
+  ticks_by_name postgres >"$work/pg.before"
+  m0=$(machine_ticks)
+  pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -D avatars="$3" \
+    -f scripts/bench/ingest.pgbench.sql \
+    "${admin_url%/*}/$2" >"$OUT/$2.txt" 2>&1
+  m1=$(machine_ticks)
+  ticks_by_name postgres >"$work/pg.after"
+  postgres_ticks=$(delta_ticks "$work/pg.before" "$work/pg.after")
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/$2.txt")
+  latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$OUT/$2.txt")
+  record "{\"label\":\"$1\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS,\"avatars\":$3,\"avatars_schema\":\"$AVATARS_SCHEMA\",\"seconds\":$DURATION,\"warmup\":0}"
+  record "$(printf '{"label":"%s cpu","ticks_per_second":%s,"instance":0,"postgres":%s,"redis":0,"nginx":0,"machine":%s,"instances_peak_rss_kib":0,"instances":0}' \
+    "$1" "$(getconf CLK_TCK)" "$postgres_ticks" $((m1 - m0)))"
+  log "$1: $tps tps, average latency $latency ms"
+}
+
+# The table that fits in memory: as many avatars as one run completes (each completion for an
+# avatar of its own), on a fresh database for every run, pgbench and the instance alike.
+if wants hot; then
+  for rep in $(seq 1 "$HOT_REPEATS"); do
+    log "hot table, run $rep of $HOT_REPEATS: $avatars_for_run avatars"
+    new_database bench_hot_pgbench
+    seed_avatars bench_hot_pgbench pgb- "$avatars_for_run"
+    pgbench_run "hot pgbench #$rep" bench_hot_pgbench "$avatars_for_run"
+    new_database bench_hot
+    seed_avatars bench_hot hot- "$avatars_for_run"
+    start_instance "hot-$rep" bench_hot 18402
+    measured_run "hot single saturation hmac #$rep" "http://127.0.0.1:18402/api/v1/avatar/status_update" \
+      "$instance_pid" "" --prefix hot- --avatars "$avatars_for_run"
+    kill "$instance_pid"
+    wait "$instance_pid" 2>/dev/null || true
+  done
+fi
+
 if wants pgbench; then
   log "pgbench: the ingest transaction, $CONNECTIONS connections, ${DURATION}s"
   new_database bench_pgbench
   seed_avatars bench_pgbench pgb- "$table_avatars"
-  settle
-  pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -D avatars="$table_avatars" \
-    -f scripts/bench/ingest.pgbench.sql \
-    "${admin_url%/*}/bench_pgbench" >"$OUT/pgbench.txt" 2>&1
-  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/pgbench.txt")
-  latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$OUT/pgbench.txt")
-  record "{\"label\":\"pgbench\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS,\"avatars\":$table_avatars,\"avatars_schema\":\"$AVATARS_SCHEMA\"}"
-  log "pgbench: $tps tps, average latency $latency ms"
+  pgbench_run pgbench bench_pgbench "$table_avatars"
 fi
 
 single_url="http://127.0.0.1:18401/api/v1/avatar/status_update"

@@ -203,3 +203,36 @@ async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
         Outcome::Applied
     );
 }
+
+/// The service's connections plan every execution for the arrays at hand: a prepared
+/// statement may otherwise switch to a generic plan after five executions, and for a batch over
+/// arrays that plan was sometimes a bad one, which decided a whole run's throughput
+/// (BENCHMARKS.md, "Stable plans"). Asked of a connection after more than five batches.
+#[tokio::test]
+async fn the_services_connections_plan_each_batch_for_its_own_arrays() {
+    let (database, _, _) = database_with_avatars().await;
+    let config = webhook_api::config::DatabaseConfig {
+        pg: database.url.parse().unwrap(),
+        pool_size: 1,
+        statement_timeout: std::time::Duration::from_secs(5),
+        startup_wait: std::time::Duration::from_secs(5),
+        group_commit_loops: 1,
+        group_commit_max: 8,
+    };
+    let pool = webhook_api::store::connect_pool(&config);
+    let client = pool.get().await.unwrap();
+    let lock = client
+        .prepare_cached("SELECT id FROM avatars WHERE fal_request_id = ANY($1)")
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        let ids = vec!["b-1".to_string(), "b-2".to_string()];
+        assert_eq!(client.query(&lock, &[&ids]).await.unwrap().len(), 2);
+    }
+    let mode: String = client
+        .query_one("SHOW plan_cache_mode", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "force_custom_plan");
+}
