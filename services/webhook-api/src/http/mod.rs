@@ -166,11 +166,19 @@ pub async fn handle(
     let request_id = request_id(&request);
     let method = request.method().clone();
     let route = Route::resolve(request.uri().path(), &state.config);
+    // A callback's fields are recorded on the span as it goes, so its one "answered" line
+    // says everything (one JSON line per callback, not two: formatting is most of logging's
+    // cost).
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %method,
         path = %request.uri().path(),
+        fal_request_id = tracing::field::Empty,
+        event = tracing::field::Empty,
+        scheme = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+        event_id = tracing::field::Empty,
     );
     let (parts, body) = request.into_parts();
     let mut response = match dispatch(&state, route, &parts, body, &request_id, started)

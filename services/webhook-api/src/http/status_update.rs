@@ -48,14 +48,13 @@ pub async fn handle(
 
     let outcome = ingested.outcome.as_str();
     state.metrics.outcomes.with_label_values(&[outcome]).inc();
-    tracing::info!(
-        outcome,
-        %fal_request_id,
-        event,
-        event_id = ingested.event_id,
-        scheme = scheme.as_str(),
-        "callback committed"
-    );
+    // Logged with the answer (the request span's "answered" line).
+    let span = tracing::Span::current();
+    span.record("fal_request_id", fal_request_id.as_str());
+    span.record("event", event);
+    span.record("scheme", scheme.as_str());
+    span.record("outcome", outcome);
+    span.record("event_id", ingested.event_id);
     Ok(ok_json(&serde_json::json!({
         "result": outcome,
         "request_id": fal_request_id,

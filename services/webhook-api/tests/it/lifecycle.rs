@@ -284,11 +284,17 @@ async fn production_logs_are_json_lines_carrying_the_request_id() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    let committed = lines
+    // One line per callback: its answer, with what was committed.
+    let answered: Vec<&serde_json::Value> = lines
         .iter()
-        .find(|l| l["message"] == "callback committed")
-        .expect("a log line for the committed callback");
-    assert_eq!(committed["span"]["request_id"], "log-trace-7");
-    assert_eq!(committed["outcome"], "unmatched");
+        .filter(|l| l["span"]["request_id"] == "log-trace-7")
+        .collect();
+    assert_eq!(answered.len(), 1, "{answered:?}");
+    assert_eq!(answered[0]["message"], "answered");
+    assert_eq!(answered[0]["status"], 200);
+    assert_eq!(answered[0]["span"]["outcome"], "unmatched");
+    assert_eq!(answered[0]["span"]["event"], "in_progress");
+    assert_eq!(answered[0]["span"]["fal_request_id"], "log-1");
+    assert!(answered[0]["span"]["event_id"].is_number());
     assert!(!logs.contains(HMAC_SECRET), "secrets never logged");
 }
