@@ -27,6 +27,7 @@ Settings (environment, defaults shown):
   CONNECTIONS=$CONNECTIONS  concurrent connections of the load generator and pgbench
   OUT=<target/bench/DATE>  where results go
   HOT_REPEATS=$HOT_REPEATS   repetitions of the hot-table pair
+  BENCH_API_BIN=<this tree's release build>   the webhook-api binary to measure
   EVENTS_ROWS=${EVENTS_ROWS:-0}   webhook_events rows the single-instance database starts with (FAL
                  completions of about 1 KB each, received over the last 180 days): the same run
                  beside a large table
@@ -90,7 +91,8 @@ log "building release binaries"
 # webhook-api (and aws-sdk-s3) differently from `cargo build -p webhook-api` everywhere else.
 cargo build --release -q -p webhook-api
 cargo build --release -q -p webhook-loadgen
-api_bin="$target_dir/release/webhook-api"
+# BENCH_API_BIN: another build of the instance (an earlier commit's), for before/after figures.
+api_bin=${BENCH_API_BIN:-$target_dir/release/webhook-api}
 loadgen="$target_dir/release/webhook-loadgen"
 
 work=$(mktemp -d)

@@ -41,7 +41,10 @@ impl Env<'_> {
     /// A secret that must be set, as `NAME` or `NAME_FILE`.
     pub(crate) fn required_secret(&self, name: &'static str) -> Result<String, ConfigError> {
         self.secret_text(name)?.ok_or_else(|| {
-            ConfigError::new(name, format!("is required but not set (nor {name}_FILE)"))
+            ConfigError::new(
+                name,
+                format!("is required but not set (nor is {name}_FILE)"),
+            )
         })
     }
 

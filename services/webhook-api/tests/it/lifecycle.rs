@@ -225,7 +225,7 @@ fn a_bad_configuration_stops_the_start_with_one_line_naming_the_variable() {
     assert_eq!(code, Some(2));
     assert_eq!(
         stderr.trim(),
-        "webhook-api: configuration: DATABASE_URL: is required but not set"
+        "webhook-api: configuration: DATABASE_URL: is required but not set (nor is DATABASE_URL_FILE)"
     );
 
     let (code, stderr) = run(&[
