@@ -288,18 +288,22 @@ avatars_for_run=$(( (DURATION + 3) * 9000 ))
 # the same for pages that no longer fit in shared buffers.
 table_avatars=$((6 * avatars_for_run))
 
-# pgbench with the CPU split as measured_run's: PostgreSQL, and the rest (pgbench itself).
+# pgbench with the CPU split as measured_run's: pgbench's own (its rusage), and PostgreSQL:
+# the rest of the machine's (its backends exit with pgbench's connections, before they could
+# be read).
 pgbench_run() { # LABEL DB AVATARS: the ingest transaction on avatars pgb-1..pgb-AVATARS
-  local m0 m1 postgres_ticks
+  local m0 m1 pgbench_seconds postgres_ticks
   settle
-  ticks_by_name postgres >"$work/pg.before"
   m0=$(machine_ticks)
-  pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -D avatars="$3" \
-    -f scripts/bench/ingest.pgbench.sql \
-    "${admin_url%/*}/$2" >"$OUT/$2.txt" 2>&1
+  pgbench_seconds=$(python3 -c 'import resource, subprocess, sys
+with open(sys.argv[1], "w") as out:
+    subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT, check=True)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(usage.ru_utime + usage.ru_stime)' "$OUT/$2.txt" \
+    pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -D avatars="$3" \
+    -f scripts/bench/ingest.pgbench.sql "${admin_url%/*}/$2")
   m1=$(machine_ticks)
-  ticks_by_name postgres >"$work/pg.after"
-  postgres_ticks=$(delta_ticks "$work/pg.before" "$work/pg.after")
+  postgres_ticks=$(python3 -c "print(round($((m1 - m0)) - $pgbench_seconds * $(getconf CLK_TCK)))")
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/$2.txt")
   latency=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$OUT/$2.txt")
   record "{\"label\":\"$1\",\"throughput\":$tps,\"latency_avg_ms\":$latency,\"connections\":$CONNECTIONS,\"avatars\":$3,\"avatars_schema\":\"$AVATARS_SCHEMA\",\"seconds\":$DURATION,\"warmup\":0}"
