@@ -92,14 +92,19 @@ impl ApiError {
         }
     }
 
+    /// Logs the error, then answers it.
     pub fn into_response(self) -> HttpResponse {
-        let status = self.status();
-        match status {
-            s if s.is_server_error() => {
-                tracing::error!(error = %self, code = self.code(), "request failed")
-            }
-            _ => tracing::info!(error = %self, code = self.code(), "request refused"),
+        if self.status().is_server_error() {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+        } else {
+            tracing::info!(error = %self, code = self.code(), "request refused");
         }
+        self.into_unlogged_response()
+    }
+
+    /// The answer alone, for a caller that logs the error with the answer itself.
+    pub fn into_unlogged_response(self) -> HttpResponse {
+        let status = self.status();
         let mut response = json_response(
             status,
             &serde_json::json!({ "error": self.code(), "message": self.public_message() }),

@@ -179,6 +179,8 @@ pub async fn handle(
         scheme = tracing::field::Empty,
         outcome = tracing::field::Empty,
         event_id = tracing::field::Empty,
+        code = tracing::field::Empty,
+        error = tracing::field::Empty,
     );
     let (parts, body) = request.into_parts();
     let mut response = match dispatch(&state, route, &parts, body, &request_id, started)
@@ -190,7 +192,14 @@ pub async fn handle(
             if let Some(route) = route {
                 record_rejection(&state, route, &e, &parts.headers, &request_id, started);
             }
-            span.in_scope(|| e.into_response())
+            // A refused webhook is logged once, on the "answered" line below.
+            if answered_route(route) && !e.status().is_server_error() {
+                span.record("code", e.code());
+                span.record("error", tracing::field::display(&e));
+                e.into_unlogged_response()
+            } else {
+                span.in_scope(|| e.into_response())
+            }
         }
     };
 
@@ -209,7 +218,7 @@ pub async fn handle(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    if matches!(route, Some(Route::StatusUpdate | Route::Source(_))) {
+    if answered_route(route) {
         span.in_scope(|| {
             tracing::info!(
                 status = status.as_u16(),
@@ -219,6 +228,12 @@ pub async fn handle(
         });
     }
     Ok(response)
+}
+
+/// The webhook routes, whose every answer is logged ("answered"), with what they committed
+/// or why they refused.
+fn answered_route(route: Option<Route>) -> bool {
+    matches!(route, Some(Route::StatusUpdate | Route::Source(_)))
 }
 
 async fn dispatch(
