@@ -42,6 +42,11 @@ pub async fn enqueue(
     Ok(row.try_get(0)?)
 }
 
+/// A batch's file jobs, one statement over arrays.
+pub(crate) const ENQUEUE_MANY: &str = "INSERT INTO file_jobs (avatar_id, event_id, files) \
+     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) \
+     RETURNING id, event_id";
+
 /// Several jobs in one statement (a group commit's completions): `(avatar, event, files)` in,
 /// the job ids out, in the same order.
 pub async fn enqueue_many(
@@ -57,13 +62,7 @@ pub async fn enqueue_many(
         .iter()
         .map(|(_, _, files)| serde_json::to_value(files).expect("job files serialize"))
         .collect();
-    let statement = client
-        .prepare_cached(
-            "INSERT INTO file_jobs (avatar_id, event_id, files) \
-             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) \
-             RETURNING id, event_id",
-        )
-        .await?;
+    let statement = client.prepare_cached(ENQUEUE_MANY).await?;
     let rows = client
         .query(&statement, &[&avatar_ids, &event_ids, &files])
         .await?;

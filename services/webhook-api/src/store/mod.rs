@@ -20,7 +20,7 @@ pub mod training_checks;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::config::DatabaseConfig;
@@ -85,13 +85,6 @@ pub fn refused_by_server(e: &deadpool_postgres::PoolError) -> bool {
     }
 }
 
-/// Set on every connection the pool opens. A prepared statement switches to a generic plan
-/// after five executions, and for the statements over arrays of varying length (a batch's
-/// `= ANY($1)` and `unnest`) the generic plan is sometimes a bad one: which plan a connection
-/// ends up with decided a whole benchmark run (BENCHMARKS.md, "Stable plans"). A custom plan
-/// costs its planning on every execution and is right for each batch.
-const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
-
 pub fn connect_pool(config: &DatabaseConfig) -> Pool {
     let mut pg = config.pg.clone();
     // Per host: `connect_timeout` of DATABASE_URL, else 5 s.
@@ -115,14 +108,6 @@ pub fn connect_pool(config: &DatabaseConfig) -> Pool {
     Pool::builder(manager)
         .max_size(config.pool_size)
         .runtime(Runtime::Tokio1)
-        .post_create(Hook::async_fn(|client, _| {
-            Box::pin(async move {
-                client
-                    .batch_execute(SESSION_SETTINGS)
-                    .await
-                    .map_err(HookError::Backend)
-            })
-        }))
         .wait_timeout(timeout)
         .create_timeout(Some(create_timeout))
         .recycle_timeout(timeout)

@@ -177,13 +177,44 @@ pub async fn insert_avatar(
     status: &str,
     training_type: &str,
 ) -> Uuid {
+    let sql = avatars_insert(db, status, training_type, "$1::text", "").await;
+    db.query_one(&sql, &[&fal_request_id]).await.unwrap().get(0)
+}
+
+/// `count` avatars `{prefix}1` ..= `{prefix}{count}`, as `insert_avatar` makes one.
+pub async fn insert_avatars(
+    db: &tokio_postgres::Client,
+    prefix: &str,
+    count: i32,
+    status: &str,
+    training_type: &str,
+) {
+    let series = "generate_series(1, $2::int) g";
+    let sql = avatars_insert(db, status, training_type, "$1::text || g", series).await;
+    db.execute(&sql, &[&prefix, &count]).await.unwrap();
+}
+
+/// The bot's insert (with a user of its own) when its `users` exists, else ours; one row per
+/// row of `series` (a FROM item), or one.
+async fn avatars_insert(
+    db: &tokio_postgres::Client,
+    status: &str,
+    training_type: &str,
+    request_id: &str,
+    series: &str,
+) -> String {
     let bot_tables: bool = db
         .query_one("SELECT to_regclass('users') IS NOT NULL", &[])
         .await
         .unwrap()
         .get(0);
     // Literals, not parameters: they take the column's type, enum or varchar.
-    let sql = if bot_tables {
+    if bot_tables {
+        let series = if series.is_empty() {
+            String::new()
+        } else {
+            format!(", {series}")
+        };
         format!(
             "WITH u AS (INSERT INTO users (id, telegram_id, first_name, language_code, is_bot, \
                is_blocked, created_at, updated_at) VALUES (gen_random_uuid(), \
@@ -194,16 +225,21 @@ pub async fn insert_avatar(
                updated_at, training_type, fal_request_id, training_started_at) \
              SELECT gen_random_uuid(), u.id, 'Anna', 'FEMALE', 'CHARACTER', '{status}', 10, \
                'character', 500, 'QUALITY', 'TOK', 32, '{{}}', '{{}}', 0, 0, now(), now(), \
-               '{training_type}', $1, now() FROM u RETURNING id"
+               '{training_type}', {request_id}, now() FROM u{series} RETURNING id"
         )
     } else {
+        let series = if series.is_empty() {
+            String::new()
+        } else {
+            format!(" FROM {series}")
+        };
         format!(
             "INSERT INTO avatars (user_id, name, status, training_type, fal_request_id, \
                training_progress) \
-             VALUES (gen_random_uuid(), 'Anna', '{status}', '{training_type}', $1, 10) RETURNING id"
+             SELECT gen_random_uuid(), 'Anna', '{status}', '{training_type}', {request_id}, 10\
+             {series} RETURNING id"
         )
-    };
-    db.query_one(&sql, &[&fal_request_id]).await.unwrap().get(0)
+    }
 }
 
 impl TestDatabase {

@@ -40,7 +40,7 @@ impl From<tokio_postgres::Error> for BatchError {
 
 /// Locks every avatar the batch names, in `fal_request_id` order (as every batch does, so
 /// batches cannot deadlock each other); the newest row of each id is the one callbacks change.
-const LOCK_AVATARS: &str =
+pub(super) const LOCK_AVATARS: &str =
     "SELECT fal_request_id, id, status::text, COALESCE(training_progress, 0) \
      FROM avatars WHERE fal_request_id = ANY($1) \
      ORDER BY fal_request_id, created_at DESC NULLS LAST FOR UPDATE";

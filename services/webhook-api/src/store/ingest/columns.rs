@@ -14,7 +14,7 @@ use crate::store::StoreError;
 
 /// The upsert takes each event row's lock, so concurrent redeliveries wait for the first one's
 /// commit and then see it. `xmax = 0` tells a fresh insert from a conflict.
-const RECORD_EVENTS: &str = "INSERT INTO webhook_events \
+pub(super) const RECORD_EVENTS: &str = "INSERT INTO webhook_events \
      (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
       signature_scheme, http_request_id, instance_id, training_type, payload, deliveries, \
       processing_ms) \

@@ -20,6 +20,18 @@ use crate::files::policy::job_files;
 use crate::verify::FalScheme;
 pub use batch::{ingest_all, BatchError};
 
+/// The statements of a batch, prepared once per connection. After five executions PostgreSQL
+/// may keep a generic plan of each (planned for arrays of unknown length), so each one's
+/// generic plan must be a good one: `tests/it/batch.rs` asks PostgreSQL for them.
+pub fn batch_statements(sql: &AvatarSql) -> [&str; 4] {
+    [
+        batch::LOCK_AVATARS,
+        columns::RECORD_EVENTS,
+        &sql.apply,
+        jobs::ENQUEUE_MANY,
+    ]
+}
+
 /// A verified, parsed delivery and where it came from.
 #[derive(Debug, Clone)]
 pub struct Delivery {
