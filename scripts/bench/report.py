@@ -143,7 +143,8 @@ def hot(out, runs):
         medians[name] = statistics.median(values)
         ratio = f"{medians[name] / medians['pgbench, the ingest transaction']:.2f}×" \
             if "pgbench, the ingest transaction" in medians else "–"
-        avatars = rows[0].get("avatars", "")
+        # The instance's runs use as many avatars as the pgbench runs beside them.
+        avatars = rows[0].get("avatars") or (pgbench[0].get("avatars", "") if pgbench else "")
         out.append(f"| {name} | {len(values)} | {avatars} | {values[0]:.0f} | {medians[name]:.0f} | "
                    f"{values[-1]:.0f} | {values[-1] / values[0]:.2f} | {ratio} |")
     for r in single:
