@@ -9,7 +9,7 @@ usage() {
   cat <<USAGE
 Usage: scripts/bench/run.sh [--only SECTION[,SECTION...]] [--help]
 
-Sections, in order (all by default; about ten minutes on 2 cores):
+Sections, in order (all by default; about fifteen minutes on 2 cores):
   hot        the table that fits in memory (the bot's is small): pgbench and one instance on
              the same number of avatars, each on a fresh database, repeated HOT_REPEATS times
              (the target's row: median to median, and the spread of each)
