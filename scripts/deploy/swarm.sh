@@ -163,7 +163,7 @@ YAML
   run install -m 644 "$settings" "$SWARM_DIR/settings.env"
   run install -m 644 "$generated" "$SWARM_DIR/stack.generated.yml"
   rm -f "$settings" "$generated"
-  log "wrote $SWARM_DIR/settings.env and $SWARM_DIR/stack.generated.yml"
+  [[ "$DRY_RUN" == 1 ]] || log "wrote $SWARM_DIR/settings.env and $SWARM_DIR/stack.generated.yml"
 }
 
 stack_deploy() {
