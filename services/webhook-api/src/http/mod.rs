@@ -166,9 +166,9 @@ pub async fn handle(
     let request_id = request_id(&request);
     let method = request.method().clone();
     let route = Route::resolve(request.uri().path(), &state.config);
-    // A callback's fields are recorded on the span as it goes, so its one "answered" line
-    // says everything (one JSON line per callback, not two: formatting is most of logging's
-    // cost).
+    // A webhook's outcome (or why it was refused) is recorded on the span as it goes, so its
+    // one "answered" line says everything: one JSON line to format and write per callback,
+    // not two.
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
