@@ -54,9 +54,13 @@ cleanup() {
   phase "cleanup"
   [[ -n "$load_pid" ]] && kill "$load_pid" 2>/dev/null
   if ((status != 0)); then
-    manager service ps --no-trunc "$api" 2>&1 | tail -12 | sed 's/^/    /' >&2 || true
-    manager service logs --tail 10 "$api" 2>&1 | sed 's/^/    /' >&2 || true
-    manager service logs --tail 10 aisha_nginx 2>&1 | sed 's/^/    /' >&2 || true
+    # (service logs waits for every node, a lost one too: bounded)
+    timeout 20 docker -H unix:///var/lib/webhook-swarm/node1/docker.sock service ps --no-trunc "$api" 2>&1 |
+      tail -12 | sed 's/^/    /' >&2 || true
+    for service in "$api" aisha_nginx; do
+      timeout 20 docker -H unix:///var/lib/webhook-swarm/node1/docker.sock service logs --tail 10 "$service" 2>&1 |
+        sed 's/^/    /' >&2 || true
+    done
   fi
   manager stack rm aisha >/dev/null 2>&1 || true
   "$nodes" down || true
@@ -222,13 +226,14 @@ for _ in $(seq 1 120); do
 done
 [[ $(manager node inspect -f '{{.Status.State}}' "webhook-node$lost") == down ]] || die "the swarm never saw engine $lost go down"
 detected=$((SECONDS - started))
+# (Swarm's own count, `docker service ls`, goes on counting the lost node's task as running,
+# 3/2, until the node comes back: the tasks that run elsewhere are what counts.)
 for _ in $(seq 1 120); do
-  if [[ $(replicas) == 2/2 && $(replica_nodes | grep -cvx "$lost") == 2 ]]; then break; fi
+  [[ $(replica_nodes | grep -cvx "$lost") == 2 ]] && break
   sleep 1
 done
-if [[ $(replicas) != 2/2 || $(replica_nodes | grep -cvx "$lost") != 2 ]]; then
-  die "the lost node's replicas were not rescheduled: $(replicas), engines $(replica_nodes | tr '\n' ' ')"
-fi
+[[ $(replica_nodes | grep -cvx "$lost") == 2 ]] ||
+  die "the lost node's replicas were not rescheduled: engines $(replica_nodes | tr '\n' ' ') ($(replicas))"
 log "node loss: engine $lost seen down after $detected s, its replica running elsewhere after $((SECONDS - started)) s (engines $(replica_nodes | sort | tr '\n' ' '))"
 sleep 5
 load_finish lost
