@@ -21,13 +21,7 @@ Needs pg_dump and psql of the server's major version or newer (Debian: postgresq
 Restore with scripts/deploy/restore-db.sh.
 USAGE
 }
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage; die "unknown argument $arg" ;;
-  esac
-done
+parse_preview_flags "$@"
 
 url=$(database_url)
 dir=${BACKUP_DIR:-$REPO_ROOT/backups}
@@ -38,9 +32,7 @@ if [[ "$DRY_RUN" == 1 ]]; then
   echo "dry-run: pg_dump -Fc (one snapshot, with table counts) > $dir/$name.dump; keep $keep" >&2
   exit 0
 fi
-for tool in pg_dump psql; do
-  command -v "$tool" >/dev/null || die "$tool not found: apt-get install postgresql-client"
-done
+require_postgres_client pg_dump psql
 mkdir -p "$dir"
 
 # One REPEATABLE READ transaction exports its snapshot: the counts and pg_dump see the same data.

@@ -13,13 +13,7 @@ $REGISTRY/nginx-webhook:\$TAG, and a .sha256 beside it.
 Settings: REGISTRY=$REGISTRY   TAG=$TAG   BACKUP_DIR=${BACKUP_DIR:-$REPO_ROOT/backups}
 USAGE
 }
-for arg in "$@"; do
-  case "$arg" in
-    --dry-run) DRY_RUN=1 ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage; die "unknown argument $arg" ;;
-  esac
-done
+parse_preview_flags "$@"
 
 dir=${BACKUP_DIR:-$REPO_ROOT/backups}
 file="$dir/webhook-images-$TAG.tar.gz"

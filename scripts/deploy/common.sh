@@ -55,6 +55,25 @@ parse_flags() {
 }
 die() { log "ERROR: $*"; exit 1; }
 
+# The flags of the scripts that take no others: --dry-run and --help; the caller defines `usage`.
+parse_preview_flags() {
+  for arg in "$@"; do
+    case "$arg" in
+      --dry-run) DRY_RUN=1 ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage; die "unknown argument $arg" ;;
+    esac
+  done
+}
+
+# PostgreSQL's client tools, or a clear message saying which package has them.
+require_postgres_client() { # TOOL...
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "$tool not found: apt-get install postgresql-client"
+  done
+}
+
 # Runs a command, or only shows it with --dry-run.
 run() {
   if [[ "$DRY_RUN" == 1 ]]; then

@@ -50,9 +50,7 @@ if [[ "$DRY_RUN" == 1 ]]; then
   echo "dry-run: CREATE DATABASE $new_db; pg_restore $dump; ids +$gap; webhook-api migrate; compare counts" >&2
   exit 0
 fi
-for tool in pg_restore psql; do
-  command -v "$tool" >/dev/null || die "$tool not found: apt-get install postgresql-client"
-done
+require_postgres_client pg_restore psql
 
 exists=$(psql -qAtX "$url" -c "SELECT 1 FROM pg_database WHERE datname = '$new_db'")
 [[ -z "$exists" ]] || die "database $new_db exists: restore into a new one"
