@@ -36,7 +36,7 @@ impl DatabaseConfig {
             pool_size: env.parsed("DB_POOL_SIZE", 32)?,
             statement_timeout: env.seconds("DB_TIMEOUT_SECS", 10)?,
             startup_wait: env.seconds("DB_STARTUP_WAIT_SECS", 60)?,
-            group_commit_loops: env.parsed("DB_GROUP_COMMIT_LOOPS", 4)?,
+            group_commit_loops: env.parsed("DB_GROUP_COMMIT_LOOPS", 2)?,
             group_commit_max: env.parsed("DB_GROUP_COMMIT_MAX", 64)?,
         })
     }

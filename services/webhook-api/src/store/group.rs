@@ -82,17 +82,17 @@ async fn commit_loop(
 
 async fn commit_batch(pool: &Pool, sql: &AvatarSql, mut batch: Vec<Pending>) {
     batch.sort_by_cached_key(|p| p.delivery.callback.delivery_key());
-    if batch.len() > 1 {
-        match together(pool, sql, &batch).await {
-            Ok(results) => {
-                for (pending, result) in batch.into_iter().zip(results) {
-                    let _ = pending.reply.send(Ok(result));
-                }
-                return;
+    // A batch of one too: the batch's statements run their generic plans (`together`), where
+    // the one-by-one path would have PostgreSQL plan each of its statements anew.
+    match together(pool, sql, &batch).await {
+        Ok(results) => {
+            for (pending, result) in batch.into_iter().zip(results) {
+                let _ = pending.reply.send(Ok(result));
             }
-            Err(e) => {
-                tracing::debug!(error = %e, size = batch.len(), "batch not committed as a whole; committing one by one")
-            }
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, size = batch.len(), "batch not committed as a whole; committing one by one")
         }
     }
     for pending in batch {
@@ -109,7 +109,15 @@ async fn together(
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
     let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
-    let results = ingest::ingest_all(&tx, sql, &deliveries).await?;
+    // Sent ahead of the batch's first statement, in the same flush: no round trip of its own.
+    let (_, results) = tokio::try_join!(
+        async {
+            tx.batch_execute(ingest::GENERIC_PLANS)
+                .await
+                .map_err(BatchError::from)
+        },
+        ingest::ingest_all(&tx, sql, &deliveries),
+    )?;
     tx.commit().await?;
     Ok(results)
 }
