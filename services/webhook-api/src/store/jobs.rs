@@ -42,38 +42,6 @@ pub async fn enqueue(
     Ok(row.try_get(0)?)
 }
 
-/// A batch's file jobs, one statement over arrays.
-pub(crate) const ENQUEUE_MANY: &str = "INSERT INTO file_jobs (avatar_id, event_id, files) \
-     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::jsonb[]) \
-     RETURNING id, event_id";
-
-/// Several jobs in one statement (a group commit's completions): `(avatar, event, files)` in,
-/// the job ids out, in the same order.
-pub async fn enqueue_many(
-    client: &impl GenericClient,
-    jobs: &[(Uuid, i64, Vec<JobFile>)],
-) -> Result<Vec<i64>, StoreError> {
-    if jobs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let avatar_ids: Vec<Uuid> = jobs.iter().map(|(avatar, _, _)| *avatar).collect();
-    let event_ids: Vec<i64> = jobs.iter().map(|(_, event, _)| *event).collect();
-    let files: Vec<serde_json::Value> = jobs
-        .iter()
-        .map(|(_, _, files)| serde_json::to_value(files).expect("job files serialize"))
-        .collect();
-    let statement = client.prepare_cached(ENQUEUE_MANY).await?;
-    let rows = client
-        .query(&statement, &[&avatar_ids, &event_ids, &files])
-        .await?;
-    // RETURNING follows no promised order: match the ids back by event.
-    let mut job_of_event = std::collections::HashMap::with_capacity(rows.len());
-    for row in rows {
-        job_of_event.insert(row.try_get::<_, i64>(1)?, row.try_get::<_, i64>(0)?);
-    }
-    Ok(event_ids.iter().map(|event| job_of_event[event]).collect())
-}
-
 /// Takes the next due job, or one whose lease ran out (its worker died).
 pub async fn claim(
     pool: &Pool,

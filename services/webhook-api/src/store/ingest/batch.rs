@@ -1,7 +1,8 @@
 //! Many deliveries in one transaction with a fixed number of statements, whatever the batch's
-//! size: lock every avatar, record every delivery, update the avatars and enqueue the file jobs
-//! (those two pipelined), each as one statement over arrays. One delivery at a time costs four
-//! round trips per delivery; here a batch of 30 costs four in all.
+//! size: lock every avatar, then record every delivery, update the avatars and enqueue the file
+//! jobs (those three pipelined), each as one statement over arrays. One delivery at a time
+//! costs four round trips per delivery; here a batch of 30 costs two in all, besides BEGIN and
+//! COMMIT.
 //!
 //! Decisions are planned in Rust, in delivery-key order, from the locked rows (a later delivery
 //! for the same avatar sees the earlier one's change). A plan that the database contradicts (a
@@ -18,10 +19,10 @@ use uuid::Uuid;
 use super::columns::{ChangeColumns, EventColumns, RecordedEvent};
 use super::{plan, Delivery, Ingested, LockedAvatar, Outcome, Planned};
 use crate::avatar::{self, AvatarStatus, Change, Decision};
-use crate::files::policy::job_files;
+use crate::files::policy::{job_files, JobFile};
 use crate::store::avatars::AvatarView;
 use crate::store::schema::AvatarSql;
-use crate::store::{jobs, StoreError};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {
@@ -67,9 +68,13 @@ pub async fn ingest_all(
         .iter()
         .map(|d| d.callback.delivery_key())
         .collect();
+    // Prepared (once per connection) before anything is sent, so that the pipelined
+    // statements below go out in the order they are written.
+    for statement in super::batch_statements(sql) {
+        tx.prepare_cached(statement).await?;
+    }
     let mut avatars = lock_avatars(tx, deliveries).await?;
     let (steps, repeats) = plan_steps(deliveries, &keys, &mut avatars);
-    let recorded = record_steps(tx, deliveries, &keys, &steps, &repeats).await?;
     let applied: Vec<(usize, Uuid, &Change)> = steps
         .iter()
         .enumerate()
@@ -85,25 +90,19 @@ pub async fn ingest_all(
             _ => None,
         })
         .collect();
-    let mut jobs_to_enqueue = Vec::new();
-    for (index, id, change) in &applied {
-        let files = job_files(&change.files);
-        if change.status == AvatarStatus::Completed && !files.is_empty() {
-            jobs_to_enqueue.push((*id, recorded[&keys[*index]].0, files));
-        }
-    }
-    // The avatars' updates and the file jobs, pipelined on the connection.
-    let (mut views, job_ids) =
-        tokio::try_join!(apply_changes(tx, sql, deliveries, &applied), async {
-            jobs::enqueue_many(tx, &jobs_to_enqueue)
-                .await
-                .map_err(BatchError::from)
-        },)?;
-    let job_of_event: HashMap<i64, i64> = jobs_to_enqueue
+    let jobs: Vec<(Uuid, &str, Vec<JobFile>)> = applied
         .iter()
-        .map(|(_, event_id, _)| *event_id)
-        .zip(job_ids)
+        .filter(|(_, _, change)| change.status == AvatarStatus::Completed)
+        .map(|(index, id, change)| (*id, keys[*index].as_str(), job_files(&change.files)))
+        .filter(|(_, _, files)| !files.is_empty())
         .collect();
+    // The events (with the file jobs) and the avatars' updates, pipelined on the connection:
+    // the plan assumes every event new, and where recording one says otherwise the batch
+    // fails as a whole and the caller rolls it back.
+    let (recorded, mut views) = tokio::try_join!(
+        record_steps(tx, deliveries, &keys, &steps, &repeats, &jobs),
+        apply_changes(tx, sql, deliveries, &applied),
+    )?;
 
     // Each delivery's answer.
     let mut results = Vec::with_capacity(deliveries.len());
@@ -112,7 +111,7 @@ pub async fn ingest_all(
             Step::Recorded { .. } => index,
             Step::SameAs(first) => *first,
         };
-        let (event_id, inserted) = recorded[&keys[first]];
+        let (event_id, inserted, file_job) = recorded[&keys[first]];
         let Step::Recorded { planned, .. } = &steps[first] else {
             unreachable!("SameAs points at a recorded step")
         };
@@ -125,11 +124,7 @@ pub async fn ingest_all(
             },
             event_id,
             changed: if new { views.remove(&index) } else { None },
-            file_job: if new {
-                job_of_event.get(&event_id).copied()
-            } else {
-                None
-            },
+            file_job: if new { file_job } else { None },
         });
     }
     Ok(results)
@@ -192,15 +187,17 @@ fn plan_steps<'k>(
     (steps, repeats)
 }
 
-/// Records each key once (counting its repeats); by key, its event id and whether it is new.
-/// Fails with `OneByOne` where the database contradicts the plan.
+/// Records each key once (counting its repeats), with the file jobs; by key, its event id,
+/// whether it is new and its file job. Fails with `OneByOne` where the database contradicts
+/// the plan.
 async fn record_steps(
     tx: &Transaction<'_>,
     deliveries: &[&Delivery],
     keys: &[String],
     steps: &[Step],
     repeats: &HashMap<usize, i32>,
-) -> Result<HashMap<String, (i64, bool)>, BatchError> {
+    jobs: &[(Uuid, &str, Vec<JobFile>)],
+) -> Result<HashMap<String, (i64, bool, Option<i64>)>, BatchError> {
     let mut columns = EventColumns::default();
     let mut step_of_key = HashMap::new();
     for (index, step) in steps.iter().enumerate() {
@@ -216,12 +213,17 @@ async fn record_steps(
             step_of_key.insert(keys[index].as_str(), (planned, *avatar_id));
         }
     }
+    for (avatar_id, key, files) in jobs {
+        columns.push_job(*avatar_id, key, files);
+    }
     let mut recorded = HashMap::with_capacity(step_of_key.len());
+    let mut jobs_enqueued = 0;
     for RecordedEvent {
         key,
         event_id,
         inserted,
         first_outcome,
+        file_job,
     } in columns.record(tx).await?
     {
         if !inserted {
@@ -235,7 +237,11 @@ async fn record_steps(
                 ));
             }
         }
-        recorded.insert(key, (event_id, inserted));
+        jobs_enqueued += usize::from(file_job.is_some());
+        recorded.insert(key, (event_id, inserted, file_job));
+    }
+    if jobs_enqueued != columns.jobs() {
+        return Err(BatchError::OneByOne("a file job's event was not recorded"));
     }
     Ok(recorded)
 }

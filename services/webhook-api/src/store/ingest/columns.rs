@@ -8,23 +8,35 @@ use uuid::Uuid;
 
 use super::{Delivery, Planned};
 use crate::avatar::{Change, TrainingType};
+use crate::files::policy::JobFile;
 use crate::store::avatars::AvatarView;
 use crate::store::schema::AvatarSql;
 use crate::store::StoreError;
 
 /// The upsert takes each event row's lock, so concurrent redeliveries wait for the first one's
-/// commit and then see it. `xmax = 0` tells a fresh insert from a conflict.
-pub(super) const RECORD_EVENTS: &str = "INSERT INTO webhook_events \
-     (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
-      signature_scheme, http_request_id, instance_id, training_type, payload, deliveries, \
-      processing_ms) \
-     SELECT 'fal', k, r, e, a, o, o_reason, s, h, i, t, p::jsonb, n, ms FROM unnest( \
-       $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
-       $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::real[]) \
-       AS d(k, r, e, a, o, o_reason, s, h, i, t, p, n, ms) \
-     ON CONFLICT (delivery_key) DO UPDATE SET \
-       deliveries = webhook_events.deliveries + excluded.deliveries, last_delivered_at = now() \
-     RETURNING delivery_key, id, (xmax = 0) AS inserted, outcome";
+/// commit and then see it. `xmax = 0` tells a fresh insert from a conflict. The file jobs of
+/// completions are enqueued by the same statement, each for its event if that one is new (a
+/// batch sends it in the same flush as the avatars' update: nothing waits on the event ids).
+pub(super) const RECORD_EVENTS: &str = "WITH recorded AS ( \
+       INSERT INTO webhook_events \
+       (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
+        signature_scheme, http_request_id, instance_id, training_type, payload, deliveries, \
+        processing_ms) \
+       SELECT 'fal', k, r, e, a, o, o_reason, s, h, i, t, p::jsonb, n, ms FROM unnest( \
+         $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::real[]) \
+         AS d(k, r, e, a, o, o_reason, s, h, i, t, p, n, ms) \
+       ON CONFLICT (delivery_key) DO UPDATE SET \
+         deliveries = webhook_events.deliveries + excluded.deliveries, last_delivered_at = now() \
+       RETURNING delivery_key, id, (xmax = 0) AS inserted, outcome), \
+     jobs AS ( \
+       INSERT INTO file_jobs (avatar_id, event_id, files) \
+       SELECT j.avatar_id, recorded.id, j.files \
+       FROM unnest($14::uuid[], $15::text[], $16::jsonb[]) AS j(avatar_id, delivery_key, files) \
+       JOIN recorded ON recorded.delivery_key = j.delivery_key AND recorded.inserted \
+       RETURNING id, event_id) \
+     SELECT recorded.delivery_key, recorded.id, recorded.inserted, recorded.outcome, jobs.id \
+     FROM recorded LEFT JOIN jobs ON jobs.event_id = recorded.id";
 
 /// What recording one delivery key found.
 pub(super) struct RecordedEvent {
@@ -33,6 +45,8 @@ pub(super) struct RecordedEvent {
     pub inserted: bool,
     /// The outcome it was first recorded with.
     pub first_outcome: String,
+    /// The file job enqueued for it (see `EventColumns::push_job`).
+    pub file_job: Option<i64>,
 }
 
 /// Deliveries as one array per `webhook_events` column.
@@ -51,6 +65,9 @@ pub(super) struct EventColumns<'a> {
     body: Vec<&'a str>,
     deliveries: Vec<i32>,
     processing_ms: Vec<f32>,
+    job_avatar_id: Vec<Uuid>,
+    job_key: Vec<&'a str>,
+    job_files: Vec<serde_json::Value>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -79,7 +96,19 @@ impl<'a> EventColumns<'a> {
         self.processing_ms.push(delivery.processing_ms());
     }
 
-    /// One statement for every delivery pushed (each key once).
+    /// A file job for the event of `key`, enqueued if that event is new.
+    pub(super) fn push_job(&mut self, avatar_id: Uuid, key: &'a str, files: &[JobFile]) {
+        self.job_avatar_id.push(avatar_id);
+        self.job_key.push(key);
+        self.job_files
+            .push(serde_json::to_value(files).expect("job files serialize"));
+    }
+
+    pub(super) fn jobs(&self) -> usize {
+        self.job_key.len()
+    }
+
+    /// One statement for every delivery and job pushed (each key once).
     pub(super) async fn record(
         &self,
         tx: &Transaction<'_>,
@@ -101,6 +130,9 @@ impl<'a> EventColumns<'a> {
                     &self.body,
                     &self.deliveries,
                     &self.processing_ms,
+                    &self.job_avatar_id,
+                    &self.job_key,
+                    &self.job_files,
                 ],
             )
             .await?;
@@ -111,6 +143,7 @@ impl<'a> EventColumns<'a> {
                     event_id: row.try_get(1)?,
                     inserted: row.try_get(2)?,
                     first_outcome: row.try_get(3)?,
+                    file_job: row.try_get(4)?,
                 })
             })
             .collect()

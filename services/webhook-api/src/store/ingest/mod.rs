@@ -28,13 +28,8 @@ pub use batch::{ingest_all, BatchError};
 pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// The statements of a batch, whose generic plans `GENERIC_PLANS` asks for.
-pub fn batch_statements(sql: &AvatarSql) -> [&str; 4] {
-    [
-        batch::LOCK_AVATARS,
-        columns::RECORD_EVENTS,
-        &sql.apply,
-        jobs::ENQUEUE_MANY,
-    ]
+pub fn batch_statements(sql: &AvatarSql) -> [&str; 3] {
+    [batch::LOCK_AVATARS, columns::RECORD_EVENTS, &sql.apply]
 }
 
 /// A verified, parsed delivery and where it came from.
