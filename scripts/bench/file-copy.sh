@@ -54,7 +54,8 @@ expected_sha=$(sha256sum "$work/lora.safetensors" | cut -d' ' -f1)
 pids+=($!)
 
 MINIO_BUCKET_NAME=$BUCKET REDIS_KEY_PREFIX="filecopy:" PORT=$PORT HOST=127.0.0.1 \
-  ENVIRONMENT=development FILE_ALLOW_HTTP=true FILE_HOST_ALLOWLIST=127.0.0.1 FILE_WORKERS=1 \
+  ENVIRONMENT=development FILE_ALLOW_HTTP=true FILE_ALLOW_PRIVATE_ADDRESSES=true \
+  FILE_HOST_ALLOWLIST=127.0.0.1 FILE_ALLOWED_PORTS=$CDN_PORT FILE_WORKERS=1 \
   FAL_WEBHOOK_SECRET=$SECRET LOG_LEVEL=warn "$bin" serve &
 server=$!
 pids+=("$server")
