@@ -26,6 +26,7 @@ use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
 use crate::store::{self, group::GroupCommitter};
 use crate::telemetry;
+use crate::telemetry::RefusalLog;
 use crate::verify::Verifier;
 use crate::worker::{self, FileWork};
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub rejections: RejectionLog,
     /// Deliveries waiting for PostgreSQL on this instance's disk; `None` when no source spools.
     pub spool: Option<Arc<Spool>>,
+    /// How many refused webhook requests are still logged this second.
+    pub refusal_log: RefusalLog,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl Application {
             &config.rejections,
         );
         let state = Arc::new(AppState {
+            refusal_log: RefusalLog::new(config.log.refusals_per_sec),
             config,
             pool,
             avatar_sql,

@@ -1,4 +1,4 @@
-//! `LOG_LEVEL` and `LOG_FORMAT`.
+//! `LOG_LEVEL`, `LOG_FORMAT` and `LOG_REFUSALS_PER_SEC`.
 
 use super::env::Env;
 use super::{ConfigError, Environment};
@@ -13,6 +13,8 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub filter: String,
     pub format: LogFormat,
+    /// Refused webhook requests logged a second at most (`telemetry::RefusalLog`).
+    pub refusals_per_sec: u32,
 }
 
 impl LogConfig {
@@ -28,7 +30,11 @@ impl LogConfig {
             Some("text") => LogFormat::Text,
             Some(_) => return Err(ConfigError::new("LOG_FORMAT", "expected json or text")),
         };
-        Ok(Self { filter, format })
+        Ok(Self {
+            filter,
+            format,
+            refusals_per_sec: env.parsed("LOG_REFUSALS_PER_SEC", 100)?,
+        })
     }
 }
 

@@ -12,7 +12,8 @@ mod stored_headers;
 mod views;
 mod webhooks;
 
-pub(crate) use crate::startup::AppState;
+use crate::startup::AppState;
+pub(crate) use crate::telemetry::Refusal;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -219,15 +220,33 @@ pub async fn handle(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     if answered_route(route) {
-        span.in_scope(|| {
-            tracing::info!(
-                status = status.as_u16(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "answered"
-            )
-        });
+        log_answer(&state, &span, status, started);
     }
     Ok(response)
+}
+
+/// The webhook route's "answered" line; refusals within `LOG_REFUSALS_PER_SEC`.
+fn log_answer(state: &AppState, span: &tracing::Span, status: StatusCode, started: Instant) {
+    if status.is_client_error() {
+        match state.refusal_log.admit() {
+            Refusal::Skip => return,
+            Refusal::Log { unlogged, since } if unlogged > 0 => tracing::warn!(
+                unlogged,
+                since = since.map(|at| at.to_rfc3339()),
+                per_second = state.config.log.refusals_per_sec,
+                "refused webhook requests not logged (over LOG_REFUSALS_PER_SEC; counted in \
+                 the metrics)"
+            ),
+            Refusal::Log { .. } => {}
+        }
+    }
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
 }
 
 /// The webhook routes, whose every answer is logged ("answered"), with what they committed

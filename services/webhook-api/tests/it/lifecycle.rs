@@ -298,3 +298,62 @@ async fn production_logs_are_json_lines_carrying_the_request_id() {
     assert!(answered[0]["span"]["event_id"].is_number());
     assert!(!logs.contains(HMAC_SECRET), "secrets never logged");
 }
+
+#[tokio::test]
+async fn refusals_past_log_refusals_per_sec_are_summed_up_not_logged_one_by_one() {
+    let database = TestDatabase::create().await;
+    let mut instance = Instance::start_logged(
+        &database.url,
+        &[
+            ("LOG_LEVEL", "info".into()),
+            ("LOG_FORMAT", "json".into()),
+            ("LOG_REFUSALS_PER_SEC", "3".into()),
+        ],
+    );
+    instance.wait_ready().await;
+    let forged = |n: usize| {
+        let url = format!("http://127.0.0.1:{}{STATUS_UPDATE}", instance.port);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", "application/json")
+                .header("X-Request-ID", format!("forged-{n}"))
+                .header("X-Signature", format!("sha256={}", "0".repeat(64)))
+                .body(r#"{"request_id":"x","status":"completed"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for n in 0..10 {
+        assert_eq!(forged(n).await, 401);
+    }
+    // The next second's first refusal is logged, after the count of those left out.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(forged(10).await, 401);
+    instance.stop();
+
+    let lines: Vec<serde_json::Value> = instance
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let logged: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["message"] == "answered" && l["status"] == 401)
+        .filter_map(|l| l["span"]["request_id"].as_str())
+        .collect();
+    assert_eq!(logged, ["forged-0", "forged-1", "forged-2", "forged-10"]);
+    let summaries: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not logged"))
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0]["unlogged"], 7);
+    assert_eq!(summaries[0]["per_second"], 3);
+}
