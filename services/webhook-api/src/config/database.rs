@@ -14,7 +14,7 @@ pub struct DatabaseConfig {
     pub statement_timeout: Duration,
     /// How long start-up waits for PostgreSQL to accept connections before giving up.
     pub startup_wait: Duration,
-    /// Group commit: batches in flight at once, and the largest batch.
+    /// Group commit: batches in flight at most (one unless held up), and the largest batch.
     pub group_commit_loops: usize,
     pub group_commit_max: usize,
 }
@@ -36,7 +36,7 @@ impl DatabaseConfig {
             pool_size: env.parsed("DB_POOL_SIZE", 32)?,
             statement_timeout: env.seconds("DB_TIMEOUT_SECS", 10)?,
             startup_wait: env.seconds("DB_STARTUP_WAIT_SECS", 60)?,
-            group_commit_loops: env.parsed("DB_GROUP_COMMIT_LOOPS", 2)?,
+            group_commit_loops: env.parsed("DB_GROUP_COMMIT_LOOPS", 4)?,
             group_commit_max: env.parsed("DB_GROUP_COMMIT_MAX", 64)?,
         })
     }

@@ -253,3 +253,42 @@ async fn every_batch_statements_generic_plan_reads_through_indexes() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_batch_held_up_by_a_locked_avatar_does_not_hold_up_the_next() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use webhook_api::store::group::GroupCommitter;
+
+    let (database, pool, sql) = database_with_avatars().await;
+    let committer = GroupCommitter::start(pool.clone(), Arc::new(sql), 2, 64);
+    // The bot holds b-1's row, as a session between its SELECT … FOR UPDATE and its commit.
+    let mut bot = pg_connect(&database.url).await;
+    let bot_tx = bot.transaction().await.unwrap();
+    bot_tx
+        .execute(
+            "SELECT 1 FROM avatars WHERE fal_request_id = 'b-1' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let held = tokio::spawn({
+        let committer = committer.clone();
+        async move { committer.ingest(delivery(&completion("b-1"))).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let other = tokio::time::timeout(
+        Duration::from_secs(2),
+        committer.ingest(delivery(&completion("b-2"))),
+    )
+    .await
+    .expect("the next batch runs while b-1's waits for the bot")
+    .unwrap();
+    assert_eq!(other.outcome, Outcome::Applied);
+    assert!(!held.is_finished(), "b-1 waits for the bot's lock");
+
+    bot_tx.commit().await.unwrap();
+    let held = held.await.unwrap().unwrap();
+    assert_eq!(held.outcome, Outcome::Applied);
+}
