@@ -25,8 +25,7 @@ use crate::spool::{self, Drain, Spool};
 use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
 use crate::store::{self, group::GroupCommitter};
-use crate::telemetry;
-use crate::telemetry::RefusalLog;
+use crate::telemetry::{self, RefusalLog};
 use crate::verify::Verifier;
 use crate::worker::{self, FileWork};
 

@@ -12,8 +12,7 @@ mod stored_headers;
 mod views;
 mod webhooks;
 
-use crate::startup::AppState;
-pub(crate) use crate::telemetry::Refusal;
+pub(crate) use crate::startup::AppState;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use tracing::Instrument;
 use crate::config::{Config, OperatorToken, Scope};
 use crate::store::rejections::Rejection;
 use crate::store::{self, jobs};
+use crate::telemetry::Refusal;
 use error::{ApiError, HttpResponse};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
