@@ -1,7 +1,7 @@
 -- No query filters or sorts on these JSON documents, but ANALYZE sorted a sample of each
--- (jsonb compares value by value) every time autovacuum analyzed the growing tables: in a
--- profile of callbacks pouring into a fresh table, ANALYZE went from 4.3 % of the machine's
--- CPU to 2.3 % without them. Statistics target 0 leaves them out of ANALYZE; every other
+-- (jsonb compares value by value) every time autovacuum analyzed the growing tables: in
+-- profiles of callbacks pouring into a fresh table, before and after this change (and the
+-- batches' generic plans), ANALYZE went from 4.3 % of the machine's CPU to 2.3 %. Statistics target 0 leaves them out of ANALYZE; every other
 -- column keeps its statistics.
 ALTER TABLE webhook_events
     ALTER COLUMN payload SET STATISTICS 0,

@@ -204,11 +204,10 @@ async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
     );
 }
 
-/// A batch's statements are prepared once per connection, and after five executions
-/// PostgreSQL may keep one generic plan of each, planned for arrays of unknown length. Which
-/// plan a connection kept must not decide a run's throughput: the generic plan of each, on a
-/// table the size of a busy bot's (analyzed, as autovacuum keeps it), finds its rows through
-/// an index and never reads a whole table.
+/// A batch's statements are prepared once per connection and run their generic plans
+/// (`ingest::GENERIC_PLANS`), planned for arrays of unknown length. So the generic plan of
+/// each, on a table the size of a busy bot's (analyzed, as autovacuum keeps it), must find its
+/// rows through an index and never read a whole table.
 #[tokio::test]
 async fn every_batch_statements_generic_plan_reads_through_indexes() {
     let database = TestDatabase::create().await;
