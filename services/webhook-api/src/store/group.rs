@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Object, Pool};
 use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 
 use super::ingest::{self, BatchError, Delivery, Ingested};
@@ -129,18 +129,58 @@ async fn together(
     sql: &AvatarSql,
     batch: &[Pending],
 ) -> Result<Vec<Ingested>, BatchError> {
-    let mut client = pool.get().await.map_err(StoreError::from)?;
-    let tx = client.transaction().await?;
+    let open = OpenTransaction(Some(pool.get().await.map_err(StoreError::from)?));
+    let db = open.client();
     let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
-    // Sent ahead of the batch's first statement, in the same flush: no round trip of its own.
-    let (_, results) = tokio::try_join!(
+    // BEGIN goes out in the same flush as the batch's first statement: no round trip of its
+    // own (a quarter of a batch's round trips).
+    let worked = tokio::try_join!(
         async {
-            tx.batch_execute(ingest::GENERIC_PLANS)
+            db.batch_execute(ingest::BEGIN_BATCH)
                 .await
                 .map_err(BatchError::from)
         },
-        ingest::ingest_all(&tx, sql, &deliveries),
-    )?;
-    tx.commit().await?;
-    Ok(results)
+        ingest::ingest_all(db, sql, &deliveries),
+    );
+    open.finish(worked.map(|((), results)| results)).await
+}
+
+/// A transaction begun without waiting for BEGIN's answer, so without tokio-postgres'
+/// `Transaction`. Dropped before it is finished (a panic), its connection leaves the pool
+/// rather than hand the open transaction to the next batch.
+struct OpenTransaction(Option<Object>);
+
+impl OpenTransaction {
+    fn client(&self) -> &Object {
+        self.0
+            .as_ref()
+            .expect("an open transaction has its connection")
+    }
+
+    /// Commits what worked; rolls back what did not. Where that fails too, the connection
+    /// is dropped (see `Drop`): a failed COMMIT is rare, and a new connection is sure to be
+    /// outside any transaction.
+    async fn finish<T>(mut self, worked: Result<T, BatchError>) -> Result<T, BatchError> {
+        let db = self.client();
+        let (ended, outcome) = match worked {
+            Ok(value) => match db.batch_execute(ingest::COMMIT).await {
+                Ok(()) => (true, Ok(value)),
+                Err(e) => (false, Err(e.into())),
+            },
+            Err(e) => (db.batch_execute(ingest::ROLLBACK).await.is_ok(), Err(e)),
+        };
+        if ended {
+            // Back to the pool, outside any transaction.
+            drop(self.0.take());
+        }
+        outcome
+    }
+}
+
+impl Drop for OpenTransaction {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(Object::take(client));
+        }
+    }
 }

@@ -204,8 +204,75 @@ async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
     );
 }
 
+/// The group committer opens a batch's transaction without waiting for BEGIN's answer; a
+/// batch sent one by one must be rolled back first, or its rows would be committed by the
+/// next transaction on the same connection (the pool here has one) and the retried
+/// deliveries would find themselves already recorded.
+#[tokio::test]
+async fn a_batch_sent_one_by_one_leaves_nothing_behind_on_its_connection() {
+    use std::sync::Arc;
+    use webhook_api::store::group::GroupCommitter;
+
+    let (database, _, sql) = database_with_avatars().await;
+    let late = delivery(&completion("b-late"));
+    let one_connection = Pool::builder(Manager::from_config(
+        database.url.parse().unwrap(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    ))
+    .max_size(1)
+    .build()
+    .unwrap();
+    assert_eq!(
+        ingest::ingest(&one_connection, &sql, &late)
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Unmatched
+    );
+    insert_avatar(
+        &one_connection.get().await.unwrap(),
+        "b-late",
+        "TRAINING",
+        "PORTRAIT",
+    )
+    .await;
+
+    let committer = GroupCommitter::start(one_connection.clone(), Arc::new(sql), 1, 64);
+    // Queued together (this test's runtime has one thread): one batch, which the late
+    // delivery sends one by one.
+    let (others, late) = tokio::join!(
+        committer.ingest(delivery(&completion("b-1"))),
+        committer.ingest(late),
+    );
+    assert_eq!(others.unwrap().outcome, Outcome::Applied);
+    assert_eq!(late.unwrap().outcome, Outcome::Applied);
+    let after = committer
+        .ingest(delivery(&completion("b-2")))
+        .await
+        .unwrap();
+    assert_eq!(after.outcome, Outcome::Applied);
+
+    let state = state(&one_connection).await;
+    // b-late's event counts its first, unmatched delivery too.
+    for event in [
+        "b-1:completed applied x1",
+        "b-2:completed applied x1",
+        "b-late:completed applied x2",
+    ] {
+        assert!(
+            state
+                .iter()
+                .any(|l| l.contains(&format!("fal:{event} matched=true"))),
+            "{event}: {state:#?}"
+        );
+    }
+}
+
 /// A batch's statements are prepared once per connection and run their generic plans
-/// (`ingest::GENERIC_PLANS`), planned for arrays of unknown length. So the generic plan of
+/// (`ingest::BEGIN_BATCH`), planned for arrays of unknown length. So the generic plan of
 /// each, on a table the size of a busy bot's (analyzed, as autovacuum keeps it), must find its
 /// rows through an index and never read a whole table.
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Many deliveries in one transaction with a fixed number of statements, whatever the batch's
 //! size: lock every avatar, then record every delivery, update the avatars and enqueue the file
 //! jobs (those three pipelined), each as one statement over arrays. One delivery at a time
-//! costs four round trips per delivery; here a batch of 30 costs two in all, besides BEGIN and
-//! COMMIT.
+//! costs four round trips per delivery; here a batch of 30 costs two in all and COMMIT (BEGIN
+//! goes out with the first, see `store::group`).
 //!
 //! Decisions are planned in Rust, in delivery-key order, from the locked rows (a later delivery
 //! for the same avatar sees the earlier one's change). A plan that the database contradicts (a
@@ -13,7 +13,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::columns::{ChangeColumns, EventColumns, RecordedEvent};
@@ -60,7 +60,7 @@ enum Step {
 
 /// `deliveries` must be in delivery-key order (see `store::group`).
 pub async fn ingest_all(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     sql: &AvatarSql,
     deliveries: &[&Delivery],
 ) -> Result<Vec<Ingested>, BatchError> {
@@ -71,9 +71,9 @@ pub async fn ingest_all(
     // Prepared (once per connection) before anything is sent, so that the pipelined
     // statements below go out in the order they are written.
     for statement in super::batch_statements(sql) {
-        tx.prepare_cached(statement).await?;
+        db.prepare_cached(statement).await?;
     }
-    let mut avatars = lock_avatars(tx, deliveries).await?;
+    let mut avatars = lock_avatars(db, deliveries).await?;
     let (steps, repeats) = plan_steps(deliveries, &keys, &mut avatars);
     let applied: Vec<(usize, Uuid, &Change)> = steps
         .iter()
@@ -100,8 +100,8 @@ pub async fn ingest_all(
     // the plan assumes every event new, and where recording one says otherwise the batch
     // fails as a whole and the caller rolls it back.
     let (recorded, mut views) = tokio::try_join!(
-        record_steps(tx, deliveries, &keys, &steps, &repeats, &jobs),
-        apply_changes(tx, sql, deliveries, &applied),
+        record_steps(db, deliveries, &keys, &steps, &repeats, &jobs),
+        apply_changes(db, sql, deliveries, &applied),
     )?;
 
     // Each delivery's answer.
@@ -132,7 +132,7 @@ pub async fn ingest_all(
 
 /// Locks the avatars the batch names; by request id, the newest row of each.
 async fn lock_avatars(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     deliveries: &[&Delivery],
 ) -> Result<HashMap<String, LockedAvatar>, BatchError> {
     let mut request_ids: Vec<&str> = deliveries
@@ -142,8 +142,8 @@ async fn lock_avatars(
     request_ids.sort_unstable();
     request_ids.dedup();
     let mut avatars: HashMap<String, LockedAvatar> = HashMap::new();
-    for row in tx
-        .query(&tx.prepare_cached(LOCK_AVATARS).await?, &[&request_ids])
+    for row in db
+        .query(&db.prepare_cached(LOCK_AVATARS).await?, &[&request_ids])
         .await?
     {
         let request_id: String = row.try_get(0)?;
@@ -191,7 +191,7 @@ fn plan_steps<'k>(
 /// whether it is new and its file job. Fails with `OneByOne` where the database contradicts
 /// the plan.
 async fn record_steps(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     deliveries: &[&Delivery],
     keys: &[String],
     steps: &[Step],
@@ -224,7 +224,7 @@ async fn record_steps(
         inserted,
         first_outcome,
         file_job,
-    } in columns.record(tx).await?
+    } in columns.record(db).await?
     {
         if !inserted {
             let (planned, avatar_id) = step_of_key[key.as_str()];
@@ -250,7 +250,7 @@ async fn record_steps(
 /// (a progress update and its completion arriving together): its changes one after another, in
 /// order, so each sees the one before. Returns the committed view after each applied delivery.
 async fn apply_changes(
-    tx: &Transaction<'_>,
+    db: &impl GenericClient,
     sql: &AvatarSql,
     deliveries: &[&Delivery],
     applied: &[(usize, Uuid, &Change)],
@@ -270,14 +270,14 @@ async fn apply_changes(
             index_of_avatar.insert(*id, *index);
             columns.push(sql, *id, change, deliveries[*index]);
         }
-        for view in columns.apply(tx, sql).await? {
+        for view in columns.apply(db, sql).await? {
             views.insert(index_of_avatar[&view.avatar_id], view);
         }
     }
     for (index, id, change) in several {
         let mut columns = ChangeColumns::default();
         columns.push(sql, id, change, deliveries[index]);
-        if let Some(view) = columns.apply(tx, sql).await?.pop() {
+        if let Some(view) = columns.apply(db, sql).await?.pop() {
             views.insert(index, view);
         }
     }

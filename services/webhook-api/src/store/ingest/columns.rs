@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::{Delivery, Planned};
@@ -111,11 +111,11 @@ impl<'a> EventColumns<'a> {
     /// One statement for every delivery and job pushed (each key once).
     pub(super) async fn record(
         &self,
-        tx: &Transaction<'_>,
+        db: &impl GenericClient,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = tx
+        let rows = db
             .query(
-                &tx.prepare_cached(RECORD_EVENTS).await?,
+                &db.prepare_cached(RECORD_EVENTS).await?,
                 &[
                     &self.key,
                     &self.request_id,
@@ -167,12 +167,12 @@ impl<'a> ChangeColumns<'a> {
     /// One statement for every change pushed; the avatars as committed.
     pub(super) async fn apply(
         &self,
-        tx: &Transaction<'_>,
+        db: &impl GenericClient,
         sql: &AvatarSql,
     ) -> Result<Vec<AvatarView>, StoreError> {
-        let rows = tx
+        let rows = db
             .query(
-                &tx.prepare_cached(&sql.apply).await?,
+                &db.prepare_cached(&sql.apply).await?,
                 &[
                     &self.id,
                     &self.status,

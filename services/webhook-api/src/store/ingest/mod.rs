@@ -20,14 +20,17 @@ use crate::files::policy::job_files;
 use crate::verify::FalScheme;
 pub use batch::{ingest_all, BatchError};
 
-/// A batch's transaction runs the generic plan of each of its statements (prepared once per
-/// connection) instead of planning them anew: PostgreSQL's default keeps custom plans where
-/// they look cheaper, and it had planned the avatars' update at each execution, at about
-/// 90 µs a time. So each one's generic plan (planned for arrays of unknown length) must be a
-/// good one: `tests/it/batch.rs` asks PostgreSQL for them.
-pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+/// Opens a batch's transaction, sent in the same flush as the batch's first statement (no
+/// round trip of its own; `store::group`). The transaction runs the generic plan of each of
+/// its statements (prepared once per connection) instead of planning them anew: PostgreSQL's
+/// default keeps custom plans where they look cheaper, and it had planned the avatars' update
+/// at each execution, at about 90 µs a time. So each one's generic plan (planned for arrays
+/// of unknown length) must be a good one: `tests/it/batch.rs` asks PostgreSQL for them.
+pub const BEGIN_BATCH: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+pub const COMMIT: &str = "COMMIT";
+pub const ROLLBACK: &str = "ROLLBACK";
 
-/// The statements of a batch, whose generic plans `GENERIC_PLANS` asks for.
+/// The statements of a batch, whose generic plans `BEGIN_BATCH` asks for.
 pub fn batch_statements(sql: &AvatarSql) -> [&str; 3] {
     [batch::LOCK_AVATARS, columns::RECORD_EVENTS, &sql.apply]
 }
