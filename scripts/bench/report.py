@@ -66,7 +66,7 @@ def main(path):
     out.append("\n## Latency under a steady load (half the saturation rate)\n")
     out.append("| measurement | rate req/s | achieved | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | p99 ÷ p50 |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label in ("single half-rate hmac", "cluster half-rate hmac"):
+    for label in ("pgbench half-rate", "single half-rate hmac", "cluster half-rate hmac"):
         run = get(label)
         if run:
             l = run["latency_ms"]

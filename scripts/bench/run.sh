@@ -312,6 +312,31 @@ print(usage.ru_utime + usage.ru_stime)' "$OUT/$2.txt" \
   log "$1: $tps tps, average latency $latency ms"
 }
 
+# pgbench at a fixed rate (-R, Poisson arrivals, latency counted from each transaction's
+# scheduled start as the load generator counts it): the tail a durable transaction has on this
+# machine at half its saturation, the baseline for the instances' half-rate runs. The first 2 s
+# are left out as the load generator's warm-up is.
+pgbench_rate_run() { # LABEL DB AVATARS RATE
+  local logs
+  logs=$(mktemp -d)
+  settle
+  (cd "$logs" && pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$((DURATION + 2))" -R "$4" -l \
+    -D avatars="$3" -f "$repo/scripts/bench/ingest.pgbench.sql" "${admin_url%/*}/$2" >"$OUT/$2-rate.txt" 2>&1)
+  python3 - "$1" "$4" "$DURATION" "$logs" >>"$results" <<'PY'
+import glob, json, sys
+label, rate, seconds, logs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rows = [line.split() for path in glob.glob(f"{logs}/pgbench_log.*") for line in open(path)]
+start = min(float(r[4]) + float(r[5]) / 1e6 for r in rows)
+latencies = sorted(int(r[2]) / 1000 for r in rows if float(r[4]) + float(r[5]) / 1e6 >= start + 2)
+at = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+print(json.dumps({"label": label, "target_rate": rate, "throughput": len(latencies) / seconds,
+                  "latency_ms": {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99),
+                                 "p999": at(0.999), "max": latencies[-1]}}))
+PY
+  rm -rf "$logs"
+  log "$1: $(tail -n 1 "$results")"
+}
+
 # The table that fits in memory: as many avatars as one run completes (each completion for an
 # avatar of its own), on a fresh database for every run, pgbench and the instance alike.
 if wants hot; then
@@ -335,6 +360,7 @@ if wants pgbench; then
   new_database bench_pgbench
   seed_avatars bench_pgbench pgb- "$table_avatars"
   pgbench_run pgbench bench_pgbench "$table_avatars"
+  pgbench_rate_run "pgbench half-rate" bench_pgbench "$table_avatars" "$(( $(saturation_of pgbench) / 2 ))"
 fi
 
 single_url="http://127.0.0.1:18401/api/v1/avatar/status_update"
