@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 mod operator;
 mod query;
+mod route;
 pub mod server;
 mod status_update;
 mod stored_headers;
@@ -19,144 +20,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use crate::config::{Config, OperatorToken, Scope};
+use crate::config::{OperatorToken, Scope};
 use crate::store::rejections::Rejection;
 use crate::store::{self, jobs};
 use crate::telemetry::Refusal;
 use error::{ApiError, HttpResponse};
+use route::Route;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
-#[derive(Debug, Clone, Copy)]
-enum Route {
-    StatusUpdate,
-    /// A configured source, by its index in `Config::sources`.
-    Source(usize),
-    AvatarStatus,
-    Health,
-    HealthLive,
-    HealthReady,
-    Metrics,
-    DeliveryMetrics,
-    DeliveryHealth,
-    DeliveryFailures,
-    DeliveryEvent(i64),
-    DeliveryReplay(i64),
-    Deploys,
-    Deploy(i64),
-}
-
-const WEBHOOKS: &str = "/api/v1/webhooks/";
-const DEPLOYS: &str = "/api/v1/deploys";
-
-impl Route {
-    fn label(self) -> &'static str {
-        match self {
-            Route::StatusUpdate => "status_update",
-            Route::Source(_) => "source_webhook",
-            Route::AvatarStatus => "avatar_status",
-            Route::Health => "health",
-            Route::HealthLive => "health_live",
-            Route::HealthReady => "health_ready",
-            Route::Metrics => "metrics",
-            Route::DeliveryMetrics => "deliveries_metrics",
-            Route::DeliveryHealth => "deliveries_health",
-            Route::DeliveryFailures => "deliveries_failures",
-            Route::DeliveryEvent(_) => "deliveries_event",
-            Route::DeliveryReplay(_) => "deliveries_replay",
-            Route::Deploys | Route::Deploy(_) => "deploys",
-        }
-    }
-
-    /// What a token must allow here; `None` for the public routes (`/health` shows its
-    /// details only to a `read` token).
-    fn scope(self) -> Option<Scope> {
-        match self {
-            Route::Metrics
-            | Route::DeliveryMetrics
-            | Route::DeliveryHealth
-            | Route::DeliveryFailures
-            | Route::DeliveryEvent(_) => Some(Scope::Read),
-            Route::DeliveryReplay(_) => Some(Scope::Replay),
-            Route::Deploys | Route::Deploy(_) => Some(Scope::Deploy),
-            Route::StatusUpdate
-            | Route::Source(_)
-            | Route::AvatarStatus
-            | Route::Health
-            | Route::HealthLive
-            | Route::HealthReady => None,
-        }
-    }
-
-    /// Calls that change something or read deploy output leave an audit row.
-    fn audited(self) -> bool {
-        matches!(
-            self,
-            Route::DeliveryReplay(_) | Route::Deploys | Route::Deploy(_)
-        )
-    }
-
-    fn allowed(self) -> (&'static str, &'static [Method]) {
-        match self {
-            Route::StatusUpdate | Route::Source(_) | Route::DeliveryReplay(_) => {
-                ("POST", &[Method::POST])
-            }
-            _ => ("GET, HEAD", &[Method::GET, Method::HEAD]),
-        }
-    }
-
-    fn resolve(path: &str, config: &Config) -> Option<Route> {
-        Some(match path {
-            "/api/v1/avatar/status_update" => Route::StatusUpdate,
-            "/health" => Route::Health,
-            "/health/live" => Route::HealthLive,
-            "/health/ready" => Route::HealthReady,
-            "/metrics" => Route::Metrics,
-            DEPLOYS => Route::Deploys,
-            p if avatar_status::avatar_id_segment(p).is_some() => Route::AvatarStatus,
-            p if p.starts_with(WEBHOOKS) => {
-                return Self::resolve_webhooks(&p[WEBHOOKS.len()..], config)
-            }
-            p => {
-                let id = p.strip_prefix(DEPLOYS)?.strip_prefix('/')?;
-                Route::Deploy(id.parse().ok()?)
-            }
-        })
-    }
-
-    /// Below `/api/v1/webhooks/`: the operator API's fixed names, else a configured source.
-    fn resolve_webhooks(rest: &str, config: &Config) -> Option<Route> {
-        Some(match rest {
-            "metrics" => Route::DeliveryMetrics,
-            "health" => Route::DeliveryHealth,
-            "failures" => Route::DeliveryFailures,
-            _ => match rest.strip_prefix("events/") {
-                Some(event) => match event.strip_suffix("/replay") {
-                    Some(id) => Route::DeliveryReplay(id.parse().ok()?),
-                    None => Route::DeliveryEvent(event.parse().ok()?),
-                },
-                None => Route::Source(config.sources.iter().position(|s| s.name == rest)?),
-            },
-        })
-    }
-
-    /// The source whose refused requests are kept as `rejected` events.
-    fn webhook_source(self, config: &Config) -> Option<(&str, &str)> {
-        match self {
-            Route::StatusUpdate => Some(("fal", "fal")),
-            Route::Source(index) => config
-                .sources
-                .get(index)
-                .map(|s| (s.name.as_str(), s.scheme.as_str())),
-            _ => None,
-        }
-    }
-}
 
 /// The service function: never fails, every error becomes a JSON answer.
 pub async fn handle(
@@ -297,6 +173,7 @@ async fn dispatch(
         Route::HealthLive => Ok(health::live()),
         Route::HealthReady => Ok(health::ready(state).await),
         Route::Metrics => Ok(metrics(state).await),
+        Route::OpenApi => Ok(openapi()),
         operator_route => match operator {
             Some(operator) => {
                 let query = parts.uri.query();
@@ -392,6 +269,16 @@ async fn metrics(state: &AppState) -> HttpResponse {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+/// This API's description, as committed (`services/webhook-api/openapi.json`).
+fn openapi() -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(route::OPENAPI.as_bytes())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     response
 }

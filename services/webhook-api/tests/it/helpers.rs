@@ -477,11 +477,13 @@ impl TestApp {
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        Answer::from(request.send().await.expect("request sent")).await
+        Answer::from("POST", path, request.send().await.expect("request sent")).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
         Answer::from(
+            "GET",
+            path,
             self.http
                 .get(self.url(path))
                 .send()
@@ -571,11 +573,14 @@ pub struct Answer {
 }
 
 impl Answer {
-    async fn from(response: reqwest::Response) -> Self {
+    /// The answer, which `openapi.json` must allow (`openapi::assert_documented`).
+    async fn from(method: &str, path: &str, response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        crate::openapi::assert_documented(method, path, status, content_type, &json);
         Self {
             status,
             headers,

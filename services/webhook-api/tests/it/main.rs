@@ -16,6 +16,7 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod monitoring;
+mod openapi;
 mod operator_commands;
 mod reconcile;
 mod resilience;
