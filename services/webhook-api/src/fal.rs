@@ -53,8 +53,27 @@ pub struct FileRef {
     pub content_type: Option<String>,
     #[serde(default)]
     pub file_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub file_size: Option<u64>,
+}
+
+/// A byte count: a whole number, also when it is written `89745224.0` (JSON does not tell the
+/// two apart, and JSON Schema's `integer` admits both).
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_u64() {
+        return Ok(Some(n));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a whole number of bytes"
+        ))),
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -218,6 +237,14 @@ fn progress(value: &Value) -> Result<Option<i32>, ParseError> {
 }
 
 fn files(container: &Value, container_name: &'static str) -> Result<TrainedFiles, ParseError> {
+    // A result that is not an object carries no files: a completion without them is a
+    // malformed callback, not a training that produced nothing.
+    if !(container.is_object() || container.is_null()) {
+        return Err(ParseError::Invalid {
+            field: container_name,
+            problem: "expected an object with the trained files".into(),
+        });
+    }
     let file = |field: &'static str| -> Result<Option<FileRef>, ParseError> {
         match container.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -246,6 +273,40 @@ mod tests {
 
     fn parse_fixture(name: &str) -> FalCallback {
         parse(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Found by schemathesis: `"payload": 48558192` was a completion without files.
+    #[test]
+    fn a_completion_whose_files_are_not_an_object_is_malformed() {
+        for body in [
+            r#"{"request_id":"r","status":"OK","payload":48558192}"#,
+            r#"{"request_id":"r","status":"OK","payload":["x"]}"#,
+            r#"{"request_id":"r","status":"completed","result":"files"}"#,
+        ] {
+            assert!(
+                matches!(parse(body.as_bytes()), Err(ParseError::Invalid { problem, .. }) if problem.contains("expected an object")),
+                "{body}"
+            );
+        }
+    }
+
+    /// Found by schemathesis: `1180727759.0` is a whole number in JSON (and JSON Schema).
+    #[test]
+    fn a_file_size_written_with_a_zero_fraction_is_a_whole_number() {
+        let body = |size: &str| {
+            format!(
+                r#"{{"request_id":"r","status":"OK","payload":{{"config_file":{{"url":"https://v3.fal.media/c.json","file_size":{size}}}}}}}"#
+            )
+        };
+        let size_of = |size: &str| match parse(body(size).as_bytes()).map(|cb| cb.event) {
+            Ok(TrainingEvent::Completed(files)) => Ok(files.config.unwrap().file_size),
+            other => Err(format!("{other:?}")),
+        };
+        assert_eq!(size_of("1180727759.0"), Ok(Some(1_180_727_759)));
+        assert_eq!(size_of("942"), Ok(Some(942)));
+        assert_eq!(size_of("null"), Ok(None));
+        assert!(size_of("10.5").unwrap_err().contains("not a whole number"));
+        assert!(size_of("-1").is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::error::{ApiError, HttpResponse};
 use super::{ok_json, query, AppState};
 use crate::avatar::TrainingType;
 use crate::fal;
-use crate::store::ingest;
+use crate::store::{self, ingest};
 use crate::verify::VerifyError;
 
 pub async fn handle(
@@ -28,8 +28,10 @@ pub async fn handle(
         .inspect_err(|e| count_signature_failure(state, e))?;
 
     let training_type = training_type(parts.uri.query())?;
+    // Verified as sent; stored without what PostgreSQL cannot store.
+    let body = store::text::without_nul(&body);
     let callback = fal::parse(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let body_text = String::from_utf8(body.to_vec())
+    let body_text = String::from_utf8(body.into_owned())
         .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
 
     // What the answer and the log need; the callback itself moves into the commit queue.

@@ -5,6 +5,8 @@
 //! While PostgreSQL is unavailable, a source that spools is answered 202 `spooled` once the
 //! delivery is on this instance's disk.
 
+use std::borrow::Cow;
+
 use http::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
@@ -15,7 +17,7 @@ use super::status_update::{count_signature_failure, read_body_of, MediaType};
 use super::{stored_headers, AppState};
 use crate::config::SourceConfig;
 use crate::ingest::{push_decision, Push, SourceDelivery, Taken};
-use crate::store::deliveries::EventOutcome;
+use crate::store::{self, deliveries::EventOutcome};
 use crate::verify::sources;
 use crate::verify::sources::SourceScheme;
 
@@ -31,8 +33,20 @@ pub async fn handle(
     received: std::time::Instant,
 ) -> Result<HttpResponse, ApiError> {
     let (text, envelope) = read_verified(state, source, parts, body).await?;
+    // Verified as sent; stored without what PostgreSQL cannot store.
+    let text = match store::text::without_nul(text.as_bytes()) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(json) => String::from_utf8(json).expect("serde_json writes UTF-8"),
+    };
     let payload: Value = serde_json::from_str(&text)
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
+    // A sender's event is an object (a batch of them, an array); a bare `true` or `"x"` is not
+    // one, and would be stored and announced as if it were.
+    if !(payload.is_object() || payload.is_array()) {
+        return Err(ApiError::BadRequest(
+            "body must be a JSON object or array".into(),
+        ));
+    }
     let event_type = event_type(source, envelope.event_type, &payload)?;
     bounded("the event type", &event_type)?;
     if let Some(id) = &envelope.delivery_id {

@@ -16,6 +16,7 @@ pub mod rejections;
 pub mod report;
 pub mod retention;
 pub mod schema;
+pub mod text;
 pub mod training_checks;
 
 use std::time::Duration;

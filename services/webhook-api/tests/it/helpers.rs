@@ -171,6 +171,25 @@ pub fn bot_orm(args: &[&str]) -> String {
 
 /// Inserts an avatar as the bot would, with every column the bot's table requires (a user of
 /// its own when the bot's `users` exists). `status` and `training_type` as the bot spells them.
+/// Content PostgreSQL refuses (SQLSTATE class 22, as a type's limit would): any webhook event
+/// whose payload contains `marker`. The service stores a NUL as U+FFFD, so tests that need a
+/// delivery the database cannot store make one this way.
+pub async fn refuse_payloads_containing(db: &tokio_postgres::Client, marker: &str) {
+    db.batch_execute(&format!(
+        "CREATE FUNCTION refuse_marked_payload() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF NEW.payload::text LIKE '%{marker}%' THEN \
+             RAISE EXCEPTION 'payload refused by the test' USING ERRCODE = '22023'; \
+           END IF; \
+           RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER refuse_marked_payload BEFORE INSERT ON webhook_events \
+           FOR EACH ROW EXECUTE FUNCTION refuse_marked_payload();"
+    ))
+    .await
+    .expect("trigger created");
+}
+
 pub async fn insert_avatar(
     db: &tokio_postgres::Client,
     fal_request_id: &str,

@@ -363,6 +363,27 @@ async fn a_signed_job_callback_that_breaks_the_contract_is_a_clear_400() {
     assert_eq!(app.event_count().await, 0);
 }
 
+/// Found by schemathesis: a signed `true` was stored and announced as an event.
+#[tokio::test]
+async fn a_signed_body_that_is_not_an_object_or_array_is_a_clear_400() {
+    let app = TestApp::spawn_with(sources_app()).await;
+    for (n, body) in ["true", "42", "\"text\"", "null"].into_iter().enumerate() {
+        let answer = app
+            .post(
+                "/api/v1/webhooks/billing",
+                body,
+                &signed("billing", STANDARD_SECRET, &format!("msg_scalar_{n}"), body),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{body}: {:?}", answer.json);
+        assert_eq!(
+            answer.json["message"], "body must be a JSON object or array",
+            "{body}"
+        );
+    }
+    assert_eq!(app.event_count().await, 0);
+}
+
 #[tokio::test]
 async fn the_deliveries_api_shows_what_arrived_and_replays_idempotently() {
     let app = TestApp::spawn_with(sources_app()).await;

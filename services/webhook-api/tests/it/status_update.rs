@@ -1,6 +1,6 @@
 //! The callback's promises: applied once, redeliveries are duplicates, late events change nothing.
 
-use crate::helpers::{fixture, hmac_header, TestApp, STATUS_UPDATE};
+use crate::helpers::{fixture, hmac_header, refuse_payloads_containing, TestApp, STATUS_UPDATE};
 
 const FAST_TRAINING_ID: &str = "a6823810-a615-4ac8-aca3-5d2546aa81b8";
 
@@ -279,9 +279,10 @@ async fn a_delivery_the_database_rejects_does_not_take_its_batch_down() {
     for n in 0..20 {
         avatars.push(app.insert_training_avatar(&format!("req-batch-{n}")).await);
     }
-    // Valid JSON that PostgreSQL's jsonb refuses (\u0000): it fails inside the transaction it
-    // shares with whatever arrived at the same time.
-    let poisoned = r#"{"request_id":"req-batch-0","status":"failed","error":"nul \u0000 byte"}"#;
+    // A delivery PostgreSQL refuses: it fails inside the transaction it shares with whatever
+    // arrived at the same time.
+    refuse_payloads_containing(&app.db, "poison-pill").await;
+    let poisoned = r#"{"request_id":"req-batch-0","status":"failed","error":"poison-pill"}"#;
     let bodies: Vec<String> = (0..20)
         .map(|n| format!(r#"{{"request_id":"req-batch-{n}","status":"completed"}}"#))
         .chain([poisoned.to_string()])
@@ -303,4 +304,25 @@ async fn a_delivery_the_database_rejects_does_not_take_its_batch_down() {
         assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
     }
     assert_eq!(app.event_count().await, 20);
+}
+
+/// Found by schemathesis: a `\u0000` in a callback was a 400 (PostgreSQL stores no NUL), and
+/// FAL does not retry a 4xx, so the training's outcome was lost. It is stored with U+FFFD.
+#[tokio::test]
+async fn a_callback_carrying_a_nul_is_applied_with_the_replacement_character() {
+    let app = TestApp::spawn().await;
+    let avatar = app.insert_training_avatar("req-nul").await;
+    let body =
+        r#"{"request_id":"req-nul","status":"ERROR","error":"GPU \u0000 fault","payload":null}"#;
+    let answer = app.post_fal(body).await;
+    assert_eq!(
+        (answer.status, answer.result()),
+        (200, "applied"),
+        "{answer:?}"
+    );
+    let row = app.avatar(avatar).await;
+    assert_eq!(row.status, "ERROR");
+    assert_eq!(row.error.as_deref(), Some("GPU \u{FFFD} fault"));
+    let redelivered = app.post_fal(body).await;
+    assert_eq!(redelivered.result(), "duplicate");
 }
