@@ -130,7 +130,12 @@ impl ApiError {
 }
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    json_text(status, body.to_string())
+}
+
+/// A JSON answer already written out.
+pub fn json_text(status: StatusCode, body: String) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -8,7 +8,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::error::{json_response, ApiError, HttpResponse};
+use super::error::{json_response, json_text, ApiError, HttpResponse};
 use super::query::{number, optional_number, param};
 use super::{ok_json, views, AppState};
 use crate::avatar::TrainingType;
@@ -98,7 +98,7 @@ pub async fn failures(state: &AppState, query: Option<&str>) -> Result<HttpRespo
         event_views::failures(&state.pool, source, before, limit),
     )
     .await?;
-    let items: Vec<Value> = events.iter().map(|e| views::event(e, false)).collect();
+    let items: Vec<Value> = events.iter().map(views::event).collect();
     Ok(ok_json(
         &json!({ "items": items, "next_before": next_before }),
     ))
@@ -110,7 +110,7 @@ pub async fn event(state: &AppState, id: i64) -> Result<HttpResponse, ApiError> 
         event_views::event(&state.pool, id),
     )
     .await?
-    .map(|event| ok_json(&views::event(&event, true)))
+    .map(|event| json_text(StatusCode::OK, views::event_with_body(&event)))
     .ok_or_else(|| ApiError::NotFound(format!("event {id}")))
 }
 

@@ -1,14 +1,16 @@
 //! The operators' API's JSON: the rows `store/` returns, as the documented fields (a new column
 //! is not an API field until it is written here).
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::store::deploys::DeployRow;
 use crate::store::event_views::{EventRow, OutcomeCounts, SourceActivity};
 
-/// One stored delivery; with `body`, its headers and payload too.
-pub fn event(event: &EventRow, body: bool) -> Value {
-    let mut view = json!({
+/// One stored delivery, without its headers and payload.
+pub fn event(event: &EventRow) -> Value {
+    json!({
         "id": event.id,
         "source": event.source,
         "delivery_key": event.delivery_key,
@@ -29,12 +31,29 @@ pub fn event(event: &EventRow, body: bool) -> Value {
         "received_at": event.received_at,
         "last_delivered_at": event.last_delivered_at,
         "last_replayed_at": event.last_replayed_at,
-    });
-    if body {
-        view["headers"] = event.headers.clone().unwrap_or(Value::Null);
-        view["payload"] = event.payload.clone().unwrap_or(Value::Null);
+    })
+}
+
+/// One stored delivery with its headers and payload, as JSON text: the payload goes out as
+/// PostgreSQL keeps it, a number no float holds included.
+pub fn event_with_body(stored: &EventRow) -> String {
+    #[derive(Serialize)]
+    struct WithBody<'a> {
+        #[serde(flatten)]
+        event: Value,
+        headers: &'a Option<Value>,
+        payload: Option<&'a RawValue>,
     }
-    view
+    let payload = stored
+        .payload
+        .as_deref()
+        .map(|text| serde_json::from_str(text).expect("PostgreSQL's jsonb prints valid JSON"));
+    serde_json::to_string(&WithBody {
+        event: event(stored),
+        headers: &stored.headers,
+        payload,
+    })
+    .expect("the view serializes")
 }
 
 /// `{"hours", "sources": {name: {"total", "by_outcome": [...]}}}`.

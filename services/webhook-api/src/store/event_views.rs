@@ -34,7 +34,9 @@ pub struct EventRow {
     pub last_delivered_at: DateTime<Utc>,
     pub last_replayed_at: Option<DateTime<Utc>>,
     pub headers: Option<Value>,
-    pub payload: Option<Value>,
+    /// The JSON text as PostgreSQL keeps it: a number past a float's range (JSON has no limit,
+    /// jsonb keeps it exactly) would not fit a `serde_json::Value`.
+    pub payload: Option<String>,
 }
 
 impl EventRow {
@@ -71,7 +73,7 @@ const SELECT_EVENTS: &str = "SELECT id, source, delivery_key, delivery_id, fal_r
      avatar_id, outcome, outcome_reason, signature_scheme, http_request_id, instance_id, \
      training_type, status_code, processing_ms, deliveries, replays, received_at, \
      last_delivered_at, last_replayed_at, CASE WHEN $1 THEN headers END, \
-     CASE WHEN $1 THEN payload END FROM webhook_events";
+     CASE WHEN $1 THEN payload::text END FROM webhook_events";
 
 pub async fn event(pool: &Pool, id: i64) -> Result<Option<EventRow>, StoreError> {
     let client = pool.get().await?;

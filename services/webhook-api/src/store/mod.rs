@@ -42,8 +42,12 @@ pub enum StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         let retryable = match e.code() {
-            // No SQLSTATE: the connection itself failed or closed.
-            None => true,
+            // No SQLSTATE: the connection itself failed or closed; not a value that did not
+            // convert (a decoding error has its converter's error as its source).
+            None => {
+                e.is_closed()
+                    || std::error::Error::source(&e).is_none_or(|s| s.is::<std::io::Error>())
+            }
             Some(code) => {
                 let code = code.code();
                 code.starts_with("08") // connection exception

@@ -207,3 +207,26 @@ async fn operator_answers_are_as_documented() {
         assert_documented(method, &path, status, content_type.as_deref(), &body);
     }
 }
+
+/// Found by schemathesis: JSON has no limit on numbers and jsonb keeps them exactly, but a
+/// stored payload with one past a float's range did not read back (503, "database
+/// unavailable"). It reads back as PostgreSQL keeps it.
+#[tokio::test]
+async fn a_stored_number_no_float_holds_reads_back() {
+    let app = TestApp::spawn().await;
+    let huge = format!("1{}", "0".repeat(400));
+    let body = format!(
+        r#"{{"request_id":"req-huge","status":"in_progress","progress":5,"debug":{huge}}}"#
+    );
+    let stored = app.post_fal(&body).await;
+    assert_eq!(stored.status, 200, "{stored:?}");
+    let event_id = stored.json["event_id"].as_i64().unwrap();
+    let response = client_with_token(READ_TOKEN)
+        .get(app.url(&format!("/api/v1/webhooks/events/{event_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains(&format!(r#""debug": {huge}"#)), "{text}");
+}
