@@ -10,7 +10,8 @@ Installs and starts the local PostgreSQL, Redis and S3 server (scripts/dev/deps.
   cargo fmt --check, cargo clippy -D warnings, shellcheck on the scripts, cargo test (and the
   suites that write avatars again on the bot's live schema), promtool on
   the alert rules (scripts/dev/check-monitoring.sh), a short
-  run of the benchmark suite, then the containerised cluster on the Docker engine (scripts/test/containers.sh)
+  run of the benchmark suite, the API contract (openapi.json validated, schemathesis against a
+  live instance: scripts/test/schemathesis.sh), then the containerised cluster on the Docker engine (scripts/test/containers.sh)
   and the Swarm stack on a three-node swarm of extra engines (scripts/test/swarm.sh).
 Settings (environment, defaults shown):
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-<cargo default>}   where builds are cached
@@ -89,6 +90,11 @@ if [[ "${SKIP_BENCH_SMOKE:-0}" != 1 ]]; then
   rm -rf "$smoke_out"
   DURATION=2 OUT=$smoke_out scripts/bench/run.sh --only single >/dev/null
 fi
+
+# openapi.json, validated as served, and schemathesis against a live instance: generated and
+# signed requests, every answer as the document says, no 5xx.
+step "API contract: openapi-spec-validator and schemathesis (scripts/test/schemathesis.sh)"
+scripts/test/schemathesis.sh
 
 if [[ "${SKIP_CONTAINERS:-0}" == 1 ]]; then
   step "containers: skipped (SKIP_CONTAINERS=1)"
