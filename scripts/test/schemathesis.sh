@@ -41,12 +41,9 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
     "openapi-spec-validator==$VALIDATOR_VERSION" "cryptography>=42"
 fi
 
-deps_env=$(scripts/dev/deps.sh)
-admin_url=$(sed -n 's/^DATABASE_URL=//p' <<<"$deps_env")
-redis_url=$(sed -n 's/^REDIS_URL=//p' <<<"$deps_env")
-while IFS= read -r line; do
-  [[ "$line" == MINIO_* ]] && export "${line?}"
-done <<<"$deps_env"
+# DATABASE_URL (the admin's), REDIS_URL and the MINIO_* the instance reads.
+while IFS= read -r setting; do export "${setting?}"; done < <(scripts/dev/deps.sh)
+admin_url=$DATABASE_URL
 
 cargo build --release --locked -q -p webhook-api
 api_bin="${CARGO_TARGET_DIR:-$repo/target}/release/webhook-api"
@@ -104,7 +101,7 @@ FROM (VALUES
 SQL
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-DATABASE_URL=$db_url REDIS_URL=$redis_url REDIS_KEY_PREFIX="schemathesis:$$:" \
+DATABASE_URL=$db_url REDIS_KEY_PREFIX="schemathesis:$$:" \
   MINIO_BUCKET_NAME=schemathesis HOST=127.0.0.1 PORT=$port INSTANCE_ID=schemathesis \
   ENVIRONMENT=test LOG_LEVEL=info FILE_WORKERS=0 \
   FAL_WEBHOOK_SECRET=$fal_secret FAL_JWKS_URL="file://$work/jwks.json" \
