@@ -112,9 +112,11 @@ def _sign_source(case, headers, body):
 def before_call(ctx, case, kwargs):
     if case.operation.method.upper() != "POST" or case.operation.path not in (FAL_ROUTE, SOURCE_ROUTE):
         return
-    if _body_bytes(case) is None:
+    body = _body_bytes(case)
+    if body is None:
         return
-    body = _route_to_source(case) if case.operation.path == SOURCE_ROUTE else _body_bytes(case)
+    if case.operation.path == SOURCE_ROUTE:
+        body = _route_to_source(case)
     headers = dict(case.headers or {})
     if any(_header(headers, name) for name in SIGNATURE_HEADERS):
         if case.operation.path == FAL_ROUTE:

@@ -593,7 +593,7 @@ pub struct Answer {
 
 impl Answer {
     /// The answer, which `openapi.json` must allow (`openapi::assert_documented`).
-    async fn from(method: &str, path: &str, response: reqwest::Response) -> Self {
+    pub async fn from(method: &str, path: &str, response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
