@@ -10,10 +10,14 @@
 //! batch fails as a whole, its deliveries are committed one by one, so one bad delivery costs
 //! the others nothing but a retry.
 
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use deadpool_postgres::{GenericClient, Object, Pool};
+use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 
 use super::ingest::{self, BatchError, Delivery, Ingested};
@@ -129,58 +133,106 @@ async fn together(
     sql: &AvatarSql,
     batch: &[Pending],
 ) -> Result<Vec<Ingested>, BatchError> {
-    let open = OpenTransaction(Some(pool.get().await.map_err(StoreError::from)?));
+    let open = OpenTransaction::new(pool.get().await.map_err(StoreError::from)?);
     let db = open.client();
     let deliveries: Vec<&Delivery> = batch.iter().map(|p| &p.delivery).collect();
-    // BEGIN goes out in the same flush as the batch's first statement: no round trip of its
-    // own (a quarter of a batch's round trips).
-    let worked = tokio::try_join!(
+    // BEGIN goes out in the same flush as the batch's first statements and COMMIT in the same
+    // as its last: two round trips in all.
+    let planned = tokio::try_join!(
+        biased;
         async {
             db.batch_execute(ingest::BEGIN_BATCH)
                 .await
                 .map_err(BatchError::from)
         },
-        ingest::ingest_all(db, sql, &deliveries),
+        ingest::plan_batch(db, sql, &deliveries),
     );
-    open.finish(worked.map(|((), results)| results)).await
+    let plan = match planned {
+        Ok(((), plan)) => plan,
+        Err(e) => return open.finish(Err(e)).await,
+    };
+    if plan.writes_at_once() {
+        open.commit_with(plan.write(db, sql)).await
+    } else {
+        open.finish(plan.write(db, sql).await).await
+    }
 }
 
 /// A transaction begun without waiting for BEGIN's answer, so without tokio-postgres'
-/// `Transaction`. Dropped before it is finished (a panic), its connection leaves the pool
-/// rather than hand the open transaction to the next batch.
-struct OpenTransaction(Option<Object>);
+/// `Transaction`. Its connection goes back to the pool once COMMIT or ROLLBACK was answered;
+/// dropped before that (a failed COMMIT, a panic), it leaves the pool rather than hand an open
+/// transaction to the next batch: a new connection is sure to be outside any.
+struct OpenTransaction {
+    client: Option<Object>,
+    ended: AtomicBool,
+}
 
 impl OpenTransaction {
+    fn new(client: Object) -> Self {
+        Self {
+            client: Some(client),
+            ended: AtomicBool::new(false),
+        }
+    }
+
     fn client(&self) -> &Object {
-        self.0
+        self.client
             .as_ref()
             .expect("an open transaction has its connection")
     }
 
-    /// Commits what worked; rolls back what did not. Where that fails too, the connection
-    /// is dropped (see `Drop`): a failed COMMIT is rare, and a new connection is sure to be
-    /// outside any transaction.
-    async fn finish<T>(mut self, worked: Result<T, BatchError>) -> Result<T, BatchError> {
+    /// Commits what worked; rolls back what did not.
+    async fn finish<T>(&self, worked: Result<T, BatchError>) -> Result<T, BatchError> {
         let db = self.client();
-        let (ended, outcome) = match worked {
-            Ok(value) => match db.batch_execute(ingest::COMMIT).await {
-                Ok(()) => (true, Ok(value)),
-                Err(e) => (false, Err(e.into())),
-            },
-            Err(e) => (db.batch_execute(ingest::ROLLBACK).await.is_ok(), Err(e)),
-        };
-        if ended {
-            // Back to the pool, outside any transaction.
-            drop(self.0.take());
+        match worked {
+            Ok(value) => {
+                db.batch_execute(ingest::COMMIT).await?;
+                self.ended.store(true, Ordering::Relaxed);
+                Ok(value)
+            }
+            Err(e) => {
+                if db.batch_execute(ingest::ROLLBACK).await.is_ok() {
+                    self.ended.store(true, Ordering::Relaxed);
+                }
+                Err(e)
+            }
         }
-        outcome
+    }
+
+    /// Sends COMMIT right behind `writes`, in the same flush: one round trip fewer.
+    /// tokio-postgres sends a request when its future is first polled, and the server runs
+    /// requests in that order, so `writes` (which must send everything on its first poll) is
+    /// polled once before COMMIT is. A write the server refuses aborts the transaction and
+    /// COMMIT then rolls it back; one that fails before it is sent is not followed by COMMIT.
+    async fn commit_with<T>(
+        &self,
+        writes: impl Future<Output = Result<T, BatchError>>,
+    ) -> Result<T, BatchError> {
+        let mut writes = pin!(writes);
+        if let Poll::Ready(early) = poll_fn(|cx| Poll::Ready(writes.as_mut().poll(cx))).await {
+            return self.finish(early).await;
+        }
+        let (written, committed) =
+            tokio::join!(writes, self.client().batch_execute(ingest::COMMIT));
+        match committed {
+            // Outside any transaction again. Writes that failed were rolled back, unless the
+            // server ran them and only their answer failed to decode: then they are committed,
+            // and the deliveries, sent one by one, find themselves recorded.
+            Ok(()) => {
+                self.ended.store(true, Ordering::Relaxed);
+                written
+            }
+            Err(e) => Err(written.err().unwrap_or_else(|| e.into())),
+        }
     }
 }
 
 impl Drop for OpenTransaction {
     fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
-            drop(Object::take(client));
+        if let Some(client) = self.client.take() {
+            if !self.ended.load(Ordering::Relaxed) {
+                drop(Object::take(client));
+            }
         }
     }
 }

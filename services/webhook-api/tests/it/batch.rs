@@ -204,6 +204,45 @@ async fn an_unmatched_delivery_that_now_matches_sends_the_batch_one_by_one() {
     );
 }
 
+/// A batch reads which of its keys are recorded after locking its avatars; a delivery with no
+/// avatar to lock can still be recorded by another instance before the batch writes. The
+/// database then refuses the batch's insert (unique delivery key), which aborts its
+/// transaction: the COMMIT sent behind it rolls it back, and nothing is counted twice.
+#[tokio::test]
+async fn a_key_recorded_after_the_batch_read_it_is_refused_by_the_database() {
+    let (_db, pool, sql) = database_with_avatars().await;
+    let unmatched = delivery(&completion("b-nobody"));
+    let applied = delivery(&completion("b-1"));
+    let deliveries = [&applied, &unmatched];
+
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let plan = ingest::plan_batch(&tx, &sql, &deliveries).await.unwrap();
+    // Meanwhile, on the pool's other connection: nothing was locked for it.
+    assert_eq!(
+        ingest::ingest(&pool, &sql, &unmatched)
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Unmatched
+    );
+    let refused = plan.write(&tx, &sql).await;
+    let Err(BatchError::Store(error)) = &refused else {
+        panic!("written: {:?}", refused.map(|r| r.len()));
+    };
+    assert!(error.to_string().contains("webhook_events"), "{error}");
+    drop(tx);
+
+    let state = state(&pool).await;
+    assert!(
+        state
+            .iter()
+            .any(|l| l.contains("fal:b-nobody:completed unmatched x1")),
+        "{state:#?}"
+    );
+    assert!(!state.iter().any(|l| l.contains("fal:b-1:")), "{state:#?}");
+}
+
 /// The group committer opens a batch's transaction without waiting for BEGIN's answer; a
 /// batch sent one by one must be rolled back first, or its rows would be committed by the
 /// next transaction on the same connection (the pool here has one) and the retried
@@ -272,39 +311,55 @@ async fn a_batch_sent_one_by_one_leaves_nothing_behind_on_its_connection() {
 }
 
 /// A batch's statements are prepared once per connection and run their generic plans
-/// (`ingest::BEGIN_BATCH`), planned for arrays of unknown length. So the generic plan of
-/// each, on a table the size of a busy bot's (analyzed, as autovacuum keeps it), must find its
-/// rows through an index and never read a whole table.
+/// (`ingest::BEGIN_BATCH`), planned for arrays of unknown length and kept. So the generic plan
+/// of each must find its rows through an index and never read a whole table: on a fresh
+/// install's empty, never analyzed tables (a plan made then is kept until autovacuum first
+/// analyzes them), and on tables the size of a busy bot's.
 #[tokio::test]
 async fn every_batch_statements_generic_plan_reads_through_indexes() {
     let database = TestDatabase::create().await;
     let mut client = pg_connect(&database.url).await;
     let sql = migrations::run(&mut client).await.expect("migrations");
+    assert_batch_plans_use_indexes(&client, &sql, "fresh").await;
+
     insert_avatars(&client, "gp-", 20_000, "TRAINING", "PORTRAIT").await;
     client
-        .batch_execute("ANALYZE avatars; ANALYZE webhook_events; ANALYZE file_jobs")
+        .batch_execute(
+            "INSERT INTO webhook_events (source, delivery_key, fal_request_id, event, outcome, \
+               signature_scheme, http_request_id, instance_id, payload) \
+             SELECT 'fal', 'fal:gp-' || g || ':completed', 'gp-' || g, 'completed', 'applied', \
+               'hmac', 'it', 'it', '{}' FROM generate_series(1, 20000) g; \
+             ANALYZE avatars; ANALYZE webhook_events; ANALYZE file_jobs",
+        )
         .await
         .unwrap();
-    client
-        .batch_execute("SET plan_cache_mode = force_generic_plan")
-        .await
-        .unwrap();
-    for (n, statement) in ingest::batch_statements(&sql).iter().enumerate() {
+    assert_batch_plans_use_indexes(&client, &sql, "large").await;
+}
+
+/// Prepares each batch statement in a batch's transaction and asks for its generic plan.
+async fn assert_batch_plans_use_indexes(
+    client: &tokio_postgres::Client,
+    sql: &AvatarSql,
+    tables: &str,
+) {
+    client.batch_execute(ingest::BEGIN_BATCH).await.unwrap();
+    for (n, statement) in ingest::batch_statements(sql).iter().enumerate() {
+        let name = format!("batch_{tables}_{n}");
         client
-            .batch_execute(&format!("PREPARE batch_{n} AS {statement}"))
+            .batch_execute(&format!("PREPARE {name} AS {statement}"))
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
         let parameters: i32 = client
             .query_one(
                 "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1",
-                &[&format!("batch_{n}")],
+                &[&name],
             )
             .await
             .unwrap()
             .get(0);
         let nulls = vec!["NULL"; parameters as usize].join(", ");
         let plan: Vec<String> = client
-            .query(&format!("EXPLAIN EXECUTE batch_{n}({nulls})"), &[])
+            .query(&format!("EXPLAIN EXECUTE {name}({nulls})"), &[])
             .await
             .unwrap()
             .iter()
@@ -314,10 +369,11 @@ async fn every_batch_statements_generic_plan_reads_through_indexes() {
         for table in ["avatars", "webhook_events", "file_jobs"] {
             assert!(
                 !plan.contains(&format!("Seq Scan on {table}")),
-                "the generic plan of {statement}\nreads all of {table}:\n{plan}"
+                "the generic plan of {statement}\nreads all of {table} ({tables} tables):\n{plan}"
             );
         }
     }
+    client.batch_execute(ingest::ROLLBACK).await.unwrap();
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::{Delivery, Planned};
@@ -13,30 +14,60 @@ use crate::store::avatars::AvatarView;
 use crate::store::schema::AvatarSql;
 use crate::store::StoreError;
 
-/// The upsert takes each event row's lock, so concurrent redeliveries wait for the first one's
-/// commit and then see it. `xmax = 0` tells a fresh insert from a conflict. The file jobs of
-/// completions are enqueued by the same statement, each for its event if that one is new (a
-/// batch sends it in the same flush as the avatars' update: nothing waits on the event ids).
-pub(super) const RECORD_EVENTS: &str = "WITH recorded AS ( \
-       INSERT INTO webhook_events \
-       (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
-        signature_scheme, http_request_id, instance_id, training_type, payload, deliveries, \
-        processing_ms) \
-       SELECT 'fal', k, r, e, a, o, o_reason, s, h, i, t, p::jsonb, n, ms FROM unnest( \
-         $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
-         $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::real[]) \
-         AS d(k, r, e, a, o, o_reason, s, h, i, t, p, n, ms) \
-       ON CONFLICT (delivery_key) DO UPDATE SET \
-         deliveries = webhook_events.deliveries + excluded.deliveries, last_delivered_at = now() \
-       RETURNING delivery_key, id, (xmax = 0) AS inserted, outcome), \
-     jobs AS ( \
-       INSERT INTO file_jobs (avatar_id, event_id, files) \
-       SELECT j.avatar_id, recorded.id, j.files \
-       FROM unnest($14::uuid[], $15::text[], $16::jsonb[]) AS j(avatar_id, delivery_key, files) \
-       JOIN recorded ON recorded.delivery_key = j.delivery_key AND recorded.inserted \
-       RETURNING id, event_id) \
-     SELECT recorded.delivery_key, recorded.id, recorded.inserted, recorded.outcome, jobs.id \
-     FROM recorded LEFT JOIN jobs ON jobs.event_id = recorded.id";
+/// The events' rows, one per element of the arrays $1–$13 (both statements below).
+macro_rules! insert_events {
+    () => {
+        "INSERT INTO webhook_events \
+         (source, delivery_key, fal_request_id, event, avatar_id, outcome, outcome_reason, \
+          signature_scheme, http_request_id, instance_id, training_type, payload, deliveries, \
+          processing_ms) \
+         SELECT 'fal', k, r, e, a, o, o_reason, s, h, i, t, p::jsonb, n, ms FROM unnest( \
+           $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
+           $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::real[]) \
+           AS d(k, r, e, a, o, o_reason, s, h, i, t, p, n, ms)"
+    };
+}
+
+/// The file jobs of completions ($14–$16), each for its event if that one is new, and what
+/// both statements answer: by key, the event, whether it is new, its first outcome, its job.
+macro_rules! enqueue_jobs_and_answer {
+    () => {
+        "jobs AS ( \
+           INSERT INTO file_jobs (avatar_id, event_id, files) \
+           SELECT j.avatar_id, recorded.id, j.files \
+           FROM unnest($14::uuid[], $15::text[], $16::jsonb[]) AS j(avatar_id, delivery_key, files) \
+           JOIN recorded ON recorded.delivery_key = j.delivery_key AND recorded.inserted \
+           RETURNING id, event_id) \
+         SELECT recorded.delivery_key, recorded.id, recorded.inserted, recorded.outcome, jobs.id \
+         FROM recorded LEFT JOIN jobs ON jobs.event_id = recorded.id"
+    };
+}
+
+/// One delivery at a time: the upsert takes each event row's lock, so concurrent redeliveries
+/// wait for the first one's commit and then see it. `xmax = 0` tells a fresh insert from a
+/// conflict.
+pub(super) const RECORD_EVENTS: &str = concat!(
+    "WITH recorded AS (",
+    insert_events!(),
+    " ON CONFLICT (delivery_key) DO UPDATE SET \
+       deliveries = webhook_events.deliveries + excluded.deliveries, last_delivered_at = now() \
+     RETURNING delivery_key, id, (xmax = 0) AS inserted, outcome), ",
+    enqueue_jobs_and_answer!()
+);
+
+/// A batch, whose plan knows which keys are recorded already (`batch::RECORDED_KEYS`): those
+/// are counted ($17 their events, $18 how often each came again), the others inserted. A key
+/// the plan thought new but that is recorded is refused (unique `delivery_key`): that aborts
+/// the transaction, so the COMMIT sent in the same flush rolls it back (`store::group`).
+pub(super) const RECORD_NEW_EVENTS: &str = concat!(
+    "WITH repeated AS ( \
+       UPDATE webhook_events e SET deliveries = e.deliveries + r.n, last_delivered_at = now() \
+       FROM unnest($17::bigint[], $18::int[]) AS r(id, n) WHERE e.id = r.id), \
+     recorded AS (",
+    insert_events!(),
+    " RETURNING delivery_key, id, true AS inserted, outcome), ",
+    enqueue_jobs_and_answer!()
+);
 
 /// What recording one delivery key found.
 pub(super) struct RecordedEvent {
@@ -68,6 +99,8 @@ pub(super) struct EventColumns<'a> {
     job_avatar_id: Vec<Uuid>,
     job_key: Vec<&'a str>,
     job_files: Vec<serde_json::Value>,
+    repeated_event: Vec<i64>,
+    repeated_times: Vec<i32>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -104,50 +137,70 @@ impl<'a> EventColumns<'a> {
             .push(serde_json::to_value(files).expect("job files serialize"));
     }
 
-    pub(super) fn jobs(&self) -> usize {
-        self.job_key.len()
+    /// A key recorded before this batch that arrived `times` more.
+    pub(super) fn push_repeat(&mut self, event_id: i64, times: i32) {
+        self.repeated_event.push(event_id);
+        self.repeated_times.push(times);
     }
 
-    /// One statement for every delivery and job pushed (each key once).
+    /// One statement for every delivery and job pushed (each key once), whether or not its key
+    /// is recorded already.
     pub(super) async fn record(
         &self,
         db: &impl GenericClient,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = db
-            .query(
-                &db.prepare_cached(RECORD_EVENTS).await?,
-                &[
-                    &self.key,
-                    &self.request_id,
-                    &self.event,
-                    &self.avatar_id,
-                    &self.outcome,
-                    &self.reason,
-                    &self.scheme,
-                    &self.http_request_id,
-                    &self.instance_id,
-                    &self.training_type,
-                    &self.body,
-                    &self.deliveries,
-                    &self.processing_ms,
-                    &self.job_avatar_id,
-                    &self.job_key,
-                    &self.job_files,
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RecordedEvent {
-                    key: row.try_get(0)?,
-                    event_id: row.try_get(1)?,
-                    inserted: row.try_get(2)?,
-                    first_outcome: row.try_get(3)?,
-                    file_job: row.try_get(4)?,
-                })
-            })
-            .collect()
+        let statement = db.prepare_cached(RECORD_EVENTS).await?;
+        let rows = db.query(&statement, &self.parameters()).await?;
+        recorded_events(&rows)
     }
+
+    /// One statement for a batch's new keys and its repeats (see `RECORD_NEW_EVENTS`).
+    pub(super) async fn record_new(
+        &self,
+        db: &impl GenericClient,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let statement = db.prepare_cached(RECORD_NEW_EVENTS).await?;
+        let mut parameters = self.parameters();
+        parameters.push(&self.repeated_event);
+        parameters.push(&self.repeated_times);
+        let rows = db.query(&statement, &parameters).await?;
+        recorded_events(&rows)
+    }
+
+    fn parameters(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.key,
+            &self.request_id,
+            &self.event,
+            &self.avatar_id,
+            &self.outcome,
+            &self.reason,
+            &self.scheme,
+            &self.http_request_id,
+            &self.instance_id,
+            &self.training_type,
+            &self.body,
+            &self.deliveries,
+            &self.processing_ms,
+            &self.job_avatar_id,
+            &self.job_key,
+            &self.job_files,
+        ]
+    }
+}
+
+fn recorded_events(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok(RecordedEvent {
+                key: row.try_get(0)?,
+                event_id: row.try_get(1)?,
+                inserted: row.try_get(2)?,
+                first_outcome: row.try_get(3)?,
+                file_job: row.try_get(4)?,
+            })
+        })
+        .collect()
 }
 
 /// Applied changes as one array per value of `AvatarSql::apply`.

@@ -18,21 +18,31 @@ use columns::{ChangeColumns, EventColumns};
 use crate::fal::FalCallback;
 use crate::files::policy::job_files;
 use crate::verify::FalScheme;
-pub use batch::{ingest_all, BatchError};
+pub use batch::{ingest_all, plan_batch, BatchError, BatchPlan};
 
-/// Opens a batch's transaction, sent in the same flush as the batch's first statement (no
+/// Opens a batch's transaction, sent in the same flush as the batch's first statements (no
 /// round trip of its own; `store::group`). The transaction runs the generic plan of each of
 /// its statements (prepared once per connection) instead of planning them anew: PostgreSQL's
 /// default keeps custom plans where they look cheaper, and it had planned the avatars' update
 /// at each execution, at about 90 µs a time. So each one's generic plan (planned for arrays
-/// of unknown length) must be a good one: `tests/it/batch.rs` asks PostgreSQL for them.
-pub const BEGIN_BATCH: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+/// of unknown length) must be a good one, whatever the tables' statistics say: every statement
+/// of a batch finds its rows by key, and a generic plan made while `webhook_events` was new
+/// and small (a fresh install, before autovacuum first analyzes it) would read the whole
+/// table at every batch until then. Hence no sequential scans; `tests/it/batch.rs` asks
+/// PostgreSQL for the plans, on an empty table and on a large one.
+pub const BEGIN_BATCH: &str =
+    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
 pub const COMMIT: &str = "COMMIT";
 pub const ROLLBACK: &str = "ROLLBACK";
 
 /// The statements of a batch, whose generic plans `BEGIN_BATCH` asks for.
-pub fn batch_statements(sql: &AvatarSql) -> [&str; 3] {
-    [batch::LOCK_AVATARS, columns::RECORD_EVENTS, &sql.apply]
+pub fn batch_statements(sql: &AvatarSql) -> [&str; 4] {
+    [
+        batch::LOCK_AVATARS,
+        batch::RECORDED_KEYS,
+        columns::RECORD_NEW_EVENTS,
+        &sql.apply,
+    ]
 }
 
 /// A verified, parsed delivery and where it came from.
