@@ -47,6 +47,7 @@ def main(path):
         ("cluster saturation hmac", pgbench, "pgbench"),
         ("cluster saturation hmac", static, "nginx static"),
         ("cluster saturation bad signatures", static, "nginx static"),
+        ("nginx proxying to a static 401", static, "nginx static"),
     ]:
         run = get(label)
         if run:

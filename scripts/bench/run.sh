@@ -438,6 +438,27 @@ http {
     ssl_certificate_key $cluster_dir/tls/key.pem;
     location / { default_type application/json; return 200 '{"result":"applied"}'; }
   }
+  # The cheapest refusal a proxied request can get: nginx proxying (as webhook-proxy.conf does)
+  # to an upstream that is nginx answering 401 itself. The ceiling of any refusal through nginx.
+  upstream static_refusal {
+    server 127.0.0.1:18446;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:18446;
+    access_log off;
+    location / { default_type application/json; return 401 '{"error":"bad_signature"}'; }
+  }
+  server {
+    listen 127.0.0.1:18447 ssl http2;
+    ssl_certificate $cluster_dir/tls/cert.pem;
+    ssl_certificate_key $cluster_dir/tls/key.pem;
+    location / {
+      proxy_pass http://static_refusal;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
 }
 NGINX
   nginx -c "$work/static/nginx.conf" -p "$work/static" -e "$work/static/logs/error.log"
@@ -445,6 +466,8 @@ NGINX
   static_nginx=$(nginx_pids "$work/static/nginx.pid")
   measured_run "nginx static 200" "https://localhost:18445/api/v1/avatar/status_update" "" "$static_nginx" \
     --ca-cert "$ca" --prefix cl- --avatars "$avatars_for_run"
+  measured_run "nginx proxying to a static 401" "https://localhost:18447/api/v1/avatar/status_update" "" \
+    "$static_nginx" --ca-cert "$ca" --mix bad=100 --prefix cl- --avatars "$avatars_for_run"
   nginx -c "$work/static/nginx.conf" -p "$work/static" -s quit
 
   cluster_url="https://localhost:18444/api/v1/avatar/status_update"
