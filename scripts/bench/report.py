@@ -8,6 +8,7 @@ import statistics
 import sys
 
 WARMUP_SECONDS = 2  # loadgen_run's --warmup: CPU is counted over warmup and measured time
+STALL_MS = 20.0  # fsync_probe.py's: an fsync slower than this is a stall of the disk
 
 
 def main(path):
@@ -64,15 +65,7 @@ def main(path):
         row(out, "progress updates, 1 million avatars", large,
             ratio(large["throughput"], small and small["throughput"]), "1 thousand avatars")
 
-    out.append("\n## Latency under a steady load (half the saturation rate)\n")
-    out.append("| measurement | rate req/s | achieved | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | p99 ÷ p50 |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for label in ("pgbench half-rate", "single half-rate hmac", "cluster half-rate hmac"):
-        run = get(label)
-        if run:
-            l = run["latency_ms"]
-            out.append(f"| {label} | {run['target_rate']:.0f} | {run['throughput']:.0f} | {l['p50']:.2f} | "
-                       f"{l['p90']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {l['p99'] / l['p50']:.2f} |")
+    latency_under_steady_load(out, runs)
 
     out.append("\n## Where the CPU goes (ms of CPU per request, during the saturation runs)\n")
     out.append("| run | instance(s) | PostgreSQL | Redis | nginx | rest (load generator) | machine | cores busy |")
@@ -122,6 +115,49 @@ def main(path):
             out.append(f"| instructions per signed completion, whole instance (callgrind, "
                        f"{cg['requests']} requests) | {cg['instructions'] / cg['requests']:,.0f} |")
     print("\n".join(out))
+
+
+def latency_under_steady_load(out, runs):
+    """The half-rate runs, each beside the disk's fsync probe of the same seconds."""
+    out.append("\n## Latency under a steady load (half the saturation rate)\n")
+    out.append("| measurement | rate req/s | achieved | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
+               "| p99 ÷ p50 | disk beside it: seconds with an fsync > 20 ms | slowest fsync ms |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    alone = runs.get("disk alone")
+    if alone:
+        f = alone["fsync_ms"]
+        out.append(f"| the disk alone: 8 KiB write + fdatasync | {alone['rate']:.0f} | | {f['p50']:.2f} | "
+                   f"| {f['p99']:.2f} | | {f['max']:.2f} | {f['p99'] / f['p50']:.2f} | "
+                   f"{alone['stalled_seconds']} of {len(alone['slowest_per_second_ms'])} | {f['max']:.2f} |")
+    seconds_lines = []
+    for label in ("pgbench half-rate", "single half-rate hmac", "cluster half-rate hmac"):
+        run = runs.get(label)
+        if not run:
+            continue
+        l = run["latency_ms"]
+        disk = runs.get(f"{label} disk")
+        beside = (f"{disk['stalled_seconds']} of {len(disk['slowest_per_second_ms'])} | {disk['fsync_ms']['max']:.2f}"
+                  if disk else "– | –")
+        out.append(f"| {label} | {run['target_rate']:.0f} | {run['throughput']:.0f} | {l['p50']:.2f} | "
+                   f"{l['p90']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {l['max']:.2f} | {l['p99'] / l['p50']:.2f} "
+                   f"| {beside} |")
+        if disk and run.get("timeline"):
+            seconds_lines.append(slow_seconds_beside_disk(label, run, disk))
+    if seconds_lines:
+        out.append("\nEach second of the run: its slowest answer / the slowest fsync beside it (ms). A slow "
+                   "second is one whose slowest answer took over 3× the run's p50; a stall, an fsync over "
+                   f"{STALL_MS:.0f} ms in that second or next to it.\n")
+        out.extend(seconds_lines)
+
+
+def slow_seconds_beside_disk(label, run, disk):
+    answers = [slowest for _, slowest in run["timeline"]]
+    fsyncs = disk["slowest_per_second_ms"]
+    n = min(len(answers), len(fsyncs))
+    slow = [i for i in range(n) if answers[i] > 3 * run["latency_ms"]["p50"]]
+    stalled = [i for i in slow if max(fsyncs[max(0, i - 1):i + 2]) > STALL_MS]
+    pairs = " ".join(f"{answers[i]:.0f}/{fsyncs[i]:.0f}" for i in range(n))
+    return f"- {label}: {len(slow)} slow seconds, {len(stalled)} of them beside a stall: {pairs}"
 
 
 def hot(out, runs):

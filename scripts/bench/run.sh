@@ -10,6 +10,9 @@ usage() {
 Usage: scripts/bench/run.sh [--only SECTION[,SECTION...]] [--help]
 
 Sections, in order (all by default; about fifteen minutes on 2 cores):
+  disk       the disk alone: an 8 KiB write and fdatasync 200 times a second (what a commit
+             waits for), its slowest of each second; every fixed-rate run also probes the disk
+             beside it (scripts/bench/fsync_probe.py)
   hot        the table that fits in memory (the bot's is small): pgbench and one instance on
              the same number of avatars, each on a fresh database, repeated HOT_REPEATS times
              (the target's row: median to median, and the spread of each)
@@ -49,7 +52,7 @@ case "$AVATARS_SCHEMA" in
   own|bot-live) ;;
   *) echo "run.sh: AVATARS_SCHEMA=$AVATARS_SCHEMA: expected own or bot-live" >&2; exit 2 ;;
 esac
-ALL_SECTIONS=hot,pgbench,single,payload,rows,cluster,verify,callgrind,filecopy
+ALL_SECTIONS=disk,hot,pgbench,single,payload,rows,cluster,verify,callgrind,filecopy
 sections=$ALL_SECTIONS
 while (($#)); do
   case "$1" in
@@ -226,6 +229,20 @@ settle() {
   sync
 }
 
+# The disk's own stalls beside a fixed-rate run: 20 fdatasyncs a second (fsync_probe.py) on
+# PostgreSQL's disk, over the run's measured seconds (after its 2 s warm-up); `wait` for it.
+start_fsync_probe() { # LABEL: sets fsync_probe to the probe's pid
+  (sleep 2 && python3 "$repo/scripts/bench/fsync_probe.py" "$1 disk" "$DURATION" 20 "$pg_disk_dir" >>"$results") &
+  fsync_probe=$!
+}
+
+fixed_rate_run() { # LABEL URL [loadgen options...]: loadgen_run with the disk probed beside it
+  settle
+  start_fsync_probe "$1"
+  loadgen_now "$@"
+  wait "$fsync_probe"
+}
+
 loadgen_run() { # LABEL URL [loadgen options...]: one run, its report appended to results
   settle
   loadgen_now "$@"
@@ -320,22 +337,38 @@ pgbench_rate_run() { # LABEL DB AVATARS RATE
   local logs
   logs=$(mktemp -d)
   settle
+  start_fsync_probe "$1"
   (cd "$logs" && pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$((DURATION + 2))" -R "$4" -l \
     -D avatars="$3" -f "$repo/scripts/bench/ingest.pgbench.sql" "${admin_url%/*}/$2" >"$OUT/$2-rate.txt" 2>&1)
+  wait "$fsync_probe"
   python3 - "$1" "$4" "$DURATION" "$logs" >>"$results" <<'PY'
 import glob, json, sys
 label, rate, seconds, logs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rows = [line.split() for path in glob.glob(f"{logs}/pgbench_log.*") for line in open(path)]
 start = min(float(r[4]) + float(r[5]) / 1e6 for r in rows)
-latencies = sorted(int(r[2]) / 1000 for r in rows if float(r[4]) + float(r[5]) / 1e6 >= start + 2)
+measured = [(float(r[4]) + float(r[5]) / 1e6 - start - 2, int(r[2]) / 1000) for r in rows]
+measured = [(t, ms) for t, ms in measured if 0 <= t < seconds]
+latencies = sorted(ms for _, ms in measured)
 at = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+timeline = [[0, 0.0] for _ in range(seconds)]  # per second: answers, slowest ms (as the loadgen's)
+for t, ms in measured:
+    timeline[int(t)][0] += 1
+    timeline[int(t)][1] = max(timeline[int(t)][1], ms)
 print(json.dumps({"label": label, "target_rate": rate, "throughput": len(latencies) / seconds,
                   "latency_ms": {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99),
-                                 "p999": at(0.999), "max": latencies[-1]}}))
+                                 "p999": at(0.999), "max": latencies[-1]},
+                  "timeline": timeline}))
 PY
   rm -rf "$logs"
   log "$1: $(tail -n 1 "$results")"
 }
+
+# The disk PostgreSQL writes its WAL to (fsync_probe.py writes its file beside the data directory).
+pg_disk_dir=$(dirname "$(runuser -u postgres -- psql -tAXc 'SHOW data_directory')")
+if wants disk; then
+  log "the disk alone: 8 KiB fdatasync, 200 a second, ${DURATION}s"
+  python3 "$repo/scripts/bench/fsync_probe.py" "disk alone" "$DURATION" 200 "$pg_disk_dir" >>"$results"
+fi
 
 # The table that fits in memory: as many avatars as one run completes (each completion for an
 # avatar of its own), on a fresh database for every run, pgbench and the instance alike.
@@ -380,7 +413,7 @@ fi
 if wants single; then
   measured_run "single saturation hmac" "$single_url" "$single" "" --prefix sat- --avatars "$avatars_for_run"
   half=$(( $(saturation_of "single saturation hmac") / 2 ))
-  loadgen_run "single half-rate hmac" "$single_url" --rate "$half" --prefix rate- --avatars "$avatars_for_run"
+  fixed_rate_run "single half-rate hmac" "$single_url" --rate "$half" --prefix rate- --avatars "$avatars_for_run"
   measured_run "single saturation ed25519" "$single_url" "$single" "" --scheme ed25519 --prefix ed- --avatars "$avatars_for_run"
   loadgen_run "single saturation http2" "$single_url" --protocol http2 --prefix h2- --avatars "$avatars_for_run"
   measured_run "single saturation redeliveries" "$single_url" "$single" "" --mix redelivery=100 --prefix sat- --avatars "$avatars_for_run"
@@ -476,7 +509,7 @@ NGINX
   measured_run "cluster saturation bad signatures" "$cluster_url" "$instances" "$cluster_nginx" --ca-cert "$ca" \
     --mix bad=100 --prefix cl- --avatars "$avatars_for_run"
   half=$(( $(saturation_of "cluster saturation hmac") / 2 ))
-  loadgen_run "cluster half-rate hmac" "$cluster_url" --ca-cert "$ca" --rate "$half" \
+  fixed_rate_run "cluster half-rate hmac" "$cluster_url" --ca-cert "$ca" --rate "$half" \
     --prefix clrate- --avatars "$avatars_for_run"
   CLUSTER_DIR=$cluster_dir scripts/dev/cluster.sh down 2>/dev/null
   cluster_dir=""
