@@ -38,6 +38,9 @@ mkdir -p "$dir"
 # One REPEATABLE READ transaction exports its snapshot: the counts and pg_dump see the same data.
 # (stdbuf: psql writing to a pipe would hold its answers in its buffer)
 coproc SNAPSHOT { stdbuf -oL psql -qAtX -v ON_ERROR_STOP=1 "$url" 2>&1; }
+# Copied now: bash unsets SNAPSHOT_PID (and SNAPSHOT) as soon as it reaps the finished psql.
+# shellcheck disable=SC2153 # set by coproc
+snapshot_pid=$SNAPSHOT_PID
 exec {to_psql}>&"${SNAPSHOT[1]}" {from_psql}<&"${SNAPSHOT[0]}"
 ask() { # SQL → the answer's one line
   echo "$1" >&"$to_psql"
@@ -56,7 +59,7 @@ snapshot=$(ask "SELECT pg_export_snapshot();")
 } >"$dir/$name.counts.partial"
 pg_dump -Fc --snapshot="$snapshot" --file="$dir/$name.dump.partial" "$url"
 printf 'COMMIT;\n\\q\n' >&"$to_psql"
-wait "$SNAPSHOT_PID" 2>/dev/null || true
+wait "$snapshot_pid" 2>/dev/null || true
 
 mv "$dir/$name.counts.partial" "$dir/$name.counts"
 mv "$dir/$name.dump.partial" "$dir/$name.dump"
