@@ -19,8 +19,9 @@ Settings (environment, defaults shown):
   SKIP_CONTAINERS=${SKIP_CONTAINERS:-0}            1 skips the Docker phases (compose and Swarm)
   SKIP_BENCH_SMOKE=${SKIP_BENCH_SMOKE:-0}           1 skips the short run of the benchmark suite
   BOT_VENV=${BOT_VENV:-\$HOME/.cache/webhook-bot-venv}   Python with SQLAlchemy 2 + psycopg2 (the tests
-                                       that load rows through the bot's ORM mapping) and
+                                       that load rows through the bot's ORM mapping),
                                        standardwebhooks + cryptography (signing as senders do)
+                                       and aiogram 3 (the bot's Telegram library)
   plus those of scripts/dev/deps.sh (see its --help).
 USAGE
 }
@@ -43,14 +44,15 @@ export TEST_DATABASE_URL TEST_REDIS_URL TEST_MINIO_ENDPOINT TEST_MINIO_ACCESS_KE
 
 # The bot reads the avatars through SQLAlchemy: the tests load what the service wrote the same way.
 BOT_VENV=${BOT_VENV:-$HOME/.cache/webhook-bot-venv}
-# The senders' own libraries sign what tests/senders/ sends (Standard Webhooks v1 and v1a).
-if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2, standardwebhooks, cryptography' >/dev/null 2>&1; then
-  step "installing SQLAlchemy 2, psycopg2, standardwebhooks and cryptography into $BOT_VENV"
+# The senders' own libraries sign what tests/senders/ sends (Standard Webhooks v1 and v1a); the
+# bot's Telegram library (aiogram 3) checks the messages the service sends its users.
+if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2, standardwebhooks, cryptography, aiogram' >/dev/null 2>&1; then
+  step "installing SQLAlchemy 2, psycopg2, standardwebhooks, cryptography and aiogram 3 into $BOT_VENV"
   if ! python3 -m venv "$BOT_VENV" >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq python3-venv >/dev/null; else sudo apt-get install -y -qq python3-venv >/dev/null; fi
     python3 -m venv "$BOT_VENV"
   fi
-  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary "standardwebhooks>=1.1,<2" "cryptography>=42"
+  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary "standardwebhooks>=1.1,<2" "cryptography>=42" "aiogram>=3.4,<4"
 fi
 export TEST_BOT_PYTHON=$BOT_VENV/bin/python
 

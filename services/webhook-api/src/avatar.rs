@@ -147,6 +147,7 @@ pub struct Change {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one per delivery, short-lived: boxing would allocate each
 pub enum Decision {
     Apply(Change),
     /// Nothing to change; the reason goes to the log and the stored event.
@@ -188,6 +189,63 @@ pub fn decide(current: Current, event: &TrainingEvent) -> Decision {
             ..change(AvatarStatus::Error)
         }),
         TrainingEvent::Cancelled => Decision::Apply(change(AvatarStatus::Cancelled)),
+    }
+}
+
+/// What a finished training leads to after its commit (`followups.rs` does each): the owner
+/// hears of it in Telegram, and the training photos are removed as the bot removed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followup {
+    NotifyReady,
+    NotifyFailed,
+    DeletePhotos,
+}
+
+impl Followup {
+    pub const ALL: [Followup; 3] = [
+        Followup::NotifyReady,
+        Followup::NotifyFailed,
+        Followup::DeletePhotos,
+    ];
+
+    /// As `avatar_followups.kind` stores it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Followup::NotifyReady => "notify_ready",
+            Followup::NotifyFailed => "notify_failed",
+            Followup::DeletePhotos => "delete_photos",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == s)
+    }
+}
+
+/// Which follow-ups are configured; none by default (no Telegram token, photos kept).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FollowupPolicy {
+    pub notify_ready: bool,
+    pub notify_failed: bool,
+    pub delete_photos: bool,
+}
+
+impl FollowupPolicy {
+    /// The follow-ups a change to `status` records.
+    pub fn after(&self, status: AvatarStatus) -> Vec<Followup> {
+        let wanted: &[(bool, Followup)] = match status {
+            AvatarStatus::Completed => &[
+                (self.notify_ready, Followup::NotifyReady),
+                (self.delete_photos, Followup::DeletePhotos),
+            ],
+            AvatarStatus::Error => &[(self.notify_failed, Followup::NotifyFailed)],
+            _ => &[],
+        };
+        wanted
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, kind)| *kind)
+            .collect()
     }
 }
 
@@ -315,6 +373,7 @@ mod tests {
                 file_size: None,
             }),
             config: None,
+            finetune_id: None,
         };
         let Decision::Apply(change) =
             decide(at(Training, 40), &TrainingEvent::Completed(files.clone()))
@@ -366,6 +425,33 @@ mod tests {
             serde_json::from_str::<AvatarStatus>("\"completed\"").unwrap(),
             Completed
         );
+    }
+
+    #[test]
+    fn only_a_finished_training_has_followups_and_only_those_configured() {
+        let all = FollowupPolicy {
+            notify_ready: true,
+            notify_failed: true,
+            delete_photos: true,
+        };
+        assert_eq!(
+            all.after(Completed),
+            [Followup::NotifyReady, Followup::DeletePhotos]
+        );
+        assert_eq!(all.after(Error), [Followup::NotifyFailed]);
+        for status in [Training, Cancelled, Draft] {
+            assert!(all.after(status).is_empty(), "{status}");
+        }
+        let photos_only = FollowupPolicy {
+            delete_photos: true,
+            ..FollowupPolicy::default()
+        };
+        assert_eq!(photos_only.after(Completed), [Followup::DeletePhotos]);
+        assert!(photos_only.after(Error).is_empty());
+        assert!(FollowupPolicy::default().after(Completed).is_empty());
+        for kind in Followup::ALL {
+            assert_eq!(Followup::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

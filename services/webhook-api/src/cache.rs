@@ -318,6 +318,35 @@ impl Cache {
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
+    /// Whether the bot's mark of a sent notification exists (`key` is the bot's own name, with
+    /// the bot's prefix, not ours).
+    pub async fn notification_marked(&self, key: &str) -> Result<bool, CacheError> {
+        let key = key.to_string();
+        self.run(|mut conn| async move {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async::<bool>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// Marks a notification as sent, as the bot marks it (the value: when, in UTC).
+    pub async fn mark_notification(&self, key: &str, ttl: Duration) -> Result<(), CacheError> {
+        let key = key.to_string();
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        self.run(|mut conn| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(at)
+                .arg("EX")
+                .arg(ttl.as_secs().max(1))
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
     pub async fn ping(&self) -> Result<(), CacheError> {
         self.run(
             |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },

@@ -89,6 +89,27 @@ async fn database_sections(
         queue.dead
     );
 
+    let followups = store::within(limit, store::followups::stats(pool)).await?;
+    let _ = writeln!(
+        out,
+        "\nFollow-ups (Telegram messages, training photos removed): pending {}, running {}, \
+         done {}, failed {}, dead {}",
+        followups.count("pending"),
+        followups.count("running"),
+        followups.count("done"),
+        followups.count("failed"),
+        followups.count("dead"),
+    );
+    for (kind, state, count) in &followups.counts {
+        let _ = writeln!(out, "  {kind:<14} {state:<8} {count:>6}");
+    }
+    if config.followups.telegram.is_none() {
+        let _ = writeln!(
+            out,
+            "  (TELEGRAM_TOKEN is not set in this environment: instances started with it notify)"
+        );
+    }
+
     let _ = writeln!(
         out,
         "\nReconciler: {}",

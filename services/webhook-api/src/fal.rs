@@ -40,10 +40,13 @@ impl TrainingEvent {
     }
 }
 
+/// What a completed training produced: LoRA files (the portrait and LoRA trainers), or a
+/// fine-tune FAL keeps itself (`fal-ai/flux-pro-trainer`, whose result is `{"finetune_id"}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrainedFiles {
     pub lora: Option<FileRef>,
     pub config: Option<FileRef>,
+    pub finetune_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,9 +259,24 @@ fn files(container: &Value, container_name: &'static str) -> Result<TrainedFiles
                 }),
         }
     };
+    let finetune_id = match container.get("finetune_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if id.trim().is_empty() => None,
+        // The bot's `avatars.finetune_id` is varchar(255).
+        Some(Value::String(id)) if id.len() <= MAX_REQUEST_ID_BYTES => Some(id.trim().to_string()),
+        Some(_) => {
+            return Err(ParseError::Invalid {
+                field: "finetune_id",
+                problem: format!(
+                "in {container_name}: expected a string of at most {MAX_REQUEST_ID_BYTES} bytes"
+            ),
+            })
+        }
+    };
     Ok(TrainedFiles {
         lora: file("diffusers_lora_file")?,
         config: file("config_file")?,
+        finetune_id,
     })
 }
 
@@ -327,6 +345,32 @@ mod tests {
             files.config.unwrap().file_name.as_deref(),
             Some("config.json")
         );
+    }
+
+    #[test]
+    fn a_pro_trainer_success_is_a_finetune_without_files() {
+        let cb = parse_fixture("ok_flux_pro_trainer.json");
+        let TrainingEvent::Completed(result) = cb.event else {
+            panic!("{:?}", cb.event)
+        };
+        assert_eq!(
+            result.finetune_id.as_deref(),
+            Some("f1e4776e-3e9a-4a2c-b96d-af5333ef7203")
+        );
+        assert!(result.lora.is_none() && result.config.is_none());
+        let lora = parse_fixture("ok_flux_lora_fast_training.json");
+        assert!(matches!(lora.event, TrainingEvent::Completed(f) if f.finetune_id.is_none()));
+        let long = format!(
+            r#"{{"request_id":"r","status":"OK","payload":{{"finetune_id":"{}"}}}}"#,
+            "x".repeat(256)
+        );
+        assert!(matches!(
+            parse(long.as_bytes()),
+            Err(ParseError::Invalid {
+                field: "finetune_id",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -58,9 +58,12 @@ impl FalQueue {
         match status.get("status").and_then(Value::as_str) {
             Some("IN_QUEUE" | "IN_PROGRESS") => Ok(QueueAnswer::Running),
             Some("COMPLETED") => self.result(app, request_id).await,
-            Some(other @ ("FAILED" | "CANCELED" | "CANCELLED")) => Ok(QueueAnswer::Finished(
-                error_body(request_id, &format!("FAL reports the request {other}")),
-            )),
+            // The bot's own status checker maps FAL's CANCELLED to the avatar's CANCELLED.
+            Some("CANCELED" | "CANCELLED") => Ok(QueueAnswer::Finished(cancelled_body(request_id))),
+            Some(other @ "FAILED") => Ok(QueueAnswer::Finished(error_body(
+                request_id,
+                &format!("FAL reports the request {other}"),
+            ))),
             _ => Err(QueueError::Unexpected(format!(
                 "status answer without a known status: {}",
                 truncated(&status)
@@ -134,6 +137,16 @@ pub fn error_body(request_id: &str, error: &str) -> String {
         "status": "ERROR",
         "payload": null,
         "error": error,
+    })
+    .to_string()
+}
+
+/// A cancelled training, in the only callback format that has the word (the legacy one).
+pub fn cancelled_body(request_id: &str) -> String {
+    json!({
+        "request_id": request_id,
+        "gateway_request_id": request_id,
+        "status": "cancelled",
     })
     .to_string()
 }

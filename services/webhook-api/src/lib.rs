@@ -3,7 +3,9 @@
 //! The path of one webhook: `http` (read, limits) → `verify` (signature on the raw bytes) →
 //! `fal` (parse) → `store::ingest` (one transaction, using the `avatar` state machine) →
 //! `cache` (Redis status and events stream, after commit). A completion also enqueues a file
-//! job, which `worker` (in every instance) copies from FAL's CDN into S3 through `files`.
+//! job, which `worker` (in every instance) copies from FAL's CDN into S3 through `files`. A
+//! finished training records its follow-ups in the same statement: `followups` tells the owner
+//! in Telegram (`telegram`) and removes the training photos, as the bot's own webhook path did.
 //!
 //! The other signed senders (`http::webhooks`, `verify::sources`) are stored by
 //! `store::deliveries` and announced on a stream per source; a verified push may queue a
@@ -18,6 +20,7 @@ pub mod deploy;
 pub mod fal;
 pub mod fal_queue;
 pub mod files;
+pub mod followups;
 pub mod forget;
 pub mod github;
 pub mod http;
@@ -31,6 +34,7 @@ pub mod spool;
 pub mod startup;
 
 pub mod store;
+pub mod telegram;
 pub mod telemetry;
 pub mod verify;
 pub mod worker;

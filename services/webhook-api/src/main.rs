@@ -143,7 +143,7 @@ fn main() -> ExitCode {
                     Command::Retention { dry_run } => {
                         retention_command(&pool, &config.retention, dry_run).await
                     }
-                    _ => startup::migrate(&pool, config.database.startup_wait)
+                    _ => startup::migrate(&pool, config.database.startup_wait, Default::default())
                         .await
                         .map(drop),
                 }
@@ -223,7 +223,7 @@ fn config_summary(config: &Config) -> String {
         }
     };
     format!(
-        "configuration ok: environment {:?}, database {}@{}, sources {}, operator tokens {}, deploys {}, reconciler {}",
+        "configuration ok: environment {:?}, database {}@{}, sources {}, operator tokens {}, deploys {}, reconciler {}, telegram notifications {}, training photos {}",
         config.environment,
         config.database.pg.get_dbname().unwrap_or("?"),
         match config.database.pg.get_hosts().first() {
@@ -235,6 +235,19 @@ fn config_summary(config: &Config) -> String {
         names(config.operator_tokens.iter().map(|t| t.name.as_str()).collect()),
         if config.deploy.is_some() { "on" } else { "off" },
         if config.reconcile.is_some() { "on" } else { "off" },
+        match &config.followups.telegram {
+            None => "off (no TELEGRAM_TOKEN)",
+            Some(t) if t.notify_on_failure => "on (ready and failed)",
+            Some(_) => "on (ready only)",
+        },
+        match &config.followups.photos {
+            p if !p.delete_after_training => "kept".to_string(),
+            p => format!(
+                "deleted after training from bucket {}{}",
+                p.bucket,
+                if p.keep_preview { ", preview kept" } else { "" }
+            ),
+        },
     )
 }
 

@@ -6,6 +6,7 @@ use prometheus::{
 };
 
 use crate::store::avatars::TrainingStats;
+use crate::store::followups::FollowupStats;
 use crate::store::jobs::QueueStats;
 
 /// The durable spool's series (`spool`).
@@ -44,6 +45,9 @@ pub struct Metrics {
     pub github_redeliveries: IntCounterVec,
     /// What retention removed, by rule (`payload`, `event`, `deploy_output`).
     pub retention_deleted: IntCounterVec,
+    /// Follow-ups of finished trainings settled by this instance, by kind and result.
+    pub followups_settled: IntCounterVec,
+    followups: IntGaugeVec,
     trainings: IntGaugeVec,
     oldest_training_age: Gauge,
     db_pool: IntGaugeVec,
@@ -138,9 +142,28 @@ impl Metrics {
             "what",
             &["payload", "event", "file_job", "deploy_output"],
         );
+        let followups_settled = r.counters_by(
+            "webhook_followups_total",
+            "Follow-ups of finished trainings (Telegram messages, photo removals) settled, by kind and result: done, retry, rate_limited, failed, dead",
+            &["kind", "result"],
+        );
+        for kind in crate::avatar::Followup::ALL {
+            for result in ["done", "failed", "dead"] {
+                followups_settled
+                    .with_label_values(&[kind.as_str(), result])
+                    .reset();
+            }
+        }
+        let followups = r.gauges(
+            "webhook_followups",
+            "Follow-ups of finished trainings by state (whole cluster)",
+            "state",
+        );
         Self {
             github_redeliveries,
             retention_deleted,
+            followups_settled,
+            followups,
             registry: r.registry,
             spool,
             http_requests,
@@ -183,7 +206,15 @@ impl Metrics {
         pool: &deadpool_postgres::Pool,
         queue: Option<&QueueStats>,
         training: Option<&TrainingStats>,
+        followups: Option<&FollowupStats>,
     ) -> String {
+        if let Some(followups) = followups {
+            for state in ["pending", "running", "done", "failed", "dead"] {
+                self.followups
+                    .with_label_values(&[state])
+                    .set(followups.count(state));
+            }
+        }
         if let Some(training) = training {
             self.trainings
                 .with_label_values(&["all"])

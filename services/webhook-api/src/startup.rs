@@ -11,9 +11,11 @@ use deadpool_postgres::Pool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::avatar::FollowupPolicy;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::deploy::{self, DeployWork};
+use crate::followups::{self, FollowupWork};
 use crate::github::{self, Redeliverer};
 use crate::http::server;
 use crate::ingest::Ingest;
@@ -64,7 +66,14 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let pool = store::connect_pool(&config.database);
-        let avatar_sql = Arc::new(migrate(&pool, config.database.startup_wait).await?);
+        let avatar_sql = Arc::new(
+            migrate(
+                &pool,
+                config.database.startup_wait,
+                config.followups.policy(),
+            )
+            .await?,
+        );
         let cache = Cache::new(&config.redis).context("REDIS_URL")?;
         let verifier = Verifier::new(&config.verify);
         let address = SocketAddr::new(config.bind_address, config.port);
@@ -170,6 +179,18 @@ fn background_tasks(
         }),
         shutdown.clone(),
     ))];
+    tasks.push(tokio::spawn(followups::run(
+        Arc::new(FollowupWork {
+            pool: state.pool.clone(),
+            cache: state.cache.clone(),
+            config: config.followups.clone(),
+            s3: crate::files::s3_client(&config.files),
+            owner: owner.clone(),
+            settled: state.metrics.followups_settled.clone(),
+            redis_errors: state.metrics.redis_errors.clone(),
+        }),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(late_announcer::run(
         LateAnnouncer {
             pool: state.pool.clone(),
@@ -264,8 +285,13 @@ fn delivery_recovery_tasks(
 }
 
 /// Applies the embedded migrations, waiting up to `wait` for PostgreSQL to come up (containers
-/// start in any order); returns the avatar statements written for this database's columns.
-pub async fn migrate(pool: &Pool, wait: Duration) -> anyhow::Result<AvatarSql> {
+/// start in any order); returns the avatar statements written for this database's columns,
+/// recording the follow-ups `policy` asks for (none for the `migrate` command).
+pub async fn migrate(
+    pool: &Pool,
+    wait: Duration,
+    mut policy: FollowupPolicy,
+) -> anyhow::Result<AvatarSql> {
     let started = Instant::now();
     let mut client = loop {
         let e = match pool.get().await {
@@ -283,7 +309,18 @@ pub async fn migrate(pool: &Pool, wait: Duration) -> anyhow::Result<AvatarSql> {
         tracing::warn!(error = %reason, "PostgreSQL not reachable yet, retrying");
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    store::migrations::run(&mut client).await
+    // The photos are the bot's `avatar_photos`: in a database without it there are none.
+    if policy.delete_photos && !store::followups::photos_table_exists(&**client).await? {
+        tracing::info!("no avatar_photos table: training photos are not looked for");
+        policy.delete_photos = false;
+    }
+    tracing::info!(
+        telegram = policy.notify_ready,
+        failures = policy.notify_failed,
+        delete_photos = policy.delete_photos,
+        "follow-ups of finished trainings"
+    );
+    store::migrations::run(&mut client, &policy).await
 }
 
 /// This instance's spool, when a configured source spools; what it holds from before a crash

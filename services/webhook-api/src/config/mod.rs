@@ -8,6 +8,7 @@ mod database;
 mod deploy;
 mod env;
 mod files;
+mod followups;
 mod github;
 mod log;
 mod operators;
@@ -24,6 +25,7 @@ use std::time::Duration;
 pub use database::{parse_database_url, DatabaseConfig};
 pub use deploy::DeployConfig;
 pub use files::{FilesConfig, S3Config};
+pub use followups::{FollowupsConfig, PhotosConfig, TelegramConfig, DEFAULT_TELEGRAM_API_URL};
 pub use github::{GithubApiConfig, GithubRedeliver};
 pub use log::{LogConfig, LogFormat};
 pub use operators::{token_digest, OperatorToken, Scope};
@@ -118,6 +120,8 @@ pub struct Config {
     pub rejections: RejectionsConfig,
     pub log: LogConfig,
     pub files: FilesConfig,
+    /// What follows a finished training: the owner's Telegram message, the photos' removal.
+    pub followups: FollowupsConfig,
     /// The other signed senders, `POST /api/v1/webhooks/{name}` (`WEBHOOK_SOURCES`).
     pub sources: Vec<SourceConfig>,
     /// Where deliveries of the sources that spool wait while PostgreSQL is away.
@@ -210,6 +214,7 @@ impl Config {
             },
             log: LogConfig::from_env(&env, environment)?,
             files: FilesConfig::from_env(&env, environment)?,
+            followups: FollowupsConfig::from_env(&env, environment)?,
             sources: sources::from_env(&env, environment)?,
             spool: SpoolConfig::from_env(&env)?,
             github: GithubApiConfig::from_env(&env, environment)?,

@@ -68,7 +68,7 @@ pub(crate) fn from_env(env: &Env<'_>) -> Result<Option<ReconcileConfig>, ConfigE
             .unwrap_or_else(|| "fal-ai/flux-lora-portrait-trainer".into()),
         style_app: env
             .optional("FAL_APP_STYLE")
-            .unwrap_or_else(|| "fal-ai/flux-lora-fast-training".into()),
+            .unwrap_or_else(|| "fal-ai/flux-pro-trainer".into()),
         stale_after: env.seconds("RECONCILE_AFTER_SECS", 30 * 60)?,
         interval: millis("RECONCILE_INTERVAL_MS", 60_000)?.max(Duration::from_millis(10)),
         recheck: millis("RECONCILE_RECHECK_MS", 5 * 60_000)?,

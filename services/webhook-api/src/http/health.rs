@@ -55,13 +55,15 @@ pub async fn public(state: &AppState) -> HttpResponse {
 
 /// Everything, for a `read` token: versions, checks with latencies, the file queue, the pool.
 pub async fn full(state: &AppState) -> HttpResponse {
-    let (postgres, redis, queue) = tokio::join!(
+    let (postgres, redis, queue, followups) = tokio::join!(
         timed(store::within(CHECK_TIMEOUT, store::ping(&state.pool))),
         // The cache bounds its own calls by REDIS_TIMEOUT_MS.
         timed(state.cache.ping()),
         store::within(CHECK_TIMEOUT, jobs::stats(&state.pool)),
+        store::within(CHECK_TIMEOUT, store::followups::stats(&state.pool)),
     );
-    let dead_jobs = queue.as_ref().map_or(0, |q| q.dead);
+    let dead_jobs =
+        queue.as_ref().map_or(0, |q| q.dead) + followups.as_ref().map_or(0, |f| f.count("dead"));
     let (overall, status) = match (&postgres.0, &redis.0) {
         (Err(_), _) => ("fail", StatusCode::SERVICE_UNAVAILABLE),
         (Ok(()), Err(_)) => ("degraded", StatusCode::OK),
@@ -79,6 +81,19 @@ pub async fn full(state: &AppState) -> HttpResponse {
         }),
         Err(e) => json!({ "status": "unknown", "error": e.to_string() }),
     };
+    let followups = match &followups {
+        Ok(f) => json!({
+            "status": if f.count("dead") > 0 { "degraded" } else { "ok" },
+            "pending": f.count("pending"),
+            "running": f.count("running"),
+            "failed": f.count("failed"),
+            "dead": f.count("dead"),
+            "by_kind": f.counts.iter().map(|(kind, state, n)| json!({
+                "kind": kind, "state": state, "count": n,
+            })).collect::<Vec<_>>(),
+        }),
+        Err(e) => json!({ "status": "unknown", "error": e.to_string() }),
+    };
     let pool = state.pool.status();
     json_response(
         status,
@@ -92,6 +107,7 @@ pub async fn full(state: &AppState) -> HttpResponse {
                 "postgres": check_json(&postgres),
                 "redis": check_json(&redis),
                 "file_jobs": file_jobs,
+                "followups": followups,
                 "spool": spool_json(state),
             },
             "db_pool": { "size": pool.size, "available": pool.available, "waiting": pool.waiting },

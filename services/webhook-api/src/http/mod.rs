@@ -262,9 +262,15 @@ async fn metrics(state: &AppState) -> HttpResponse {
     )
     .await
     .ok();
-    let text = state
-        .metrics
-        .render(&state.pool, queue.as_ref(), training.as_ref());
+    let followups = store::within(Duration::from_secs(2), store::followups::stats(&state.pool))
+        .await
+        .ok();
+    let text = state.metrics.render(
+        &state.pool,
+        queue.as_ref(),
+        training.as_ref(),
+        followups.as_ref(),
+    );
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use super::avatars::VIEW_COLUMNS;
 use super::schema::{self, AvatarSql};
+use crate::avatar::FollowupPolicy;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -14,13 +15,17 @@ mod embedded {
 /// Any constant shared by all instances; "webhook" in ASCII.
 const MIGRATION_LOCK_KEY: i64 = 0x0077_6562_686f_6f6b;
 
-/// Checks the bot's table, migrates, and returns the avatar statements for this database.
-pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<AvatarSql> {
+/// Checks the bot's table, migrates, and returns the avatar statements for this database,
+/// recording `followups` with each change.
+pub async fn run(
+    client: &mut tokio_postgres::Client,
+    followups: &FollowupPolicy,
+) -> anyhow::Result<AvatarSql> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
         .context("taking the migration lock")?;
-    let result = migrate(client).await;
+    let result = migrate(client, followups).await;
     // Also released if the connection drops; unlocking here frees the session for reuse.
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
@@ -29,7 +34,10 @@ pub async fn run(client: &mut tokio_postgres::Client) -> anyhow::Result<AvatarSq
     result
 }
 
-async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<AvatarSql> {
+async fn migrate(
+    client: &mut tokio_postgres::Client,
+    followups: &FollowupPolicy,
+) -> anyhow::Result<AvatarSql> {
     let before = schema::inspect(&*client)
         .await
         .context("reading the avatars table's columns")?;
@@ -47,7 +55,7 @@ async fn migrate(client: &mut tokio_postgres::Client) -> anyhow::Result<AvatarSq
     let after = schema::inspect(&*client)
         .await
         .context("reading the avatars table's columns")?;
-    let sql = AvatarSql::new(&after, VIEW_COLUMNS)?;
+    let sql = AvatarSql::new(&after, VIEW_COLUMNS, followups)?;
     schema::ensure_training_index(&*client, &sql)
         .await
         .context("building the partial index of trainings")?;

@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod deploys;
 pub mod event_log;
 pub mod event_views;
+pub mod followups;
 pub mod forget;
 pub mod group;
 pub mod ingest;

@@ -14,7 +14,9 @@ Usage:
                                           names; prints {"request_id": "avatar id", ...}
   bot_orm.py load URL [--core]            every avatar loaded through the ORM, as JSON; exits 1
                                           naming the row when one cannot be loaded. --core maps
-                                          only the columns the service creates itself.
+                                          only the columns the service creates itself; without
+                                          it each avatar also has its finetune_id and the
+                                          minio_key of each of its photos (AvatarPhoto).
 """
 
 import enum
@@ -155,6 +157,36 @@ class Avatar(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class PhotoValidationStatus(str, enum.Enum):
+    PENDING = "pending"
+    VALID = "valid"
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+
+
+class AvatarPhoto(Base):
+    __tablename__ = "avatar_photos"
+    id: Mapped[uuid.UUID] = mapped_column(PGUUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    avatar_id: Mapped[uuid.UUID] = mapped_column(PGUUID(as_uuid=True), ForeignKey("avatars.id"))
+    user_id: Mapped[uuid.UUID] = mapped_column(PGUUID(as_uuid=True), ForeignKey("users.id"))
+    minio_key: Mapped[str] = mapped_column(String(255))
+    file_hash: Mapped[str] = mapped_column(String(64), index=True)
+    upload_order: Mapped[int] = mapped_column(Integer)
+    validation_status: Mapped[PhotoValidationStatus] = mapped_column(
+        SQLEnum(PhotoValidationStatus, native_enum=False), default=PhotoValidationStatus.PENDING
+    )
+    file_size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    format: Mapped[str] = mapped_column(String(10))
+    has_face: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    quality_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    validation_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    photo_metadata: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    validated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class CoreBase(DeclarativeBase):
     pass
 
@@ -244,6 +276,14 @@ def load(url, core):
                     "fal_response_data": avatar.fal_response_data,
                 }
             )
+            if not core:
+                photos = session.execute(
+                    select(AvatarPhoto)
+                    .where(AvatarPhoto.avatar_id == avatar.id)
+                    .order_by(AvatarPhoto.upload_order)
+                ).scalars()
+                rows[-1]["finetune_id"] = avatar.finetune_id
+                rows[-1]["photos"] = [photo.minio_key for photo in photos]
     print(json.dumps(rows))
 
 

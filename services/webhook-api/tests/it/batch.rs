@@ -14,7 +14,9 @@ use webhook_api::verify::FalScheme;
 async fn database_with_avatars() -> (TestDatabase, Pool, AvatarSql) {
     let database = TestDatabase::create().await;
     let mut client = pg_connect(&database.url).await;
-    let sql = migrations::run(&mut client).await.expect("migrations");
+    let sql = migrations::run(&mut client, &Default::default())
+        .await
+        .expect("migrations");
     for request_id in ["b-1", "b-2", "b-3", "b-4"] {
         insert_avatar(&client, request_id, "TRAINING", "PORTRAIT").await;
     }
@@ -319,7 +321,9 @@ async fn a_batch_sent_one_by_one_leaves_nothing_behind_on_its_connection() {
 async fn every_batch_statements_generic_plan_reads_through_indexes() {
     let database = TestDatabase::create().await;
     let mut client = pg_connect(&database.url).await;
-    let sql = migrations::run(&mut client).await.expect("migrations");
+    let sql = migrations::run(&mut client, &Default::default())
+        .await
+        .expect("migrations");
     assert_batch_plans_use_indexes(&client, &sql, "fresh").await;
 
     insert_avatars(&client, "gp-", 20_000, "TRAINING", "PORTRAIT").await;

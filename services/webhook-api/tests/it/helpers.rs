@@ -241,10 +241,10 @@ async fn avatars_insert(
              INSERT INTO avatars (id, user_id, name, gender, avatar_type, status, \
                training_progress, fal_mode, fal_iterations, fal_priority, trigger_word, lora_rank, \
                avatar_data, training_config, photos_count, generations_count, created_at, \
-               updated_at, training_type, fal_request_id, training_started_at) \
+               updated_at, training_type, fal_request_id, training_started_at, finetune_type) \
              SELECT gen_random_uuid(), u.id, 'Anna', 'FEMALE', 'CHARACTER', '{status}', 10, \
                'character', 500, 'QUALITY', 'TOK', 32, '{{}}', '{{}}', 0, 0, now(), now(), \
-               '{training_type}', {request_id}, now() FROM u{series} RETURNING id"
+               '{training_type}', {request_id}, now(), 'LORA' FROM u{series} RETURNING id"
         )
     } else {
         let series = if series.is_empty() {

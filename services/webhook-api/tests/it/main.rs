@@ -10,6 +10,7 @@ mod cdn;
 mod deploy;
 mod failover;
 mod files;
+mod followups;
 mod forget;
 mod github_redelivery;
 mod hardening;

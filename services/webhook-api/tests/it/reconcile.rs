@@ -20,7 +20,7 @@ use crate::helpers::{fixture, AppOptions, Instance, TestApp, TestDatabase};
 
 const API_KEY: &str = "fal-test-key-0123456789";
 const PORTRAIT_APP: &str = "fal-ai/flux-lora-portrait-trainer";
-const STYLE_APP: &str = "fal-ai/flux-lora-fast-training";
+const STYLE_APP: &str = "fal-ai/flux-pro-trainer";
 
 type Script = Arc<Mutex<HashMap<String, VecDeque<(u16, Value)>>>>;
 /// Each request's path and `Authorization` header.

@@ -241,7 +241,7 @@ impl BatchPlan<'_> {
         let (recorded, mut views) = tokio::try_join!(
             biased;
             self.record(db, &applied),
-            apply_changes(db, sql, self.deliveries, &applied),
+            apply_changes(db, sql, self.deliveries, &self.keys, &applied),
         )?;
         let duplicate = |event_id| Ingested {
             outcome: Outcome::Duplicate,
@@ -334,6 +334,7 @@ async fn apply_changes(
     db: &impl GenericClient,
     sql: &AvatarSql,
     deliveries: &[&Delivery],
+    keys: &[String],
     applied: &[(usize, Uuid, &Change)],
 ) -> Result<HashMap<usize, AvatarView>, BatchError> {
     let mut changes_per_avatar: HashMap<Uuid, usize> = HashMap::new();
@@ -349,7 +350,7 @@ async fn apply_changes(
         let mut columns = ChangeColumns::default();
         for (index, id, change) in &single {
             index_of_avatar.insert(*id, *index);
-            columns.push(sql, *id, change, deliveries[*index]);
+            columns.push(sql, *id, change, deliveries[*index], &keys[*index]);
         }
         for view in columns.apply(db, sql).await? {
             views.insert(index_of_avatar[&view.avatar_id], view);
@@ -357,7 +358,7 @@ async fn apply_changes(
     }
     for (index, id, change) in several {
         let mut columns = ChangeColumns::default();
-        columns.push(sql, id, change, deliveries[index]);
+        columns.push(sql, id, change, deliveries[index], &keys[index]);
         if let Some(view) = columns.apply(db, sql).await?.pop() {
             views.insert(index, view);
         }

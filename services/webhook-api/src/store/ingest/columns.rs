@@ -214,6 +214,9 @@ pub(super) struct ChangeColumns<'a> {
     error: Vec<Option<Cow<'a, str>>>,
     body: Vec<&'a str>,
     training_type: Vec<Option<&'static str>>,
+    finetune_id: Vec<Option<&'a str>>,
+    /// The applying delivery's key: its follow-ups are recorded under it.
+    key: Vec<&'a str>,
 }
 
 impl<'a> ChangeColumns<'a> {
@@ -235,6 +238,8 @@ impl<'a> ChangeColumns<'a> {
                     &self.error,
                     &self.body,
                     &self.training_type,
+                    &self.finetune_id,
+                    &self.key,
                 ],
             )
             .await?;
@@ -251,6 +256,7 @@ impl<'a> ChangeColumns<'a> {
         id: Uuid,
         change: &'a Change,
         delivery: &'a Delivery,
+        key: &'a str,
     ) {
         self.id.push(id);
         self.status.push(change.status.as_str());
@@ -274,5 +280,7 @@ impl<'a> ChangeColumns<'a> {
         self.body.push(&delivery.body);
         self.training_type
             .push(delivery.training_type.map(TrainingType::as_str));
+        self.finetune_id.push(change.files.finetune_id.as_deref());
+        self.key.push(key);
     }
 }

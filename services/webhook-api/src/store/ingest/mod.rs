@@ -217,7 +217,7 @@ pub async fn ingest_in(
     }
     let (changed, file_job) = match (&planned.decision, avatar_id) {
         (Some(Decision::Apply(change)), Some(id)) => {
-            apply(tx, sql, delivery, id, change, event_id).await?
+            apply(tx, sql, delivery, &key, id, change, event_id).await?
         }
         _ => (None, None),
     };
@@ -234,12 +234,13 @@ async fn apply(
     tx: &Transaction<'_>,
     sql: &AvatarSql,
     delivery: &Delivery,
+    key: &str,
     avatar_id: Uuid,
     change: &Change,
     event_id: i64,
 ) -> Result<(Option<AvatarView>, Option<i64>), StoreError> {
     let mut columns = ChangeColumns::default();
-    columns.push(sql, avatar_id, change, delivery);
+    columns.push(sql, avatar_id, change, delivery, key);
     let changed = columns.apply(tx, sql).await?.pop();
     let files = job_files(&change.files);
     let file_job = if change.status == AvatarStatus::Completed && !files.is_empty() {

@@ -7,7 +7,7 @@
 
 use tokio_postgres::GenericClient;
 
-use crate::avatar::{AvatarStatus, TrainingType};
+use crate::avatar::{AvatarStatus, FollowupPolicy, TrainingType};
 
 /// The `avatars` columns whose type decides how a value is bound.
 const INSPECTED: [&str; 6] = [
@@ -200,7 +200,8 @@ pub async fn inspect(client: &impl GenericClient) -> Result<Inspected, tokio_pos
 pub struct AvatarSql {
     /// `UPDATE avatars` over arrays (one `unnest`, one delivery or a batch): `$1` ids, `$2`
     /// statuses, `$3` progress, `$4` LoRA URLs, `$5` config URLs, `$6` errors, `$7` bodies,
-    /// `$8` training types (all text but `$1`, `$3`).
+    /// `$8` training types, `$9` fine-tune ids, `$10` delivery keys (all text but `$1`, `$3`);
+    /// with the follow-ups of `FollowupPolicy` in the same statement.
     pub apply: String,
     /// "The avatar is training", in a form that matches the partial index `avatars_training_idx`
     /// (a native enum's labels cannot be compared through an (immutable) cast).
@@ -210,7 +211,13 @@ pub struct AvatarSql {
 }
 
 impl AvatarSql {
-    pub fn new(schema: &Inspected, view_columns: &str) -> Result<Self, SchemaError> {
+    /// `followups`: what a change records to be done after its commit (none: the statement
+    /// writes the avatars only).
+    pub fn new(
+        schema: &Inspected,
+        view_columns: &str,
+        followups: &FollowupPolicy,
+    ) -> Result<Self, SchemaError> {
         schema.check(true)?;
         let column = |name| schema.column(name).expect("checked: every column exists");
         let (status, training_type, response) = (
@@ -223,30 +230,51 @@ impl AvatarSql {
             AvatarStatus::Completed.as_str(),
             AvatarStatus::Error.as_str(),
         );
-        let apply = format!(
-            "UPDATE avatars SET \
-               status = c.c_status{status_cast}, \
+        let set_columns = format!(
+            "status = c.c_status{status_cast}, \
                training_progress = COALESCE(c.c_progress, training_progress), \
                training_started_at = CASE WHEN c.c_status = '{training}' \
                  THEN COALESCE(training_started_at, now()) ELSE training_started_at END, \
                training_completed_at = CASE WHEN c.c_status = '{completed}' THEN now() \
                  ELSE training_completed_at END, \
-               diffusers_lora_file_url = COALESCE(c.c_lora, diffusers_lora_file_url), \
-               config_file_url = COALESCE(c.c_config, config_file_url), \
+               diffusers_lora_file_url = CASE WHEN c.c_finetune IS NOT NULL THEN NULL \
+                 ELSE COALESCE(c.c_lora, diffusers_lora_file_url) END, \
+               config_file_url = CASE WHEN c.c_finetune IS NOT NULL THEN NULL \
+                 ELSE COALESCE(c.c_config, config_file_url) END, \
+               finetune_id = CASE WHEN c.c_status = '{completed}' THEN c.c_finetune \
+                 ELSE finetune_id END, \
                training_error = COALESCE(c.c_error, training_error), \
                fal_response_data = CASE WHEN c.c_status IN ('{completed}', '{error}') \
                  THEN c.c_body{response_cast} ELSE fal_response_data END, \
                training_type = COALESCE(training_type, c.c_kind{kind_cast}), \
                last_status_check = now(), \
-               updated_at = now() \
-             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], \
-               $7::text[], $8::text[]) \
-               AS c(c_id, c_status, c_progress, c_lora, c_config, c_error, c_body, c_kind) \
-             WHERE avatars.id = c.c_id RETURNING {view_columns}",
+               updated_at = now()",
             status_cast = status.cast(),
             response_cast = response.cast(),
             kind_cast = training_type.cast(),
         );
+        let update = format!(
+            "UPDATE avatars SET {set_columns} \
+             FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], \
+               $7::text[], $8::text[], $9::text[], $10::text[]) \
+               AS c(c_id, c_status, c_progress, c_lora, c_config, c_error, c_body, c_kind, \
+                 c_finetune, c_key) \
+             WHERE avatars.id = c.c_id"
+        );
+        let apply = match followups_by_status(followups) {
+            None => format!("{update} RETURNING {view_columns}"),
+            // The follow-ups commit with the change that calls for them; the extra columns
+            // come after the view's, which reads its own by position.
+            Some(kinds) => format!(
+                "WITH changed AS ({update} RETURNING {view_columns}, \
+                   c.c_status AS followup_status, c.c_key AS followup_key), \
+                 followed AS (INSERT INTO avatar_followups (avatar_id, delivery_key, kind) \
+                   SELECT changed.id, changed.followup_key, k.kind FROM changed \
+                   JOIN (VALUES {kinds}) AS k(status, kind) ON k.status = changed.followup_status \
+                   ON CONFLICT (delivery_key, kind) DO NOTHING) \
+                 SELECT * FROM changed"
+            ),
+        };
         let text_limit = |name| match column(name).kind {
             Kind::Text { max_chars } => max_chars,
             _ => None,
@@ -295,6 +323,20 @@ impl AvatarSql {
     }
 }
 
+/// `(status, kind)` rows for a `VALUES` list: which follow-ups each new status records.
+fn followups_by_status(policy: &FollowupPolicy) -> Option<String> {
+    let rows: Vec<String> = AvatarStatus::WRITTEN
+        .into_iter()
+        .flat_map(|status| {
+            policy
+                .after(status)
+                .into_iter()
+                .map(move |kind| format!("('{}', '{}')", status.as_str(), kind.as_str()))
+        })
+        .collect();
+    (!rows.is_empty()).then(|| rows.join(", "))
+}
+
 /// `status` is `TRAINING`, whatever the case it was written in: the enum's labels that spell
 /// it (constants, so usable in an index predicate), or `upper()` of a text column.
 fn training_predicate(status: &Column) -> String {
@@ -312,12 +354,17 @@ fn training_predicate(status: &Column) -> String {
     }
 }
 
-/// The statements for a database that is already migrated (the `status` command).
+/// The statements for a database that is already migrated (the `status` command, which
+/// applies no change: no follow-ups).
 pub async fn load(pool: &deadpool_postgres::Pool) -> Result<AvatarSql, super::StoreError> {
     let client = pool.get().await?;
     let inspected = inspect(&**client).await?;
-    AvatarSql::new(&inspected, super::avatars::VIEW_COLUMNS)
-        .map_err(|e| super::StoreError::Unexpected(e.into()))
+    AvatarSql::new(
+        &inspected,
+        super::avatars::VIEW_COLUMNS,
+        &FollowupPolicy::default(),
+    )
+    .map_err(|e| super::StoreError::Unexpected(e.into()))
 }
 
 const TRAINING_INDEX: &str = "avatars_training_idx";

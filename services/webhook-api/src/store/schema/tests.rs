@@ -82,7 +82,7 @@ fn with(mut schema: Inspected, replaced: Column) -> Inspected {
 
 #[test]
 fn the_bots_live_enums_are_cast_and_compared_by_their_labels() {
-    let sql = AvatarSql::new(&bot_live(), "id").unwrap();
+    let sql = AvatarSql::new(&bot_live(), "id", &FollowupPolicy::default()).unwrap();
     assert!(sql.apply.contains("status = c.c_status::avatarstatus,"));
     assert!(sql
         .apply
@@ -105,7 +105,7 @@ fn varchar_columns_take_text_by_assignment_and_compare_upper_case() {
         ),
         column("fal_response_data", Kind::Jsonb),
     );
-    let sql = AvatarSql::new(&schema, "id").unwrap();
+    let sql = AvatarSql::new(&schema, "id", &FollowupPolicy::default()).unwrap();
     assert!(sql.apply.contains("status = c.c_status, "));
     assert!(sql.apply.contains("THEN c.c_body::jsonb ELSE"));
     assert_eq!(sql.training, "upper(status::text) = 'TRAINING'");
@@ -174,7 +174,7 @@ fn urls_too_long_for_the_column_are_left_out_and_errors_are_shortened() {
             },
         ),
     );
-    let sql = AvatarSql::new(&schema, "id").unwrap();
+    let sql = AvatarSql::new(&schema, "id", &FollowupPolicy::default()).unwrap();
     assert_eq!(sql.fitting_url("https://a.io/x"), Some("https://a.io/x"));
     assert_eq!(sql.fitting_url("https://v3.fal.media/files/x"), None);
     assert_eq!(sql.fitting_error("short"), "short");

@@ -1,0 +1,277 @@
+//! The follow-ups of finished trainings (`avatar_followups`, recorded by the statement that
+//! applies a change: `store::schema`): claim under a lease, settle, and what doing one reads
+//! and removes in the bot's tables (its owner's chat, its training photos).
+
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::avatar::Followup;
+
+#[derive(Debug, Clone)]
+pub struct ClaimedFollowup {
+    pub id: i64,
+    pub avatar_id: Uuid,
+    pub kind: Followup,
+    /// Including this one.
+    pub attempts: i32,
+}
+
+/// Takes the next due follow-up of `kinds`, or one whose lease ran out (its instance died).
+/// The photos of an avatar go only once every file job of the avatar is done: a copy that
+/// failed keeps them, so an avatar is never left with neither.
+pub async fn claim(
+    pool: &Pool,
+    owner: &str,
+    lease: Duration,
+    kinds: &[Followup],
+) -> Result<Option<ClaimedFollowup>, StoreError> {
+    let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "UPDATE avatar_followups f SET state = 'running', lease_owner = $1, \
+               lease_expires_at = now() + make_interval(secs => $2), \
+               attempts = f.attempts + 1, updated_at = now() \
+             WHERE f.id = ( \
+               SELECT c.id FROM avatar_followups c \
+               WHERE ((c.state = 'pending' AND c.run_after <= now()) \
+                   OR (c.state = 'running' AND c.lease_expires_at < now())) \
+                 AND c.kind = ANY($3) \
+                 AND (c.kind <> 'delete_photos' OR NOT EXISTS ( \
+                   SELECT FROM file_jobs j WHERE j.avatar_id = c.avatar_id AND j.state <> 'done')) \
+               ORDER BY c.run_after LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING f.id, f.avatar_id, f.kind, f.attempts",
+        )
+        .await?;
+    let Some(row) = client
+        .query_opt(&statement, &[&owner, &lease.as_secs_f64(), &kinds])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let kind: String = row.try_get(2)?;
+    Ok(Some(ClaimedFollowup {
+        id: row.try_get(0)?,
+        avatar_id: row.try_get(1)?,
+        kind: Followup::parse(&kind).ok_or_else(|| {
+            StoreError::Unexpected(anyhow::anyhow!("avatar_followups.kind {kind:?}"))
+        })?,
+        attempts: row.try_get(3)?,
+    }))
+}
+
+/// How a claimed follow-up ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Done: what was done (`sent`, `skipped: …`, `deleted 9 photos`).
+    Done(String),
+    /// Try again after the delay.
+    Retry { after: Duration, error: String },
+    /// Try again after the delay without spending an attempt (Telegram's `retry_after`).
+    Wait { after: Duration, error: String },
+    /// Final: trying again cannot succeed (the user blocked the bot, the chat is gone).
+    Failed(String),
+    /// Retries exhausted.
+    Dead(String),
+}
+
+/// `false` when the lease was lost meanwhile (another instance settles it).
+pub async fn settle(
+    pool: &Pool,
+    followup: &ClaimedFollowup,
+    owner: &str,
+    settled: &Settled,
+) -> Result<bool, StoreError> {
+    let (state, delay, result, error, refund) = match settled {
+        Settled::Done(result) => ("done", Duration::ZERO, Some(result.as_str()), None, 0),
+        Settled::Retry { after, error } => ("pending", *after, None, Some(error.as_str()), 0),
+        Settled::Wait { after, error } => ("pending", *after, None, Some(error.as_str()), 1),
+        Settled::Failed(error) => ("failed", Duration::ZERO, None, Some(error.as_str()), 0),
+        Settled::Dead(error) => ("dead", Duration::ZERO, None, Some(error.as_str()), 0),
+    };
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "UPDATE avatar_followups SET state = $3, run_after = now() + make_interval(secs => $4), \
+               result = COALESCE($5, result), last_error = $6, attempts = attempts - $7, \
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), \
+               finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+        )
+        .await?;
+    let owned = client
+        .execute(
+            &statement,
+            &[
+                &followup.id,
+                &owner,
+                &state,
+                &delay.as_secs_f64(),
+                &result,
+                &error,
+                &refund,
+            ],
+        )
+        .await?;
+    Ok(owned == 1)
+}
+
+/// Hands a follow-up back untouched (shutdown): another instance may take it at once.
+pub async fn release(
+    pool: &Pool,
+    followup: &ClaimedFollowup,
+    owner: &str,
+) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE avatar_followups SET state = 'pending', attempts = greatest(attempts - 1, 0), \
+               run_after = now(), lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+            &[&followup.id, &owner],
+        )
+        .await?;
+    Ok(())
+}
+
+/// What a message about an avatar names, and where it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipient {
+    pub avatar_name: Option<String>,
+    /// As the bot stores it (`PORTRAIT`, `style`, …).
+    pub training_type: Option<String>,
+    /// `users.telegram_id` of the avatar's owner; `None` without one (or without `users`).
+    pub telegram_id: Option<String>,
+}
+
+/// `None` when the avatar is gone.
+pub async fn recipient(pool: &Pool, avatar_id: Uuid) -> Result<Option<Recipient>, StoreError> {
+    let client = pool.get().await?;
+    let owner = if has_table(&**client, "users").await? {
+        "(SELECT u.telegram_id::text FROM users u WHERE u.id = a.user_id)"
+    } else {
+        "NULL::text"
+    };
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT a.name::text, a.training_type::text, {owner} FROM avatars a WHERE a.id = $1"
+        ))
+        .await?;
+    let Some(row) = client.query_opt(&statement, &[&avatar_id]).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Recipient {
+        avatar_name: row.try_get(0)?,
+        training_type: row.try_get(1)?,
+        telegram_id: row.try_get(2)?,
+    }))
+}
+
+/// Whether the bot's `avatar_photos` is in this database (where it is not, nothing is removed).
+pub async fn photos_table_exists(client: &impl GenericClient) -> Result<bool, StoreError> {
+    has_table(client, "avatar_photos").await
+}
+
+async fn has_table(client: &impl GenericClient, name: &str) -> Result<bool, StoreError> {
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainingPhoto {
+    pub id: Uuid,
+    /// The object in the bot's photo bucket.
+    pub minio_key: String,
+}
+
+/// The avatar's training photos, in the order the bot keeps its preview by: the first one.
+pub async fn training_photos(
+    pool: &Pool,
+    avatar_id: Uuid,
+) -> Result<Vec<TrainingPhoto>, StoreError> {
+    let client = pool.get().await?;
+    if !photos_table_exists(&**client).await? {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT id, minio_key::text FROM avatar_photos WHERE avatar_id = $1 \
+             ORDER BY upload_order, created_at, id",
+            &[&avatar_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(TrainingPhoto {
+                id: row.try_get(0)?,
+                minio_key: row.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+/// Removes the rows of photos whose objects are gone; only this avatar's.
+pub async fn delete_photo_rows(
+    pool: &Pool,
+    avatar_id: Uuid,
+    photos: &[Uuid],
+) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "DELETE FROM avatar_photos WHERE avatar_id = $1 AND id = ANY($2)",
+            &[&avatar_id, &photos],
+        )
+        .await?)
+}
+
+/// Follow-ups by kind and state, for `/health`, metrics and `webhook-api status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FollowupStats {
+    /// (kind, state, count), every pair that has rows.
+    pub counts: Vec<(String, String, i64)>,
+}
+
+impl FollowupStats {
+    pub fn count(&self, state: &str) -> i64 {
+        self.counts
+            .iter()
+            .filter(|(_, s, _)| s == state)
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+}
+
+pub async fn stats(pool: &Pool) -> Result<FollowupStats, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT kind, state, count(*) FROM avatar_followups GROUP BY kind, state \
+             ORDER BY kind, state",
+            &[],
+        )
+        .await?;
+    let counts = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(FollowupStats { counts })
+}
+
+/// Puts every dead follow-up back in the queue with a fresh attempt budget; how many.
+pub async fn requeue_dead(pool: &Pool) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "UPDATE avatar_followups SET state = 'pending', attempts = 0, run_after = now(), \
+               finished_at = NULL, updated_at = now() WHERE state = 'dead'",
+            &[],
+        )
+        .await?)
+}
