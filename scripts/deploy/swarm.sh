@@ -18,7 +18,7 @@ Usage: scripts/deploy/swarm.sh COMMAND [--dry-run] [--help]
 
   init-secrets  reads $ENV_FILE and TLS_CERT_DIR and makes, without writing a secret to disk:
                 a Docker secret for each secret variable the service reads (DATABASE_URL,
-                REDIS_URL, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, FAL_WEBHOOK_SECRET, FAL_API_KEY,
+                REDIS_URL, MINIO_ACCESS_KEY, MINIO_SECRET_KEY, FAL_WEBHOOK_SECRET, FAL_API_KEY, TELEGRAM_TOKEN,
                 OPERATOR_TOKENS, WEBHOOK_SOURCE_<NAME>_SECRETS, WEBHOOK_SOURCE_<NAME>_REDELIVER_TOKEN)
                 and for the certificate and its key, each named by a hash of its content (a
                 changed value is a new secret, and the services roll to it); nginx's rendered
@@ -51,7 +51,7 @@ USAGE
 
 # The variables the service reads as NAME or NAME_FILE.
 is_service_secret() {
-  [[ "$1" =~ ^(DATABASE_URL|REDIS_URL|MINIO_ACCESS_KEY|MINIO_SECRET_KEY|FAL_WEBHOOK_SECRET|FAL_API_KEY|OPERATOR_TOKENS)$ ||
+  [[ "$1" =~ ^(DATABASE_URL|REDIS_URL|MINIO_ACCESS_KEY|MINIO_SECRET_KEY|FAL_WEBHOOK_SECRET|FAL_API_KEY|OPERATOR_TOKENS|TELEGRAM_TOKEN)$ ||
     "$1" =~ ^WEBHOOK_SOURCE_[A-Z0-9_]+_(SECRETS|REDELIVER_TOKEN)$ ]]
 }
 # What looks like a secret the service does not read (prod.env may be shared with the bot):

@@ -80,7 +80,7 @@ enum JobsCommand {
     },
     /// Re-queue one job (pending, failed or dead) with a fresh attempt budget.
     Retry { id: i64 },
-    /// Re-queue every dead job.
+    /// Re-queue every dead job, and every dead follow-up (a Telegram message, a photo removal).
     RetryDead,
 }
 
@@ -359,6 +359,8 @@ async fn jobs_command(pool: &deadpool_postgres::Pool, command: JobsCommand) -> a
         JobsCommand::RetryDead => {
             let count = jobs::requeue(pool, None).await?;
             println!("{count} dead job(s) re-queued");
+            let followups = store::followups::requeue_dead(pool).await?;
+            println!("{followups} dead follow-up(s) (Telegram messages, photo removals) re-queued");
         }
     }
     Ok(())
