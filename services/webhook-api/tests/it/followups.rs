@@ -21,41 +21,44 @@ use uuid::Uuid;
 
 use crate::helpers::{
     bot_orm, eventually, fixture, pg_connect, s3_env, AppOptions, AvatarsSchema, ChaosProxy,
-    TestApp, TestDatabase,
+    Instance, TestApp, TestDatabase,
 };
 
 const TOKEN: &str = "123456789:AAF-test-token-for-the-fake-bot-api";
 
 /// One `sendMessage` as the fake Bot API received it.
 #[derive(Debug, Clone)]
-struct Sent {
+pub struct Sent {
     path: String,
-    body: Value,
+    pub body: Value,
     at: Instant,
 }
 
 /// The Bot API on loopback: answers from a script (then `{"ok":true,"result":Message}`),
-/// JSON or form bodies, every request recorded.
-struct FakeBotApi {
-    url: String,
+/// JSON or form bodies, every request recorded; `hold_next` keeps the next answer back.
+pub struct FakeBotApi {
+    pub url: String,
     sent: Arc<Mutex<Vec<Sent>>>,
     script: Arc<Mutex<VecDeque<(u16, Value)>>>,
+    hold: Arc<Mutex<Option<Duration>>>,
 }
 
 impl FakeBotApi {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
         let script: Arc<Mutex<VecDeque<(u16, Value)>>> = Arc::default();
-        let (log, answers) = (sent.clone(), script.clone());
+        let hold: Arc<Mutex<Option<Duration>>> = Arc::default();
+        let (log, answers, holding) = (sent.clone(), script.clone(), hold.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, answers) = (log.clone(), answers.clone());
+                let (log, answers, holding) = (log.clone(), answers.clone(), holding.clone());
                 tokio::spawn(async move {
                     let service =
                         service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                            let (log, answers) = (log.clone(), answers.clone());
+                            let (log, answers, holding) =
+                                (log.clone(), answers.clone(), holding.clone());
                             async move {
                                 let path = request.uri().path().to_string();
                                 let form = request.headers().get("content-type").is_some_and(|v| {
@@ -77,6 +80,10 @@ impl FakeBotApi {
                                     body,
                                     at: Instant::now(),
                                 });
+                                let held = holding.lock().unwrap().take();
+                                if let Some(held) = held {
+                                    tokio::time::sleep(held).await;
+                                }
                                 let (status, answer) =
                                     answers.lock().unwrap().pop_front().unwrap_or_else(|| {
                                         (
@@ -101,7 +108,16 @@ impl FakeBotApi {
                 });
             }
         });
-        Self { url, sent, script }
+        Self {
+            url,
+            sent,
+            script,
+            hold,
+        }
+    }
+
+    fn hold_next(&self, answer_after: Duration) {
+        *self.hold.lock().unwrap() = Some(answer_after);
     }
 
     fn answer_next(&self, status: u16, body: Value) {
@@ -112,7 +128,7 @@ impl FakeBotApi {
         self.sent.lock().unwrap().clone()
     }
 
-    fn sent_to(&self, chat: i64) -> Vec<Sent> {
+    pub fn sent_to(&self, chat: i64) -> Vec<Sent> {
         self.sent()
             .into_iter()
             .filter(|s| s.body["chat_id"] == json!(chat))
@@ -121,11 +137,11 @@ impl FakeBotApi {
 }
 
 /// The bot's live database, and the settings that turn the follow-ups on against `bot_api`.
-async fn live_database() -> TestDatabase {
+pub async fn live_database() -> TestDatabase {
     TestDatabase::create_with(AvatarsSchema::BotLive).await
 }
 
-fn options(db: &TestDatabase, bot_api: &FakeBotApi, marks: &str) -> AppOptions {
+pub fn options(db: &TestDatabase, bot_api: &FakeBotApi, marks: &str) -> AppOptions {
     AppOptions::default()
         .shared_database(&db.url)
         .with("TELEGRAM_TOKEN", TOKEN)
@@ -137,29 +153,41 @@ fn options(db: &TestDatabase, bot_api: &FakeBotApi, marks: &str) -> AppOptions {
         .with("NOTIFY_MESSAGES_PER_SEC", "50")
 }
 
-fn mark_prefix() -> String {
+pub fn mark_prefix() -> String {
     format!("itmark{}:", Uuid::new_v4().simple())
 }
 
 /// A training avatar of its own user, with a numeric `telegram_id` as Telegram gives it.
-async fn training_avatar(app: &TestApp, request_id: &str, name: &str, kind: &str) -> (Uuid, i64) {
-    let avatar = crate::helpers::insert_avatar(&app.db, request_id, "TRAINING", kind).await;
+pub async fn training_avatar(
+    app: &TestApp,
+    request_id: &str,
+    name: &str,
+    kind: &str,
+) -> (Uuid, i64) {
+    owned_avatar(&app.db, request_id, name, kind).await
+}
+
+async fn owned_avatar(
+    db: &tokio_postgres::Client,
+    request_id: &str,
+    name: &str,
+    kind: &str,
+) -> (Uuid, i64) {
+    let avatar = crate::helpers::insert_avatar(db, request_id, "TRAINING", kind).await;
     let chat = 100_000_000 + i64::from(rand_u16());
-    app.db
-        .execute(
-            "UPDATE users SET telegram_id = $2 FROM avatars \
-             WHERE avatars.user_id = users.id AND avatars.id = $1",
-            &[&avatar, &chat.to_string()],
-        )
-        .await
-        .unwrap();
-    app.db
-        .execute(
-            "UPDATE avatars SET name = $2 WHERE id = $1",
-            &[&avatar, &name],
-        )
-        .await
-        .unwrap();
+    db.execute(
+        "UPDATE users SET telegram_id = $2 FROM avatars \
+         WHERE avatars.user_id = users.id AND avatars.id = $1",
+        &[&avatar, &chat.to_string()],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "UPDATE avatars SET name = $2 WHERE id = $1",
+        &[&avatar, &name],
+    )
+    .await
+    .unwrap();
     (avatar, chat)
 }
 
@@ -178,29 +206,39 @@ fn failure(request_id: &str) -> String {
     .to_string()
 }
 
-async fn followup_states(app: &TestApp, avatar: Uuid) -> Vec<(String, String, Option<String>)> {
-    app.db
-        .query(
-            "SELECT kind, state, coalesce(result, last_error) FROM avatar_followups \
+async fn followup_states(
+    db: &tokio_postgres::Client,
+    avatar: Uuid,
+) -> Vec<(String, String, Option<String>)> {
+    db.query(
+        "SELECT kind, state, coalesce(result, last_error) FROM avatar_followups \
              WHERE avatar_id = $1 ORDER BY kind",
-            &[&avatar],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect()
+        &[&avatar],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1), row.get(2)))
+    .collect()
 }
 
-async fn until_settled(app: &TestApp, avatar: Uuid, kind: &str) -> (String, Option<String>) {
-    let settled = eventually(Duration::from_secs(15), || async {
-        followup_states(app, avatar)
+pub async fn until_settled(app: &TestApp, avatar: Uuid, kind: &str) -> (String, Option<String>) {
+    until_settled_in(&app.db, avatar, kind).await
+}
+
+async fn until_settled_in(
+    db: &tokio_postgres::Client,
+    avatar: Uuid,
+    kind: &str,
+) -> (String, Option<String>) {
+    let settled = eventually(Duration::from_secs(20), || async {
+        followup_states(db, avatar)
             .await
             .iter()
             .any(|(k, state, _)| k == kind && !matches!(state.as_str(), "pending" | "running"))
     })
     .await;
-    let states = followup_states(app, avatar).await;
+    let states = followup_states(db, avatar).await;
     assert!(settled, "{kind} never settled: {states:?}");
     let (_, state, detail) = states.into_iter().find(|(k, _, _)| k == kind).unwrap();
     (state, detail)
@@ -208,7 +246,7 @@ async fn until_settled(app: &TestApp, avatar: Uuid, kind: &str) -> (String, Opti
 
 /// The request as the bot's own library would build it: aiogram's `SendMessage` and
 /// `InlineKeyboardMarkup` validate it (`tests/bot/aiogram_check.py`).
-fn aiogram_accepts(body: &Value) {
+pub fn aiogram_accepts(body: &Value) {
     let python = std::env::var("TEST_BOT_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = format!("{}/tests/bot/aiogram_check.py", env!("CARGO_MANIFEST_DIR"));
     let output = std::process::Command::new(&python)
@@ -511,7 +549,7 @@ async fn training_photos_go_once_the_files_are_copied_and_the_preview_stays() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(photo_keys(&app.db, trained).await, keys);
-    assert_eq!(followup_states(&app, trained).await[0].1, "pending");
+    assert_eq!(followup_states(&app.db, trained).await[0].1, "pending");
 
     // S3 unreachable when the copy is done: retried until it is back.
     s3_proxy.cut();
@@ -534,7 +572,7 @@ async fn training_photos_go_once_the_files_are_copied_and_the_preview_stays() {
             >= 2
     })
     .await;
-    assert!(retried, "{:?}", followup_states(&app, trained).await);
+    assert!(retried, "{:?}", followup_states(&app.db, trained).await);
     assert_eq!(photo_keys(&app.db, trained).await, keys);
     s3_proxy.restore();
 
@@ -632,4 +670,51 @@ async fn portrait_and_style_avatars_leave_as_the_bots_generation_reads_them() {
         .unwrap()
         .get(0);
     assert_eq!(recorded, 0);
+}
+
+#[tokio::test]
+async fn an_instance_killed_while_sending_loses_no_message() {
+    let db = live_database().await;
+    let bot_api = FakeBotApi::start().await;
+    let marks = mark_prefix();
+    let db_client = pg_connect(&db.url).await;
+    // Migrated by a first instance, which then takes the message and dies waiting for Telegram.
+    let env = [
+        ("TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("TELEGRAM_API_URL", bot_api.url.clone()),
+        ("NOTIFY_REDIS_KEY_PREFIX", marks.clone()),
+        ("FOLLOWUP_POLL_MS", "50".to_string()),
+        ("FOLLOWUP_LEASE_SECS", "2".to_string()),
+    ];
+    let mut first = Instance::start_with(&db.url, &env);
+    first.wait_ready().await;
+    let (avatar, chat) = owned_avatar(&db_client, "req-killed", "Anna", "PORTRAIT").await;
+    bot_api.hold_next(Duration::from_secs(30));
+    assert_eq!(first.post_hmac(&completion("req-killed")).await, 200);
+    let taken = eventually(Duration::from_secs(10), || async {
+        !bot_api.sent_to(chat).is_empty()
+    })
+    .await;
+    assert!(taken, "the first instance never sent");
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5));
+
+    // The second finds the lease run out and no mark: it sends again; one duplicate at most.
+    let mut logged = env.to_vec();
+    logged.push(("LOG_LEVEL", "debug".to_string()));
+    let mut second = Instance::start_logged(&db.url, &logged);
+    second.wait_ready().await;
+    let (state, result) = until_settled_in(&db_client, avatar, "notify_ready").await;
+    assert_eq!((state.as_str(), result.as_deref()), ("done", Some("sent")));
+    let sent = bot_api.sent_to(chat);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].body, sent[1].body);
+    // The token is in the request's path only: never in a log line, even at debug.
+    second.stop();
+    let logs = second.logs();
+    assert!(logs.contains("follow-up done"), "{logs}");
+    assert!(
+        !logs.contains(TOKEN.split(':').nth(1).unwrap()),
+        "the token leaked"
+    );
 }

@@ -358,3 +358,45 @@ async fn the_real_binary_sends_the_key_to_fal_and_never_logs_it() {
     assert!(logs.contains("FAL status check failed"), "{logs}");
     assert!(!logs.contains(API_KEY), "the FAL key reached the logs");
 }
+
+#[tokio::test]
+async fn fal_cancelled_makes_the_avatar_cancelled() {
+    let fal = FakeFalQueue::start().await;
+    let request_id = "req-cancelled";
+    fal.answer(
+        status_path(request_id),
+        vec![(200, json!({"status": "CANCELLED"}))],
+    );
+    let app = TestApp::spawn_with(reconciling(&fal)).await;
+    let avatar = app.insert_training_avatar(request_id).await;
+    wait_for_status(&app, avatar, "CANCELLED").await;
+    assert_eq!(fal.hits(&result_path(request_id)), 0);
+}
+
+/// A training the reconciler finished tells its owner once, as a callback would, and the
+/// callback arriving later sends nothing more.
+#[tokio::test]
+async fn a_reconciled_completion_tells_the_owner_once() {
+    use crate::followups::{self as followups, FakeBotApi};
+    let fal = FakeFalQueue::start().await;
+    let webhook: Value = serde_json::from_str(&fixture("ok_flux_lora_fast_training.json")).unwrap();
+    let request_id = webhook["request_id"].as_str().unwrap();
+    fal.completed(request_id, webhook["payload"].clone());
+    let db = followups::live_database().await;
+    let bot_api = FakeBotApi::start().await;
+    let mut options = followups::options(&db, &bot_api, &followups::mark_prefix());
+    options.env.extend(reconciling(&fal).env);
+    let app = TestApp::spawn_with(options).await;
+    let (avatar, chat) = followups::training_avatar(&app, request_id, "Anna", "PORTRAIT").await;
+    wait_for_status(&app, avatar, "COMPLETED").await;
+    let (state, _) = followups::until_settled(&app, avatar, "notify_ready").await;
+    assert_eq!(state, "done");
+    let late = app
+        .post_fal(&fixture("ok_flux_lora_fast_training.json"))
+        .await;
+    assert_eq!(late.result(), "duplicate");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = bot_api.sent_to(chat);
+    assert_eq!(sent.len(), 1);
+    followups::aiogram_accepts(&sent[0].body);
+}
