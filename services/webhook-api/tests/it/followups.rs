@@ -478,6 +478,15 @@ async fn add_photos(db: &tokio_postgres::Client, avatar: Uuid, bucket: &str) -> 
     keys
 }
 
+/// Every avatar as the bot's ORM loads it (`bot_orm.py load`), by id.
+fn loaded_by_the_bot(url: &str) -> std::collections::HashMap<String, Value> {
+    let loaded: Vec<Value> = serde_json::from_str(&bot_orm(&["load", url])).unwrap();
+    loaded
+        .into_iter()
+        .map(|avatar| (avatar["id"].as_str().unwrap().to_string(), avatar))
+        .collect()
+}
+
 fn s3_client() -> aws_sdk_s3::Client {
     let env: std::collections::HashMap<_, _> = s3_env("unused").into_iter().collect();
     let credentials = aws_credential_types::Credentials::new(
@@ -593,14 +602,7 @@ async fn training_photos_go_once_the_files_are_copied_and_the_preview_stays() {
         assert!(object_exists(&bucket, key).await);
     }
     // The bot's ORM loads the avatar and the photo it kept.
-    let loaded: Value = serde_json::from_str(&bot_orm(&["load", &db.url])).unwrap();
-    let row = loaded
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == trained.to_string())
-        .unwrap()
-        .clone();
+    let row = &loaded_by_the_bot(&db.url)[&trained.to_string()];
     assert_eq!(row["status"], "COMPLETED");
     assert_eq!(row["photos"], json!([keys[0]]));
 }
@@ -636,16 +638,8 @@ async fn portrait_and_style_avatars_leave_as_the_bots_generation_reads_them() {
         "applied"
     );
 
-    let loaded: Value = serde_json::from_str(&bot_orm(&["load", &db.url])).unwrap();
-    let row = |id: Uuid| {
-        loaded
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["id"] == id.to_string())
-            .unwrap()
-            .clone()
-    };
+    let loaded = loaded_by_the_bot(&db.url);
+    let row = |id: Uuid| loaded[&id.to_string()].clone();
     let portrait = row(portrait);
     assert_eq!(portrait["status"], "COMPLETED");
     assert_eq!(portrait["finetune_id"], Value::Null);

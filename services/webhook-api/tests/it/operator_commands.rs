@@ -36,6 +36,19 @@ fn check_config_names_the_one_problem_or_summarises_without_secrets() {
     assert!(summary.starts_with("configuration ok"), "{summary}");
     assert!(summary.contains("aisha@db"), "{summary}");
     assert!(!summary.contains("hunter2") && !summary.contains("topsecret"));
+    assert!(
+        summary.contains("telegram notifications off (no TELEGRAM_TOKEN)"),
+        "{summary}"
+    );
+    let mut telegram = env.clone();
+    telegram.push(("TELEGRAM_TOKEN", "123456:secret-bot-token".into()));
+    let on = webhook_api(&["check-config"], &telegram);
+    let summary = text(&on.stdout);
+    assert!(
+        summary.contains("telegram notifications on (ready and failed)"),
+        "{summary}"
+    );
+    assert!(!summary.contains("secret-bot-token"), "{summary}");
 
     env.push(("LOG_LEVEL", "verbose".into()));
     let bad = webhook_api(&["check-config"], &env);
