@@ -176,6 +176,7 @@ fn background_tasks(
             jobs_settled: state.metrics.file_jobs_settled.clone(),
             redis_errors: state.metrics.redis_errors.clone(),
             job_enqueued: state.ingest.job_enqueued.clone(),
+            delete_photos: state.avatar_sql.followups.delete_photos,
         }),
         shutdown.clone(),
     ))];

@@ -33,6 +33,8 @@ pub struct FileWork {
     pub redis_errors: IntCounterVec,
     /// Notified when a callback enqueued a job.
     pub job_enqueued: Arc<Notify>,
+    /// Whether a finished copy records the removal of the avatar's training photos.
+    pub delete_photos: bool,
 }
 
 pub struct Worker {
@@ -143,17 +145,19 @@ impl Worker {
         let pool = &self.state.pool;
         let (result, settled) = match outcome {
             None => ("released", jobs::release(pool, &job, owner).await),
-            Some(Ok(stored)) => match jobs::complete(pool, &job, owner, &stored).await {
-                Ok(Some(avatar)) => {
-                    let bytes: u64 = stored.iter().map(|(_, s)| s.size).sum();
-                    self.state.bytes_copied.inc_by(bytes);
-                    tracing::info!(files = stored.len(), bytes, "files stored");
-                    self.announce_files(&job, &avatar).await;
-                    ("done", Ok(()))
+            Some(Ok(stored)) => {
+                match jobs::complete(pool, &job, owner, &stored, self.state.delete_photos).await {
+                    Ok(Some(avatar)) => {
+                        let bytes: u64 = stored.iter().map(|(_, s)| s.size).sum();
+                        self.state.bytes_copied.inc_by(bytes);
+                        tracing::info!(files = stored.len(), bytes, "files stored");
+                        self.announce_files(&job, &avatar).await;
+                        ("done", Ok(()))
+                    }
+                    Ok(None) => ("lease_lost", Ok(())),
+                    Err(e) => ("error", Err(e)),
                 }
-                Ok(None) => ("lease_lost", Ok(())),
-                Err(e) => ("error", Err(e)),
-            },
+            }
             Some(Err(CopyError::Permanent(reason))) => {
                 tracing::warn!(%reason, "file job failed permanently");
                 (

@@ -21,8 +21,6 @@ pub struct ClaimedFollowup {
 }
 
 /// Takes the next due follow-up of `kinds`, or one whose lease ran out (its instance died).
-/// The photos of an avatar go only once every file job of the avatar is done: a copy that
-/// failed keeps them, so an avatar is never left with neither.
 pub async fn claim(
     pool: &Pool,
     owner: &str,
@@ -41,8 +39,6 @@ pub async fn claim(
                WHERE ((c.state = 'pending' AND c.run_after <= now()) \
                    OR (c.state = 'running' AND c.lease_expires_at < now())) \
                  AND c.kind = ANY($3) \
-                 AND (c.kind <> 'delete_photos' OR NOT EXISTS ( \
-                   SELECT FROM file_jobs j WHERE j.avatar_id = c.avatar_id AND j.state <> 'done')) \
                ORDER BY c.run_after LIMIT 1 FOR UPDATE SKIP LOCKED) \
              RETURNING f.id, f.avatar_id, f.kind, f.attempts",
         )

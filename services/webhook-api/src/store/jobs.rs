@@ -136,13 +136,16 @@ pub async fn renew(
     Ok(renewed == 1)
 }
 
-/// Records the stored files and the avatar's keys in one transaction; returns the avatar as
-/// committed, or `None` when the lease was lost meanwhile (the other worker records it).
+/// Records the stored files and the avatar's keys in one transaction, with the removal of the
+/// training photos when `delete_photos` (only now are the files safe: an avatar is never left
+/// with neither); returns the avatar as committed, or `None` when the lease was lost meanwhile
+/// (the other worker records it).
 pub async fn complete(
     pool: &Pool,
     job: &ClaimedJob,
     owner: &str,
     stored: &[(JobFile, Stored)],
+    delete_photos: bool,
 ) -> Result<Option<AvatarView>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -198,6 +201,17 @@ pub async fn complete(
         )
         .await?;
     let view = AvatarView::from_row(&row)?;
+    if delete_photos {
+        // Under the completion's delivery key, like the follow-ups its change recorded.
+        tx.execute(
+            "INSERT INTO avatar_followups (avatar_id, delivery_key, kind) \
+             SELECT j.avatar_id, COALESCE(e.delivery_key, 'file_job:' || j.id), 'delete_photos' \
+             FROM file_jobs j LEFT JOIN webhook_events e ON e.id = j.event_id WHERE j.id = $1 \
+             ON CONFLICT (delivery_key, kind) DO NOTHING",
+            &[&job.id],
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(Some(view))
 }

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
+use crate::cdn::{Behavior, FakeCdn};
 use crate::helpers::{
     bot_orm, eventually, fixture, pg_connect, s3_env, AppOptions, AvatarsSchema, ChaosProxy,
     Instance, TestApp, TestDatabase,
@@ -532,18 +533,36 @@ async fn photo_keys(db: &tokio_postgres::Client, avatar: Uuid) -> Vec<String> {
 async fn training_photos_go_once_the_files_are_copied_and_the_preview_stays() {
     let db = live_database().await;
     let bucket = crate::helpers::fresh_bucket();
-    // S3 as the app reaches it goes through a proxy that can be cut.
+    let cdn = FakeCdn::start().await;
+    let lora = Bytes::from(vec![7u8; 4096]);
+    let lora_url = cdn.add(
+        "lora.safetensors",
+        lora.clone(),
+        Behavior::FailFirst(u32::MAX),
+    );
+    // Two instances: one copies the files (S3 direct), the other removes photos through a
+    // proxy to S3 that can be cut.
     let env: std::collections::HashMap<_, _> = s3_env("unused").into_iter().collect();
     let s3_proxy = ChaosProxy::start(env["MINIO_ENDPOINT"].parse().unwrap()).await;
-    let app = TestApp::spawn_with(
-        AppOptions::default()
+    let photos = |options: AppOptions| {
+        options
             .shared_database(&db.url)
             .with("MINIO_BUCKET_AVATARS", bucket.clone())
-            .with("MINIO_ENDPOINT", s3_proxy.address.to_string())
             .with("FOLLOWUP_POLL_MS", "50")
             .with("FOLLOWUP_RETRY_BASE_MS", "100")
             .with("FOLLOWUP_RETRY_MAX_MS", "300")
-            .with("FOLLOWUP_MAX_ATTEMPTS", "1000"),
+            .with("FOLLOWUP_MAX_ATTEMPTS", "1000")
+    };
+    let copier = TestApp::spawn_with(
+        photos(AppOptions::default())
+            .with("FILE_WORKERS", "1")
+            .with("FILE_JOB_MAX_ATTEMPTS", "1000")
+            .with("FILE_JOB_RETRY_MAX_MS", "200")
+            .with("FOLLOWUP_WORKERS", "0"),
+    )
+    .await;
+    let app = TestApp::spawn_with(
+        photos(AppOptions::default()).with("MINIO_ENDPOINT", s3_proxy.address.to_string()),
     )
     .await;
     let trained = app.insert_training_avatar("req-photos").await;
@@ -551,39 +570,39 @@ async fn training_photos_go_once_the_files_are_copied_and_the_preview_stays() {
     let keys = add_photos(&app.db, trained, &bucket).await;
     let other_keys = add_photos(&app.db, other, &bucket).await;
 
-    // FILE_WORKERS=0: the completion's file job stays pending, so the photos stay.
-    assert_eq!(
-        app.post_fal(&completion("req-photos")).await.result(),
-        "applied"
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(photo_keys(&app.db, trained).await, keys);
-    assert_eq!(followup_states(&app.db, trained).await[0].1, "pending");
-
-    // S3 unreachable when the copy is done: retried until it is back.
-    s3_proxy.cut();
-    app.db
-        .execute(
-            "UPDATE file_jobs SET state = 'done' WHERE avatar_id = $1",
-            &[&trained],
-        )
-        .await
-        .unwrap();
+    // While FAL's CDN fails the copy, the photos stay: nothing is recorded to remove them.
+    let body = json!({"request_id": "req-photos", "gateway_request_id": "req-photos",
+        "status": "OK", "error": null, "payload": {"diffusers_lora_file": {
+            "url": lora_url, "content_type": "application/octet-stream",
+            "file_name": "pytorch_lora_weights.safetensors", "file_size": lora.len()}}});
+    assert_eq!(app.post_fal(&body.to_string()).await.result(), "applied");
     let retried = eventually(Duration::from_secs(10), || async {
+        cdn.hits("lora.safetensors") >= 3
+    })
+    .await;
+    assert!(retried);
+    assert_eq!(photo_keys(&app.db, trained).await, keys);
+    assert!(followup_states(&app.db, trained).await.is_empty());
+
+    // The copy succeeds while S3 is unreachable for the instance that removes photos: it
+    // retries until S3 is back.
+    s3_proxy.cut();
+    cdn.add("lora.safetensors", lora.clone(), Behavior::Serve);
+    let recorded = eventually(Duration::from_secs(15), || async {
         app.db
-            .query_one(
+            .query_opt(
                 "SELECT attempts FROM avatar_followups WHERE avatar_id = $1",
                 &[&trained],
             )
             .await
             .unwrap()
-            .get::<_, i32>(0)
-            >= 2
+            .is_some_and(|row| row.get::<_, i32>(0) >= 2)
     })
     .await;
-    assert!(retried, "{:?}", followup_states(&app.db, trained).await);
+    assert!(recorded, "{:?}", followup_states(&app.db, trained).await);
     assert_eq!(photo_keys(&app.db, trained).await, keys);
     s3_proxy.restore();
+    drop(copier);
 
     let (state, result) = until_settled(&app, trained, "delete_photos").await;
     assert_eq!(state, "done", "{result:?}");
@@ -610,7 +629,14 @@ async fn training_photos_go_once_the_files_are_copied_and_the_preview_stays() {
 #[tokio::test]
 async fn portrait_and_style_avatars_leave_as_the_bots_generation_reads_them() {
     let db = live_database().await;
-    let app = TestApp::spawn_with(AppOptions::default().shared_database(&db.url)).await;
+    let bucket = crate::helpers::fresh_bucket();
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .shared_database(&db.url)
+            .with("MINIO_BUCKET_AVATARS", bucket.clone())
+            .with("FOLLOWUP_POLL_MS", "50"),
+    )
+    .await;
     let portrait = app.insert_training_avatar("req-portrait").await;
     let style = crate::helpers::insert_avatar(
         &app.db,
@@ -619,6 +645,7 @@ async fn portrait_and_style_avatars_leave_as_the_bots_generation_reads_them() {
         "STYLE",
     )
     .await;
+    let (style_id, style_photos) = (style, add_photos(&app.db, style, &bucket).await);
     // What an earlier attempt may have left: the bot's generation refuses a portrait with it.
     app.db
         .execute(
@@ -653,6 +680,10 @@ async fn portrait_and_style_avatars_leave_as_the_bots_generation_reads_them() {
     assert_eq!(style["finetune_id"], "f1e4776e-3e9a-4a2c-b96d-af5333ef7203");
     assert_eq!(style["lora_url"], Value::Null);
     assert_eq!(style["config_url"], Value::Null);
+    // No files to copy: its photos go at once, all but the preview.
+    let (state, result) = until_settled(&app, style_id, "delete_photos").await;
+    assert_eq!(state, "done", "{result:?}");
+    assert_eq!(photo_keys(&app.db, style_id).await, style_photos[..1]);
     // Nothing is recorded to send without a token, and nothing was sent anywhere.
     let recorded: i64 = pg_connect(&db.url)
         .await

@@ -217,6 +217,8 @@ pub(super) struct ChangeColumns<'a> {
     finetune_id: Vec<Option<&'a str>>,
     /// The applying delivery's key: its follow-ups are recorded under it.
     key: Vec<&'a str>,
+    /// Whether the change has files to copy (its photos then go once the copy is done).
+    copies: Vec<bool>,
 }
 
 impl<'a> ChangeColumns<'a> {
@@ -240,6 +242,7 @@ impl<'a> ChangeColumns<'a> {
                     &self.training_type,
                     &self.finetune_id,
                     &self.key,
+                    &self.copies,
                 ],
             )
             .await?;
@@ -282,5 +285,7 @@ impl<'a> ChangeColumns<'a> {
             .push(delivery.training_type.map(TrainingType::as_str));
         self.finetune_id.push(change.files.finetune_id.as_deref());
         self.key.push(key);
+        self.copies
+            .push(change.files.lora.is_some() || change.files.config.is_some());
     }
 }

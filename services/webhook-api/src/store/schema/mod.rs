@@ -200,9 +200,13 @@ pub async fn inspect(client: &impl GenericClient) -> Result<Inspected, tokio_pos
 pub struct AvatarSql {
     /// `UPDATE avatars` over arrays (one `unnest`, one delivery or a batch): `$1` ids, `$2`
     /// statuses, `$3` progress, `$4` LoRA URLs, `$5` config URLs, `$6` errors, `$7` bodies,
-    /// `$8` training types, `$9` fine-tune ids, `$10` delivery keys (all text but `$1`, `$3`);
-    /// with the follow-ups of `FollowupPolicy` in the same statement.
+    /// `$8` training types, `$9` fine-tune ids, `$10` delivery keys (all text but `$1`, `$3`),
+    /// `$11` whether the change has files to copy; with the follow-ups of `followups` in the
+    /// same statement (the photos of a change with files go when its copy is recorded:
+    /// `store::jobs::complete`).
     pub apply: String,
+    /// What a change records to be done after its commit.
+    pub followups: FollowupPolicy,
     /// "The avatar is training", in a form that matches the partial index `avatars_training_idx`
     /// (a native enum's labels cannot be compared through an (immutable) cast).
     pub training: String,
@@ -256,9 +260,9 @@ impl AvatarSql {
         let update = format!(
             "UPDATE avatars SET {set_columns} \
              FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], \
-               $7::text[], $8::text[], $9::text[], $10::text[]) \
+               $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[]) \
                AS c(c_id, c_status, c_progress, c_lora, c_config, c_error, c_body, c_kind, \
-                 c_finetune, c_key) \
+                 c_finetune, c_key, c_copies) \
              WHERE avatars.id = c.c_id"
         );
         let apply = match followups_by_status(followups) {
@@ -267,10 +271,12 @@ impl AvatarSql {
             // come after the view's, which reads its own by position.
             Some(kinds) => format!(
                 "WITH changed AS ({update} RETURNING {view_columns}, \
-                   c.c_status AS followup_status, c.c_key AS followup_key), \
+                   c.c_status AS followup_status, c.c_key AS followup_key, \
+                   c.c_copies AS followup_copies), \
                  followed AS (INSERT INTO avatar_followups (avatar_id, delivery_key, kind) \
                    SELECT changed.id, changed.followup_key, k.kind FROM changed \
                    JOIN (VALUES {kinds}) AS k(status, kind) ON k.status = changed.followup_status \
+                     AND NOT (k.kind = 'delete_photos' AND changed.followup_copies) \
                    ON CONFLICT (delivery_key, kind) DO NOTHING) \
                  SELECT * FROM changed"
             ),
@@ -281,6 +287,7 @@ impl AvatarSql {
         };
         Ok(Self {
             apply,
+            followups: *followups,
             training: training_predicate(status),
             // One limit for both URL columns: the shorter, where either has one.
             url_max_chars: [

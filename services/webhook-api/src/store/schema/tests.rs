@@ -92,6 +92,44 @@ fn the_bots_live_enums_are_cast_and_compared_by_their_labels() {
 }
 
 #[test]
+fn a_change_records_exactly_the_configured_followups_in_its_own_statement() {
+    let none = AvatarSql::new(&bot_live(), "id", &FollowupPolicy::default()).unwrap();
+    assert!(none.apply.starts_with("UPDATE avatars SET"));
+    assert!(!none.apply.contains("avatar_followups"));
+    let photos_only = FollowupPolicy {
+        delete_photos: true,
+        ..FollowupPolicy::default()
+    };
+    let sql = AvatarSql::new(&bot_live(), "id", &photos_only).unwrap();
+    assert!(sql.apply.starts_with("WITH changed AS (UPDATE avatars SET"));
+    assert!(sql
+        .apply
+        .contains("JOIN (VALUES ('COMPLETED', 'delete_photos')) AS k(status, kind)"));
+    // A completion with files to copy: its photos are recorded with the copy instead.
+    assert!(sql
+        .apply
+        .contains("AND NOT (k.kind = 'delete_photos' AND changed.followup_copies)"));
+    assert_eq!(sql.followups, photos_only);
+    let all = FollowupPolicy {
+        notify_ready: true,
+        notify_failed: true,
+        delete_photos: true,
+    };
+    let sql = AvatarSql::new(&bot_live(), "id", &all).unwrap();
+    assert!(sql.apply.contains(
+        "(VALUES ('COMPLETED', 'notify_ready'), ('COMPLETED', 'delete_photos'), \
+         ('ERROR', 'notify_failed'))"
+    ));
+    // A fine-tune (flux-pro-trainer) replaces the LoRA URLs; a LoRA result clears it.
+    assert!(sql
+        .apply
+        .contains("diffusers_lora_file_url = CASE WHEN c.c_finetune IS NOT NULL THEN NULL"));
+    assert!(sql
+        .apply
+        .contains("finetune_id = CASE WHEN c.c_status = 'COMPLETED' THEN c.c_finetune"));
+}
+
+#[test]
 fn varchar_columns_take_text_by_assignment_and_compare_upper_case() {
     let schema = with(
         with(
