@@ -26,9 +26,10 @@ CREATE TABLE IF NOT EXISTS avatar_followups (
     UNIQUE (delivery_key, kind)
 );
 
+-- Only what claiming needs: each index is one more write on the completion's statement (no
+-- query looks a follow-up up by its avatar).
 CREATE INDEX IF NOT EXISTS avatar_followups_claimable_idx ON avatar_followups (run_after)
     WHERE state IN ('pending', 'running');
-CREATE INDEX IF NOT EXISTS avatar_followups_avatar_idx ON avatar_followups (avatar_id);
 
 -- A style avatar (FAL's flux-pro-trainer) is generated with from its `finetune_id`; the bot's
 -- table has the column, a table this service created did not.

@@ -64,6 +64,7 @@ async fn dashboard_and_alerts_name_only_metrics_that_exist() {
         r#"webhook_reconciler_actions_total{action="fal_error"} 0"#,
         r#"webhook_file_jobs{state="dead"} 0"#,
         r#"webhook_avatars_training{state="stale"} 0"#,
+        r#"webhook_followups{state="dead"} 0"#,
     ] {
         assert!(text.contains(series), "{series} not in /metrics");
     }
@@ -95,8 +96,8 @@ async fn dashboard_and_alerts_name_only_metrics_that_exist() {
         }
     }
     assert_eq!(
-        rows, 6,
-        "traffic, latency, failures, files, reconciler, instances"
+        rows, 7,
+        "traffic, latency, failures, files, reconciler, owners, instances"
     );
 
     let alerts = monitoring_file("prometheus/alerts.yml");
