@@ -115,8 +115,8 @@ impl Sender {
 
     async fn process(&self, followup: ClaimedFollowup, owner: &str, shutdown: &CancellationToken) {
         let pool = &self.state.pool;
-        let settled = tokio::select! {
-            settled = self.perform(&followup) => settled,
+        let attempt = tokio::select! {
+            attempt = self.perform(&followup) => attempt,
             () = shutdown.cancelled() => {
                 if let Err(e) = store::release(pool, &followup, owner).await {
                     tracing::warn!(error = %e, "follow-up not released; its lease runs out");
@@ -124,7 +124,7 @@ impl Sender {
                 return;
             }
         };
-        let settled = self.give_up_after_max_attempts(&followup, settled);
+        let settled = self.settled(&followup, attempt);
         let result = match &settled {
             Settled::Done(_) => "done",
             Settled::Retry { .. } => "retry",
@@ -152,46 +152,43 @@ impl Sender {
         }
     }
 
-    fn give_up_after_max_attempts(&self, followup: &ClaimedFollowup, settled: Settled) -> Settled {
-        match settled {
-            Settled::Retry { error, .. } if followup.attempts >= self.state.config.max_attempts => {
+    /// An attempt settled by the attempts made: another try after a backoff, or dead.
+    fn settled(&self, followup: &ClaimedFollowup, attempt: Attempt) -> Settled {
+        let config = &self.state.config;
+        match attempt {
+            Attempt::Done(what) => Settled::Done(what),
+            Attempt::Refused(why) => Settled::Failed(why),
+            Attempt::Wait(after, error) => Settled::Wait { after, error },
+            Attempt::Again(error) if followup.attempts >= config.max_attempts => {
                 Settled::Dead(format!("{error} (after {} attempts)", followup.attempts))
             }
-            Settled::Retry { error, .. } => Settled::Retry {
-                after: backoff(
-                    followup.attempts,
-                    self.state.config.retry_base,
-                    self.state.config.retry_max,
-                ),
+            Attempt::Again(error) => Settled::Retry {
+                after: backoff(followup.attempts, config.retry_base, config.retry_max),
                 error,
             },
-            other => other,
         }
     }
 
-    async fn perform(&self, followup: &ClaimedFollowup) -> Settled {
+    async fn perform(&self, followup: &ClaimedFollowup) -> Attempt {
         match followup.kind {
             Followup::DeletePhotos => self.delete_photos(followup.avatar_id).await,
             Followup::NotifyReady | Followup::NotifyFailed => match &self.bot {
                 Some(bot) => self.notify(bot, followup).await,
-                None => Settled::Retry {
-                    after: Duration::ZERO,
-                    error: "this instance has no TELEGRAM_TOKEN".into(),
-                },
+                None => Attempt::Again("this instance has no TELEGRAM_TOKEN".into()),
             },
         }
     }
 
-    async fn notify(&self, bot: &Paced, followup: &ClaimedFollowup) -> Settled {
+    async fn notify(&self, bot: &Paced, followup: &ClaimedFollowup) -> Attempt {
         let state = &self.state;
         let telegram = &bot.config;
         let recipient = match store::recipient(&state.pool, followup.avatar_id).await {
             Ok(Some(recipient)) => recipient,
-            Ok(None) => return Settled::Done("skipped: the avatar is gone".into()),
-            Err(e) => return retry(format!("reading the avatar's owner: {e}")),
+            Ok(None) => return Attempt::Done("skipped: the avatar is gone".into()),
+            Err(e) => return Attempt::Again(format!("reading the avatar's owner: {e}")),
         };
         let Some(telegram_id) = recipient.telegram_id.filter(|id| !id.trim().is_empty()) else {
-            return Settled::Failed("the avatar's owner has no telegram_id".into());
+            return Attempt::Refused("the avatar's owner has no telegram_id".into());
         };
         let mark = format!(
             "{}notification:{}",
@@ -199,7 +196,7 @@ impl Sender {
         );
         // Redis down: send anyway (the bot does too); our row still says it was sent.
         match state.cache.notification_marked(&mark).await {
-            Ok(true) => return Settled::Done("skipped: the bot's mark says it was sent".into()),
+            Ok(true) => return Attempt::Done("skipped: the bot's mark says it was sent".into()),
             Ok(false) => {}
             Err(e) => metrics::redis_failed(
                 &state.redis_errors,
@@ -232,23 +229,23 @@ impl Sender {
                         "sent, but the bot's notification mark not set",
                     );
                 }
-                Settled::Done("sent".into())
+                Attempt::Done("sent".into())
             }
-            telegram::Answer::RetryAfter(after, error) => Settled::Wait { after, error },
-            telegram::Answer::Refused(error) => Settled::Failed(error),
-            telegram::Answer::Unavailable(error) => retry(error),
+            telegram::Answer::RetryAfter(after, error) => Attempt::Wait(after, error),
+            telegram::Answer::Refused(error) => Attempt::Refused(error),
+            telegram::Answer::Unavailable(error) => Attempt::Again(error),
         }
     }
 
     /// As the bot did after a training: every photo of the avatar but the first by
     /// `upload_order` (with `KEEP_PREVIEW_PHOTO`), the object first, then its row. A missing
     /// object counts as deleted, so a retry goes on where the last attempt stopped.
-    async fn delete_photos(&self, avatar_id: Uuid) -> Settled {
+    async fn delete_photos(&self, avatar_id: Uuid) -> Attempt {
         let state = &self.state;
         let photos = &state.config.photos;
         let mut listed = match store::training_photos(&state.pool, avatar_id).await {
             Ok(listed) => listed,
-            Err(e) => return retry(format!("listing the training photos: {e}")),
+            Err(e) => return Attempt::Again(format!("listing the training photos: {e}")),
         };
         if photos.keep_preview && !listed.is_empty() {
             listed.remove(0);
@@ -266,11 +263,11 @@ impl Sender {
         }
         let deleted = match store::delete_photo_rows(&state.pool, avatar_id, &gone).await {
             Ok(deleted) => deleted,
-            Err(e) => return retry(format!("deleting the photos' rows: {e}")),
+            Err(e) => return Attempt::Again(format!("deleting the photos' rows: {e}")),
         };
         match failure {
-            Some(e) => retry(format!("deleting a photo from S3 ({deleted} deleted): {e}")),
-            None => Settled::Done(format!(
+            Some(e) => Attempt::Again(format!("deleting a photo from S3 ({deleted} deleted): {e}")),
+            None => Attempt::Done(format!(
                 "deleted {deleted} photo(s){}",
                 if photos.keep_preview {
                     ", kept the preview"
@@ -282,12 +279,15 @@ impl Sender {
     }
 }
 
-fn retry(error: String) -> Settled {
-    // The delay is set from the attempt count in `give_up_after_max_attempts`.
-    Settled::Retry {
-        after: Duration::ZERO,
-        error,
-    }
+/// What one try of a follow-up came to, before the attempts made decide what follows.
+enum Attempt {
+    Done(String),
+    /// Worth trying again (after a backoff, or dead past the last attempt).
+    Again(String),
+    /// Telegram asked for a pause: no attempt spent.
+    Wait(Duration, String),
+    /// Trying again cannot succeed.
+    Refused(String),
 }
 
 async fn delete_object(

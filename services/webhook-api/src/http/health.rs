@@ -62,12 +62,12 @@ pub async fn full(state: &AppState) -> HttpResponse {
         store::within(CHECK_TIMEOUT, jobs::stats(&state.pool)),
         store::within(CHECK_TIMEOUT, store::followups::stats(&state.pool)),
     );
-    let dead_jobs =
+    let dead =
         queue.as_ref().map_or(0, |q| q.dead) + followups.as_ref().map_or(0, |f| f.count("dead"));
     let (overall, status) = match (&postgres.0, &redis.0) {
         (Err(_), _) => ("fail", StatusCode::SERVICE_UNAVAILABLE),
         (Ok(()), Err(_)) => ("degraded", StatusCode::OK),
-        (Ok(()), Ok(())) if dead_jobs > 0 || spool_in_use(state) => ("degraded", StatusCode::OK),
+        (Ok(()), Ok(())) if dead > 0 || spool_in_use(state) => ("degraded", StatusCode::OK),
         (Ok(()), Ok(())) => ("ok", StatusCode::OK),
     };
     let file_jobs = match &queue {

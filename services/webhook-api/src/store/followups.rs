@@ -191,10 +191,8 @@ pub async fn training_photos(
     pool: &Pool,
     avatar_id: Uuid,
 ) -> Result<Vec<TrainingPhoto>, StoreError> {
+    // Recorded only where the bot's `avatar_photos` exists (checked at start).
     let client = pool.get().await?;
-    if !photos_table_exists(&**client).await? {
-        return Ok(Vec::new());
-    }
     let rows = client
         .query(
             "SELECT id, minio_key::text FROM avatar_photos WHERE avatar_id = $1 \
