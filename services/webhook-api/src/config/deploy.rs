@@ -47,8 +47,8 @@ pub(crate) fn from_env(env: &Env<'_>) -> Result<Option<DeployConfig>, ConfigErro
             .trim()
             .to_string(),
         command,
-        timeout: env.seconds("DEPLOY_TIMEOUT_SECS", 1800)?,
-        poll_interval: Duration::from_millis(env.parsed("DEPLOY_POLL_MS", 5000)?),
+        timeout: env.seconds("DEPLOY_TIMEOUT_SECS", 1800, 1..=24 * 3600)?,
+        poll_interval: env.millis("DEPLOY_POLL_MS", 5000, 50..=3_600_000)?,
         env_pass: env_pass(env)?,
     }))
 }

@@ -1,18 +1,59 @@
 //! Typed readers of environment variables: every missing or malformed one fails the same way,
 //! naming the variable (never repeating a secret's value).
 
+use std::cell::RefCell;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
 
 use super::ConfigError;
 
-/// A name → value lookup (the process environment, or a test's map).
-pub(crate) struct Env<'a>(pub(crate) &'a dyn Fn(&str) -> Option<String>);
+/// A setting with bounds, as read: what `Config::settings` lists (the property test walks it,
+/// so a new number or URL is tested the day it is read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub bounds: Bounds,
+}
 
-impl Env<'_> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bounds {
+    /// A number from `min` to `max` (in the variable's unit).
+    Number { min: String, max: String },
+    /// A URL of one of these schemes.
+    Url { schemes: &'static [&'static str] },
+}
+
+/// A name → value lookup (the process environment, or a test's map), noting every bounded
+/// setting it is asked for.
+pub(crate) struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    read: RefCell<Vec<Setting>>,
+}
+
+impl<'a> Env<'a> {
+    pub(crate) fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            lookup,
+            read: RefCell::default(),
+        }
+    }
+
+    /// The bounded settings read so far.
+    pub(crate) fn settings(self) -> Vec<Setting> {
+        self.read.into_inner()
+    }
+
     pub(crate) fn optional(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|v| !v.trim().is_empty())
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn note(&self, name: &'static str, bounds: Bounds) {
+        let mut read = self.read.borrow_mut();
+        if !read.iter().any(|s| s.name == name) {
+            read.push(Setting { name, bounds });
+        }
     }
 
     /// A secret from `NAME`, or from the file `NAME_FILE` names (a Docker secret, mounted at
@@ -70,12 +111,93 @@ impl Env<'_> {
         }
     }
 
+    /// A number from the range, `default` when unset; anything else (a negative, a fraction
+    /// where a count is meant, garbage, a value outside the range) is refused, naming the range.
+    pub(crate) fn number<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        self.bounded(name, default, range, "")
+    }
+
+    /// Whole seconds from the range.
     pub(crate) fn seconds(
         &self,
         name: &'static str,
         default: u64,
+        range: RangeInclusive<u64>,
     ) -> Result<Duration, ConfigError> {
-        self.parsed(name, default).map(Duration::from_secs)
+        self.bounded(name, default, range, " seconds")
+            .map(Duration::from_secs)
+    }
+
+    /// Whole milliseconds from the range.
+    pub(crate) fn millis(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.bounded(name, default, range, " ms")
+            .map(Duration::from_millis)
+    }
+
+    fn bounded<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+        unit: &str,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let (min, max) = (*range.start(), *range.end());
+        self.note(
+            name,
+            Bounds::Number {
+                min: min.to_string(),
+                max: max.to_string(),
+            },
+        );
+        let Some(raw) = self.optional(name) else {
+            return Ok(default);
+        };
+        let expected = || format!("invalid value {raw:?}: expected {min} to {max}{unit}");
+        match raw.trim().parse::<T>() {
+            // NaN is contained by no range, so it is refused here too.
+            Ok(value) if range.contains(&value) => Ok(value),
+            _ => Err(ConfigError::new(name, expected())),
+        }
+    }
+
+    /// A URL with a host and one of `schemes`, `default` when unset; the text is returned
+    /// without a trailing `/`.
+    pub(crate) fn url(
+        &self,
+        name: &'static str,
+        default: &str,
+        schemes: &'static [&'static str],
+    ) -> Result<url::Url, ConfigError> {
+        self.note(name, Bounds::Url { schemes });
+        let raw = self.optional(name).unwrap_or_else(|| default.to_string());
+        let expected = || {
+            let schemes: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+            format!(
+                "invalid URL {raw:?}: expected a {} URL with a host",
+                schemes.join(" or ")
+            )
+        };
+        let url = url::Url::parse(raw.trim()).map_err(|_| ConfigError::new(name, expected()))?;
+        if !schemes.contains(&url.scheme()) || url.host_str().is_none_or(str::is_empty) {
+            return Err(ConfigError::new(name, expected()));
+        }
+        Ok(url)
     }
 
     pub(crate) fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {

@@ -6,6 +6,10 @@ use std::time::Duration;
 use super::env::Env;
 use super::{ConfigError, Environment, Secret};
 
+const MIB: usize = 1024 * 1024;
+/// The most parts one S3 multipart upload may have.
+const S3_MAX_PARTS: u64 = 10_000;
+
 /// Copying trained files from FAL's CDN into S3 (MinIO).
 #[derive(Debug, Clone)]
 pub struct FilesConfig {
@@ -81,13 +85,14 @@ impl FilesConfig {
         if host_allowlist.is_empty() {
             return Err(ConfigError::new("FILE_HOST_ALLOWLIST", "names no host"));
         }
-        let part_size: usize = env.parsed("FILE_PART_SIZE_BYTES", 8 * 1024 * 1024)?;
-        if part_size < 5 * 1024 * 1024 {
-            return Err(ConfigError::new(
-                "FILE_PART_SIZE_BYTES",
-                "must be at least 5 MiB (the S3 minimum part size)",
-            ));
-        }
+        // S3's smallest part; a part is held in memory, so the largest is kept small.
+        let part_size: usize = env.number("FILE_PART_SIZE_BYTES", 8 * MIB, 5 * MIB..=64 * MIB)?;
+        // A copy is one multipart upload: at most S3's number of parts of this size.
+        let max_bytes: u64 = env.number(
+            "FILE_MAX_BYTES",
+            2 << 30,
+            1..=part_size as u64 * S3_MAX_PARTS,
+        )?;
         Ok(FilesConfig {
             s3: S3Config {
                 endpoint_url,
@@ -102,17 +107,15 @@ impl FilesConfig {
             allow_http,
             allow_private_addresses,
             allowed_ports: allowed_ports(env)?,
-            max_bytes: env.parsed("FILE_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
+            max_bytes,
             part_size,
-            max_attempts: env.parsed("FILE_JOB_MAX_ATTEMPTS", 8)?,
-            retry_base: Duration::from_millis(env.parsed("FILE_JOB_RETRY_BASE_MS", 2000)?),
-            retry_max: env.seconds("FILE_JOB_RETRY_MAX_SECS", 600)?,
-            lease: env
-                .seconds("FILE_JOB_LEASE_SECS", 120)?
-                .max(Duration::from_secs(1)),
-            poll_interval: Duration::from_millis(env.parsed("FILE_JOB_POLL_MS", 2000)?),
-            workers: env.parsed("FILE_WORKERS", 2)?,
-            read_timeout: env.seconds("FILE_READ_TIMEOUT_SECS", 60)?,
+            max_attempts: env.number("FILE_JOB_MAX_ATTEMPTS", 8, 1..=1000)?,
+            retry_base: env.millis("FILE_JOB_RETRY_BASE_MS", 2000, 10..=3_600_000)?,
+            retry_max: env.seconds("FILE_JOB_RETRY_MAX_SECS", 600, 1..=24 * 3600)?,
+            lease: env.seconds("FILE_JOB_LEASE_SECS", 120, 1..=24 * 3600)?,
+            poll_interval: env.millis("FILE_JOB_POLL_MS", 2000, 50..=3_600_000)?,
+            workers: env.number("FILE_WORKERS", 2, 0..=64)?,
+            read_timeout: env.seconds("FILE_READ_TIMEOUT_SECS", 60, 1..=3600)?,
         })
     }
 }

@@ -61,32 +61,17 @@ impl FollowupsConfig {
                 redis_key_prefix: env
                     .optional("NOTIFY_REDIS_KEY_PREFIX")
                     .unwrap_or_else(|| "aisha:v2:avatar:".into()),
-                mark_ttl: at_least(
+                // The bot's poller asks FAL for up to an hour; a shorter mark lets it send.
+                mark_ttl: env.seconds(
                     "NOTIFY_MARK_TTL_SECS",
-                    env.seconds("NOTIFY_MARK_TTL_SECS", 3 * 3600)?,
-                    // The bot's poller asks FAL for up to an hour; a shorter mark lets it send.
-                    Duration::from_secs(2 * 3600),
+                    3 * 3600,
+                    2 * 3600..=7 * 24 * 3600,
                 )?,
-                messages_per_second: positive(
-                    "NOTIFY_MESSAGES_PER_SEC",
-                    env.parsed("NOTIFY_MESSAGES_PER_SEC", 10.0)?,
-                )?,
-                request_timeout: nonzero(
-                    "TELEGRAM_REQUEST_TIMEOUT_SECS",
-                    env.seconds("TELEGRAM_REQUEST_TIMEOUT_SECS", 15)?,
-                )?,
+                // Telegram's own limit for a bot is about 30 messages a second.
+                messages_per_second: env.number("NOTIFY_MESSAGES_PER_SEC", 10.0, 0.01..=30.0)?,
+                request_timeout: env.seconds("TELEGRAM_REQUEST_TIMEOUT_SECS", 15, 1..=300)?,
             }),
         };
-        let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            nonzero(name, env.parsed(name, default).map(Duration::from_millis)?)
-        };
-        let max_attempts: i32 = env.parsed("FOLLOWUP_MAX_ATTEMPTS", 10)?;
-        if max_attempts < 1 {
-            return Err(ConfigError::new(
-                "FOLLOWUP_MAX_ATTEMPTS",
-                "must be at least 1",
-            ));
-        }
         Ok(Self {
             telegram,
             photos: PhotosConfig {
@@ -96,16 +81,12 @@ impl FollowupsConfig {
                     .optional("MINIO_BUCKET_AVATARS")
                     .unwrap_or_else(|| "avatars".into()),
             },
-            workers: env.parsed("FOLLOWUP_WORKERS", 1)?,
-            poll_interval: millis("FOLLOWUP_POLL_MS", 1000)?,
-            lease: nonzero(
-                "FOLLOWUP_LEASE_SECS",
-                env.seconds("FOLLOWUP_LEASE_SECS", 60)?,
-            )?
-            .min(Duration::from_secs(24 * 3600)),
-            max_attempts,
-            retry_base: millis("FOLLOWUP_RETRY_BASE_MS", 2000)?,
-            retry_max: millis("FOLLOWUP_RETRY_MAX_MS", 15 * 60_000)?,
+            workers: env.number("FOLLOWUP_WORKERS", 1, 0..=64)?,
+            poll_interval: env.millis("FOLLOWUP_POLL_MS", 1000, 50..=3_600_000)?,
+            lease: env.seconds("FOLLOWUP_LEASE_SECS", 60, 1..=24 * 3600)?,
+            max_attempts: env.number("FOLLOWUP_MAX_ATTEMPTS", 10, 1..=1000)?,
+            retry_base: env.millis("FOLLOWUP_RETRY_BASE_MS", 2000, 10..=3_600_000)?,
+            retry_max: env.millis("FOLLOWUP_RETRY_MAX_MS", 15 * 60_000, 10..=86_400_000)?,
         })
     }
 
@@ -122,54 +103,20 @@ impl FollowupsConfig {
 /// `https://` only; plain `http://` to a loopback address outside production (a test's Bot API).
 fn telegram_api_url(env: &Env<'_>, environment: Environment) -> Result<String, ConfigError> {
     const VAR: &str = "TELEGRAM_API_URL";
-    let raw = env
-        .optional(VAR)
-        .unwrap_or_else(|| DEFAULT_TELEGRAM_API_URL.into());
-    let url = url::Url::parse(raw.trim())
-        .map_err(|e| ConfigError::new(VAR, format!("invalid URL {raw:?}: {e}")))?;
+    let url = env.url(VAR, DEFAULT_TELEGRAM_API_URL, &["https", "http"])?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         Some(url::Host::Domain(name)) => name == "localhost",
         None => false,
     };
-    match url.scheme() {
-        "https" if url.host().is_some() => {}
-        "http" if loopback && environment != Environment::Production => {}
-        _ => {
-            return Err(ConfigError::new(
-                VAR,
-                format!(
-                    "expected an https:// URL (plain http only to loopback, outside production), got {raw:?}"
-                ),
-            ))
-        }
-    }
-    Ok(raw.trim().trim_end_matches('/').to_string())
-}
-
-fn nonzero(var: &'static str, value: Duration) -> Result<Duration, ConfigError> {
-    if value.is_zero() {
-        return Err(ConfigError::new(var, "must be above 0"));
-    }
-    Ok(value)
-}
-
-fn at_least(var: &'static str, value: Duration, min: Duration) -> Result<Duration, ConfigError> {
-    if value < min {
+    if url.scheme() == "http" && (!loopback || environment == Environment::Production) {
         return Err(ConfigError::new(
-            var,
-            format!("must be at least {} seconds", min.as_secs()),
+            VAR,
+            format!("expected an https:// URL (plain http only to loopback, outside production), got {:?}", url.as_str()),
         ));
     }
-    Ok(value)
-}
-
-fn positive(var: &'static str, value: f64) -> Result<f64, ConfigError> {
-    if !(value.is_finite() && value > 0.0) {
-        return Err(ConfigError::new(var, "must be a number above 0"));
-    }
-    Ok(value)
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]

@@ -34,33 +34,25 @@ pub struct GithubApiConfig {
 impl GithubApiConfig {
     pub(super) fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
         const URL: &str = "GITHUB_API_URL";
-        let api_url = env
-            .optional(URL)
-            .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.into())
-            .trim_end_matches('/')
-            .to_string();
-        let parsed = url::Url::parse(&api_url)
-            .map_err(|e| ConfigError::new(URL, format!("not a URL: {e}")))?;
+        let parsed = env.url(URL, DEFAULT_GITHUB_API_URL, &["https", "http"])?;
         // The token travels with every request: never in clear in production.
-        if parsed.scheme() != "https"
-            && (parsed.scheme() != "http" || environment == Environment::Production)
-        {
+        if parsed.scheme() != "https" && environment == Environment::Production {
             return Err(ConfigError::new(URL, "must be an https:// URL"));
         }
-        let lookback = env.seconds("GITHUB_REDELIVER_LOOKBACK_SECS", 24 * 3600)?;
-        if lookback > Duration::from_secs(3 * 24 * 3600) {
-            return Err(ConfigError::new(
-                "GITHUB_REDELIVER_LOOKBACK_SECS",
-                "at most 259200 (GitHub redelivers only the last 3 days)",
-            ));
-        }
+        let api_url = parsed.as_str().trim_end_matches('/').to_string();
+        // GitHub redelivers only the last 3 days.
+        let lookback = env.seconds(
+            "GITHUB_REDELIVER_LOOKBACK_SECS",
+            24 * 3600,
+            60..=3 * 24 * 3600,
+        )?;
         Ok(Self {
             api_url,
-            interval: Duration::from_millis(env.parsed("GITHUB_REDELIVER_INTERVAL_MS", 300_000)?),
+            interval: env.millis("GITHUB_REDELIVER_INTERVAL_MS", 300_000, 1000..=86_400_000)?,
             lookback,
-            max_per_run: env.parsed("GITHUB_REDELIVER_MAX_PER_RUN", 20)?,
-            max_attempts: env.parsed("GITHUB_REDELIVER_MAX_ATTEMPTS", 5)?,
-            request_timeout: env.seconds("GITHUB_API_TIMEOUT_SECS", 10)?,
+            max_per_run: env.number("GITHUB_REDELIVER_MAX_PER_RUN", 20, 1..=1000)?,
+            max_attempts: env.number("GITHUB_REDELIVER_MAX_ATTEMPTS", 5, 1..=100)?,
+            request_timeout: env.seconds("GITHUB_API_TIMEOUT_SECS", 10, 1..=300)?,
         })
     }
 }

@@ -33,7 +33,7 @@ impl LogConfig {
         Ok(Self {
             filter,
             format,
-            refusals_per_sec: env.parsed("LOG_REFUSALS_PER_SEC", 100)?,
+            refusals_per_sec: env.number("LOG_REFUSALS_PER_SEC", 100, 1..=100_000)?,
         })
     }
 }

@@ -36,6 +36,7 @@ pub use sources::{SourceConfig, RESERVED_SOURCE_NAMES};
 pub use spool::SpoolConfig;
 
 use env::Env;
+pub use env::{Bounds, Setting};
 
 pub const DEFAULT_JWKS_URL: &str = "https://rest.alpha.fal.ai/.well-known/jwks.json";
 pub const DEFAULT_FAL_QUEUE_URL: &str = "https://queue.fal.run";
@@ -182,47 +183,67 @@ impl Config {
     /// need only that, such as `send-test`).
     pub fn secret_from_env(name: &'static str) -> Result<Option<String>, ConfigError> {
         let lookup = |name: &str| std::env::var(name).ok();
-        Env(&lookup).secret_text(name)
+        Env::new(&lookup).secret_text(name)
     }
 
     /// Builds the config from any name → value lookup, so tests need not touch the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
+        Self::read(&Env::new(&lookup))
+    }
+
+    /// `from_lookup`, with every bounded setting it read on the way (a number with its range, a
+    /// URL with its schemes): the property test feeds each of them its extremes.
+    pub fn with_settings(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> (Result<Self, ConfigError>, Vec<Setting>) {
+        let env = Env::new(&lookup);
+        let config = Self::read(&env);
+        (config, env.settings())
+    }
+
+    fn read(env: &Env<'_>) -> Result<Self, ConfigError> {
         let environment: Environment = env.parsed("ENVIRONMENT", Environment::Development)?;
         Ok(Config {
             environment,
             bind_address: env.parsed("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
-            port: env.parsed("PORT", 8000)?,
+            // 0: any free port (the tests' in-process instances).
+            port: env.number("PORT", 8000, 0..=u16::MAX)?,
             instance_id: env
                 .optional("INSTANCE_ID")
-                .or_else(|| lookup("HOSTNAME"))
+                .or_else(|| env.optional("HOSTNAME"))
                 .unwrap_or_else(|| "webhook-api".into()),
             build: env
                 .optional("WEBHOOK_BUILD")
                 .unwrap_or_else(|| "dev".into()),
-            database: DatabaseConfig::from_env(&env)?,
-            redis: RedisConfig::from_env(&env)?,
-            announce: AnnounceConfig::from_env(&env)?,
-            verify: VerifyConfig::from_env(&env, environment)?,
+            database: DatabaseConfig::from_env(env)?,
+            redis: RedisConfig::from_env(env)?,
+            announce: AnnounceConfig::from_env(env)?,
+            verify: VerifyConfig::from_env(env, environment)?,
             http: HttpConfig {
-                max_body_bytes: env.parsed("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)?,
-                read_timeout: env.seconds("HTTP_READ_TIMEOUT_SECS", 30)?,
+                max_body_bytes: env.number(
+                    "WEBHOOK_MAX_BODY_BYTES",
+                    1024 * 1024,
+                    1024..=64 * 1024 * 1024,
+                )?,
+                read_timeout: env.seconds("HTTP_READ_TIMEOUT_SECS", 30, 1..=3600)?,
             },
             rejections: RejectionsConfig {
-                rows_per_second: env.parsed("REJECTED_ROWS_PER_SECOND", 10)?,
-                keep: Duration::from_secs(24 * 3600 * env.parsed("RETENTION_REJECTED_DAYS", 7)?),
+                rows_per_second: env.number("REJECTED_ROWS_PER_SECOND", 10, 1..=10_000)?,
+                keep: Duration::from_secs(
+                    24 * 3600 * env.number("RETENTION_REJECTED_DAYS", 7, 1..=3650)?,
+                ),
             },
-            log: LogConfig::from_env(&env, environment)?,
-            files: FilesConfig::from_env(&env, environment)?,
-            followups: FollowupsConfig::from_env(&env, environment)?,
-            sources: sources::from_env(&env, environment)?,
-            spool: SpoolConfig::from_env(&env)?,
-            github: GithubApiConfig::from_env(&env, environment)?,
-            retention: RetentionConfig::from_env(&env)?,
-            deploy: deploy::from_env(&env)?,
-            operator_tokens: operators::from_env(&env)?,
-            reconcile: reconcile::from_env(&env)?,
-            shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20)?,
+            log: LogConfig::from_env(env, environment)?,
+            files: FilesConfig::from_env(env, environment)?,
+            followups: FollowupsConfig::from_env(env, environment)?,
+            sources: sources::from_env(env, environment)?,
+            spool: SpoolConfig::from_env(env)?,
+            github: GithubApiConfig::from_env(env, environment)?,
+            retention: RetentionConfig::from_env(env)?,
+            deploy: deploy::from_env(env)?,
+            operator_tokens: operators::from_env(env)?,
+            reconcile: reconcile::from_env(env)?,
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20, 0..=600)?,
         })
     }
 }
@@ -239,7 +260,7 @@ pub struct DatabaseCommandConfig {
 impl DatabaseCommandConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let lookup = |name: &str| std::env::var(name).ok();
-        let env = Env(&lookup);
+        let env = Env::new(&lookup);
         let environment: Environment = env.parsed("ENVIRONMENT", Environment::Development)?;
         Ok(Self {
             database: DatabaseConfig::from_env(&env)?,
@@ -269,20 +290,22 @@ impl VerifyConfig {
             })
             .unwrap_or_default();
         Ok(Self {
+            // `file://` for an offline key set (development, tests).
             fal_jwks_url: env
-                .optional("FAL_JWKS_URL")
-                .unwrap_or_else(|| DEFAULT_JWKS_URL.into()),
-            jwks_max_age: env.seconds("FAL_JWKS_MAX_AGE_SECS", 24 * 3600)?.min(
-                // The contract caps the cache at a day, whatever is configured.
-                Duration::from_secs(24 * 3600),
-            ),
-            jwks_refetch_interval: env.seconds("FAL_JWKS_REFETCH_INTERVAL_SECS", 60)?,
+                .url("FAL_JWKS_URL", DEFAULT_JWKS_URL, &["https", "http", "file"])?
+                .to_string(),
+            // The contract caps the cache at a day.
+            jwks_max_age: env.seconds("FAL_JWKS_MAX_AGE_SECS", 24 * 3600, 1..=24 * 3600)?,
+            jwks_refetch_interval: env.seconds("FAL_JWKS_REFETCH_INTERVAL_SECS", 60, 1..=3600)?,
             hmac_secrets,
             allow_unsigned,
             timestamp_tolerance_secs: 300,
         })
     }
 }
+
+#[cfg(test)]
+mod bounds_tests;
 
 #[cfg(test)]
 mod tests {

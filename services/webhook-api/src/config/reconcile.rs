@@ -44,22 +44,11 @@ pub(crate) fn from_env(env: &Env<'_>) -> Result<Option<ReconcileConfig>, ConfigE
         return Ok(None);
     };
     let queue_url = env
-        .optional("FAL_QUEUE_URL")
-        .unwrap_or_else(|| DEFAULT_FAL_QUEUE_URL.into());
-    reqwest::Url::parse(&queue_url)
-        .ok()
-        .filter(|url| url.has_host())
-        .ok_or_else(|| ConfigError::new("FAL_QUEUE_URL", "expected an http(s) URL"))?;
-    let requests_per_second: f64 = env.parsed("RECONCILE_REQUESTS_PER_SEC", 5.0)?;
-    if requests_per_second.is_nan() || requests_per_second <= 0.0 {
-        return Err(ConfigError::new(
-            "RECONCILE_REQUESTS_PER_SEC",
-            "must be above 0",
-        ));
-    }
-    let millis = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
-        env.parsed(name, default).map(Duration::from_millis)
-    };
+        .url("FAL_QUEUE_URL", DEFAULT_FAL_QUEUE_URL, &["https", "http"])?
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    const WEEK: u64 = 7 * 24 * 3600;
     Ok(Some(ReconcileConfig {
         api_key: Secret::new(api_key.trim()),
         queue_url,
@@ -69,13 +58,13 @@ pub(crate) fn from_env(env: &Env<'_>) -> Result<Option<ReconcileConfig>, ConfigE
         style_app: env
             .optional("FAL_APP_STYLE")
             .unwrap_or_else(|| "fal-ai/flux-pro-trainer".into()),
-        stale_after: env.seconds("RECONCILE_AFTER_SECS", 30 * 60)?,
-        interval: millis("RECONCILE_INTERVAL_MS", 60_000)?.max(Duration::from_millis(10)),
-        recheck: millis("RECONCILE_RECHECK_MS", 5 * 60_000)?,
-        backoff_max: env.seconds("RECONCILE_BACKOFF_MAX_SECS", 3600)?,
-        batch: env.parsed("RECONCILE_BATCH", 20)?,
-        requests_per_second,
-        max_not_found: env.parsed("RECONCILE_MAX_NOT_FOUND", 5)?,
-        request_timeout: env.seconds("RECONCILE_REQUEST_TIMEOUT_SECS", 15)?,
+        stale_after: env.seconds("RECONCILE_AFTER_SECS", 30 * 60, 0..=WEEK)?,
+        interval: env.millis("RECONCILE_INTERVAL_MS", 60_000, 50..=86_400_000)?,
+        recheck: env.millis("RECONCILE_RECHECK_MS", 5 * 60_000, 1..=86_400_000)?,
+        backoff_max: env.seconds("RECONCILE_BACKOFF_MAX_SECS", 3600, 1..=WEEK)?,
+        batch: env.number("RECONCILE_BATCH", 20, 1..=1000)?,
+        requests_per_second: env.number("RECONCILE_REQUESTS_PER_SEC", 5.0, 0.01..=1000.0)?,
+        max_not_found: env.number("RECONCILE_MAX_NOT_FOUND", 5, 1..=1000)?,
+        request_timeout: env.seconds("RECONCILE_REQUEST_TIMEOUT_SECS", 15, 1..=300)?,
     }))
 }

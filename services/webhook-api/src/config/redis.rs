@@ -32,15 +32,17 @@ impl RedisConfig {
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             url: parse_redis_url(env.required_secret("REDIS_URL")?)?,
-            announced_ttl: env
-                .seconds("ANNOUNCE_REMEMBER_SECS", 24 * 3600)?
-                .max(Duration::from_secs(3600)),
+            announced_ttl: env.seconds(
+                "ANNOUNCE_REMEMBER_SECS",
+                24 * 3600,
+                3600..=30 * 24 * 3600,
+            )?,
             key_prefix: env
                 .optional("REDIS_KEY_PREFIX")
                 .unwrap_or_else(|| "aisha:".into()),
-            status_ttl: env.seconds("REDIS_STATUS_TTL_SECS", 3600)?,
-            stream_maxlen: env.parsed("REDIS_STREAM_MAXLEN", 100_000)?,
-            timeout: Duration::from_millis(env.parsed("REDIS_TIMEOUT_MS", 500)?),
+            status_ttl: env.seconds("REDIS_STATUS_TTL_SECS", 3600, 1..=30 * 24 * 3600)?,
+            stream_maxlen: env.number("REDIS_STREAM_MAXLEN", 100_000, 100..=1_000_000_000)?,
+            timeout: env.millis("REDIS_TIMEOUT_MS", 500, 1..=60_000)?,
         })
     }
 }
@@ -48,9 +50,8 @@ impl RedisConfig {
 impl AnnounceConfig {
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
-            interval: Duration::from_millis(env.parsed("ANNOUNCE_INTERVAL_MS", 5000)?)
-                .max(Duration::from_millis(10)),
-            settle: Duration::from_millis(env.parsed("ANNOUNCE_SETTLE_MS", 30_000)?),
+            interval: env.millis("ANNOUNCE_INTERVAL_MS", 5000, 50..=3_600_000)?,
+            settle: env.millis("ANNOUNCE_SETTLE_MS", 30_000, 100..=3_600_000)?,
         })
     }
 }

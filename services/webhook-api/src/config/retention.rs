@@ -27,30 +27,32 @@ pub struct RetentionConfig {
 
 impl RetentionConfig {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let days = |name: &'static str, default: u64| -> Result<Option<Duration>, ConfigError> {
-            let days: u64 = env.parsed(name, default)?;
-            Ok((days > 0).then(|| Duration::from_secs(days * DAY)))
-        };
-        let payload = days("RETENTION_PAYLOAD_DAYS", 30)?;
-        let event = days("RETENTION_EVENT_DAYS", 180)?;
-        if let (Some(payload), Some(event)) = (payload, event) {
-            if event < payload {
+        const MAX_DAYS: u64 = 36_500;
+        let days =
+            |name: &'static str, default: u64, max: u64| -> Result<Option<Duration>, ConfigError> {
+                let days = env.number(name, default, 0..=max)?;
+                Ok((days > 0).then(|| Duration::from_secs(days * DAY)))
+            };
+        let event = days("RETENTION_EVENT_DAYS", 180, MAX_DAYS)?;
+        // A payload goes no later than its event.
+        let event_days = event.map_or(MAX_DAYS, |kept| kept.as_secs() / DAY);
+        let payload = days("RETENTION_PAYLOAD_DAYS", 30, event_days)?;
+        if let (Some(payload), Some(_)) = (payload, event) {
+            let payload_days = payload.as_secs() / DAY;
+            if payload_days > event_days {
                 return Err(ConfigError::new(
                     "RETENTION_EVENT_DAYS",
-                    "must not be less than RETENTION_PAYLOAD_DAYS",
+                    format!("{event_days} is less than RETENTION_PAYLOAD_DAYS={payload_days}: expected 0 (kept forever) or {payload_days} to {MAX_DAYS}"),
                 ));
             }
         }
-        let batch: i64 = env.parsed("RETENTION_BATCH", 500)?;
-        if !(1..=100_000).contains(&batch) {
-            return Err(ConfigError::new("RETENTION_BATCH", "must be 1 to 100000"));
-        }
+        let batch = env.number("RETENTION_BATCH", 500, 1..=100_000)?;
         Ok(Self {
             payload,
             event,
-            deploy_output: days("RETENTION_DEPLOY_OUTPUT_DAYS", 90)?,
-            file_job: days("RETENTION_FILE_JOB_DAYS", 30)?,
-            interval: Duration::from_secs(env.parsed("RETENTION_INTERVAL_SECS", 3600)?.max(1)),
+            deploy_output: days("RETENTION_DEPLOY_OUTPUT_DAYS", 90, MAX_DAYS)?,
+            file_job: days("RETENTION_FILE_JOB_DAYS", 30, MAX_DAYS)?,
+            interval: env.seconds("RETENTION_INTERVAL_SECS", 3600, 1..=7 * 24 * 3600)?,
             batch,
         })
     }

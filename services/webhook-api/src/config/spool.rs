@@ -23,19 +23,14 @@ pub struct SpoolConfig {
 
 impl SpoolConfig {
     pub(super) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
-        let max_bytes: u64 = env.parsed("SPOOL_MAX_BYTES", 256 * 1024 * 1024)?;
-        if max_bytes == 0 {
-            return Err(ConfigError::new(
-                "SPOOL_MAX_BYTES",
-                "must be more than 0 (turn a source's spool off with WEBHOOK_SOURCE_<NAME>_SPOOL=false)",
-            ));
-        }
+        // A source's spool is turned off with WEBHOOK_SOURCE_<NAME>_SPOOL=false, not with 0.
+        let max_bytes = env.number("SPOOL_MAX_BYTES", 256 * 1024 * 1024, 1024..=1 << 40)?;
         Ok(Self {
             dir: env
                 .optional("SPOOL_DIR")
                 .map_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR), PathBuf::from),
             max_bytes,
-            after: Duration::from_millis(env.parsed("SPOOL_AFTER_MS", 2000)?),
+            after: env.millis("SPOOL_AFTER_MS", 2000, 1..=60_000)?,
         })
     }
 }

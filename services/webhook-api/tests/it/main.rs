@@ -22,6 +22,7 @@ mod operator_commands;
 mod reconcile;
 mod resilience;
 mod retention;
+mod settings;
 mod sources;
 mod spool;
 mod status_command;
