@@ -54,6 +54,7 @@ wait_for() { # URL [seconds]
 }
 
 # The cluster's own operator token (read, replay, deploy): made once, kept in CLUSTER_DIR.
+entry() { printf '%s=%q\n' "$1" "$2"; } # NAME VALUE: one line of api.env, quoted for `source`
 operator_get() { curl -fsS -H "Authorization: Bearer $(cat "$CLUSTER_DIR/operator.token")" "$@"; }
 
 start_api() {
@@ -101,18 +102,23 @@ up() {
   # The instances' environment (development secrets only; mode 600).
   umask 077
   [[ -s "$CLUSTER_DIR/operator.token" ]] || openssl rand -hex 32 >"$CLUSTER_DIR/operator.token"
+  # Sourced with `set -a`, so every value is written quoted (%q): a DEPLOY_COMMAND with an
+  # argument stays one value, not a command.
   {
-    echo "OPERATOR_TOKENS=cluster:read+replay+deploy:$(cat "$CLUSTER_DIR/operator.token")${OPERATOR_TOKENS:+,$OPERATOR_TOKENS}"
-    grep '^REDIS_URL=\|^MINIO_' <<<"$deps_env"
-    echo "DATABASE_URL=$database_url"
-    echo "HOST=127.0.0.1"
-    echo "ENVIRONMENT=${ENVIRONMENT:-development}"
-    echo "LOG_FORMAT=json"
-    echo "LOG_LEVEL=${LOG_LEVEL:-info}"
-    echo "MINIO_BUCKET_NAME=${MINIO_BUCKET_NAME:-cluster-avatars}"
-    echo "FAL_WEBHOOK_SECRET=${FAL_WEBHOOK_SECRET:-local-development-secret}"
-    echo "REDIS_KEY_PREFIX=${REDIS_KEY_PREFIX:-aisha:}"
-    env | grep -E '^(FAL_JWKS_URL|FILE_[A-Z_]+|DB_[A-Z_]+|HTTP_[A-Z_]+|SHUTDOWN_GRACE_SECS|WEBHOOK_MAX_BODY_BYTES|WEBHOOK_ALLOW_UNSIGNED|WEBHOOK_SOURCES|WEBHOOK_SOURCE_[A-Z0-9_]+|SPOOL_MAX_BYTES|DEPLOY_[A-Z_]+|ANNOUNCE_[A-Z_]+)=' || true
+    entry OPERATOR_TOKENS "cluster:read+replay+deploy:$(cat "$CLUSTER_DIR/operator.token")${OPERATOR_TOKENS:+,$OPERATOR_TOKENS}"
+    local line
+    while IFS= read -r line; do entry "${line%%=*}" "${line#*=}"; done < <(grep '^REDIS_URL=\|^MINIO_' <<<"$deps_env")
+    entry DATABASE_URL "$database_url"
+    entry HOST 127.0.0.1
+    entry ENVIRONMENT "${ENVIRONMENT:-development}"
+    entry LOG_FORMAT json
+    entry LOG_LEVEL "${LOG_LEVEL:-info}"
+    entry MINIO_BUCKET_NAME "${MINIO_BUCKET_NAME:-cluster-avatars}"
+    entry FAL_WEBHOOK_SECRET "${FAL_WEBHOOK_SECRET:-local-development-secret}"
+    entry REDIS_KEY_PREFIX "${REDIS_KEY_PREFIX:-aisha:}"
+    local name
+    while IFS= read -r name; do entry "$name" "${!name}"; done < <(compgen -e |
+      grep -E '^(FAL_JWKS_URL|FILE_[A-Z_]+|DB_[A-Z_]+|HTTP_[A-Z_]+|SHUTDOWN_GRACE_SECS|WEBHOOK_MAX_BODY_BYTES|WEBHOOK_ALLOW_UNSIGNED|WEBHOOK_SOURCES|WEBHOOK_SOURCE_[A-Z0-9_]+|SPOOL_MAX_BYTES|DEPLOY_[A-Z_]+|ANNOUNCE_[A-Z_]+)$' || true)
   } >"$CLUSTER_DIR/api.env"
   umask 022
 

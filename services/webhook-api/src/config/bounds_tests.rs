@@ -182,3 +182,12 @@ fn a_url_is_parsed_with_its_schemes() {
         assert!(read(&[(name, &good)]).0.is_ok(), "{name}={good}");
     }
 }
+
+#[test]
+fn the_key_set_may_be_a_file_for_offline_runs() {
+    let config = read(&[("FAL_JWKS_URL", "file:///etc/webhook/jwks.json")]).0;
+    assert_eq!(
+        config.unwrap().verify.fal_jwks_url,
+        "file:///etc/webhook/jwks.json"
+    );
+}

@@ -176,7 +176,7 @@ impl<'a> Env<'a> {
         }
     }
 
-    /// A URL with a host and one of `schemes`, `default` when unset; the text is returned
+    /// A URL of one of `schemes` (with a host, but for `file://`), `default` when unset; the text is returned
     /// without a trailing `/`.
     pub(crate) fn url(
         &self,
@@ -189,12 +189,14 @@ impl<'a> Env<'a> {
         let expected = || {
             let schemes: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
             format!(
-                "invalid URL {raw:?}: expected a {} URL with a host",
-                schemes.join(" or ")
+                "invalid URL {raw:?}: expected a URL of {}",
+                schemes.join(", ")
             )
         };
         let url = url::Url::parse(raw.trim()).map_err(|_| ConfigError::new(name, expected()))?;
-        if !schemes.contains(&url.scheme()) || url.host_str().is_none_or(str::is_empty) {
+        // Every scheme but file:// names a host to reach.
+        let no_host = url.scheme() != "file" && url.host_str().is_none_or(str::is_empty);
+        if !schemes.contains(&url.scheme()) || no_host {
             return Err(ConfigError::new(name, expected()));
         }
         Ok(url)

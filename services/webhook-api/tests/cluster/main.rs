@@ -615,3 +615,116 @@ async fn rolling_restart_under_load_fails_and_loses_nothing() {
     );
     cluster.assert_each_applied_once(&request_ids).await;
 }
+
+#[tokio::test]
+async fn public_health_reads_no_token_and_both_instances_down_answer_503_with_retry_after() {
+    // A command with an argument, as an operator writes it: cluster.sh keeps it one value.
+    let command = "/bin/echo deployed quietly";
+    let cluster = Cluster::up(&[
+        ("DEPLOY_REPOSITORY", "team/avatar-bot"),
+        ("DEPLOY_COMMAND", command),
+    ])
+    .await;
+    let sourced = Command::new("bash")
+        .arg("-c")
+        .arg("set -a && source \"$1\" && printf %s \"$DEPLOY_COMMAND\"")
+        .arg("-")
+        .arg(cluster.dir.path().join("api.env"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&sourced.stdout), command);
+    assert!(
+        sourced.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&sourced.stderr)
+    );
+
+    // A token sent to the public /health (port 80 is plain text) is never read there.
+    let token = std::fs::read_to_string(cluster.dir.path().join("operator.token")).unwrap();
+    for url in [
+        cluster.url("/health"),
+        format!("http://127.0.0.1:{}/health", cluster.http_port),
+    ] {
+        let answer = cluster
+            .https
+            .get(&url)
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap();
+        let health: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(
+            health.as_object().map(|o| o.len()),
+            Some(1),
+            "{url}: {health}"
+        );
+    }
+
+    // The same token on an instance's own port gets the details.
+    let port = &cluster
+        .env
+        .iter()
+        .find(|(k, _)| *k == "API_PORT_1")
+        .unwrap()
+        .1;
+    let details: serde_json::Value = cluster
+        .https
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(details.get("checks").is_some(), "{details}");
+
+    let request_ids = cluster.training_avatars(1).await;
+    cluster.script(&["stop-api", "1", "KILL"]);
+    cluster.script(&["stop-api", "2", "KILL"]);
+    let body = format!(
+        r#"{{"request_id":"{}","status":"OK","payload":{{}}}}"#,
+        request_ids[0]
+    );
+    let answer = cluster.post_signed(&body, None).await.unwrap();
+    assert_eq!(
+        answer.status().as_u16(),
+        503,
+        "FAL retries a 503, as the README promises"
+    );
+    assert_eq!(
+        answer
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5")
+    );
+    let error: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(error["error"], "unavailable");
+    // Public /health says the same to a load balancer in front.
+    let health = cluster
+        .https
+        .get(cluster.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+
+    cluster.script(&["start-api", "1"]);
+    // FAL retries: the first retry to reach the instance that came back is applied.
+    let mut status = 0;
+    for _ in 0..20 {
+        status = cluster
+            .post_signed(&body, None)
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(status, 200);
+    cluster.assert_each_applied_once(&request_ids).await;
+}
