@@ -67,8 +67,9 @@ impl FollowupsConfig {
                     3 * 3600,
                     2 * 3600..=7 * 24 * 3600,
                 )?,
-                // Telegram's own limit for a bot is about 30 messages a second.
-                messages_per_second: env.number("NOTIFY_MESSAGES_PER_SEC", 10.0, 0.01..=30.0)?,
+                // Telegram takes about 30 messages a second from a bot, up to 1000 with paid
+                // broadcasts.
+                messages_per_second: env.number("NOTIFY_MESSAGES_PER_SEC", 10.0, 0.01..=1000.0)?,
                 request_timeout: env.seconds("TELEGRAM_REQUEST_TIMEOUT_SECS", 15, 1..=300)?,
             }),
         };

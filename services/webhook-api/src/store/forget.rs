@@ -1,5 +1,6 @@
 //! Erasure on request (`forget.rs`): which avatars a request names, and the service's own rows
-//! about them. The bot's rows (`users`, `avatars`) are the bot's: read, never changed here.
+//! about them. The bot's rows (`users`, `avatars`) are the bot's: read, and changed only in the
+//! object keys this service wrote there, cleared with the objects they named.
 
 use deadpool_postgres::Pool;
 use uuid::Uuid;
@@ -86,6 +87,15 @@ pub async fn remove(
         .iter()
         .map(|r| r.get(0))
         .collect();
+    // The avatar's row must not name an object that is gone.
+    tx.execute(
+        "UPDATE avatars SET \
+           lora_object_key = CASE WHEN lora_object_key = ANY($2) THEN NULL ELSE lora_object_key END, \
+           config_object_key = CASE WHEN config_object_key = ANY($2) THEN NULL ELSE config_object_key END \
+         WHERE id = ANY($1) AND (lora_object_key = ANY($2) OR config_object_key = ANY($2))",
+        &[&avatar_ids, &object_keys],
+    )
+    .await?;
     let file_jobs = tx
         .execute(
             "DELETE FROM file_jobs WHERE avatar_id = ANY($1) AND state <> 'running'",

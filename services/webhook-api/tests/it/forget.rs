@@ -111,6 +111,13 @@ async fn forget_removes_every_copy_of_an_avatar_and_nothing_else() {
         .unwrap();
     assert!(exists);
     let before = app.avatar(gone).await;
+    let keys = "SELECT count(*) FROM avatars WHERE id = $1 \
+                AND (lora_object_key IS NOT NULL OR config_object_key IS NOT NULL)";
+    assert_eq!(
+        count(&app, keys, gone).await,
+        1,
+        "the copy named its objects"
+    );
 
     assert_eq!(
         forget(&app, &["--avatar", &gone.to_string()]).await,
@@ -131,7 +138,17 @@ async fn forget_removes_every_copy_of_an_avatar_and_nothing_else() {
         .await
         .unwrap();
     assert!(!exists, "the status cache is cleared");
-    assert_eq!(app.avatar(gone).await, before, "the bot's row is the bot's");
+    assert_eq!(
+        app.avatar(gone).await,
+        before,
+        "the bot's own columns are the bot's"
+    );
+    assert_eq!(
+        count(&app, keys, gone).await,
+        0,
+        "no key names a deleted object"
+    );
+    assert_eq!(count(&app, keys, other).await, 1, "nobody else's keys");
     assert_eq!(objects(&app, other).await.len(), 2, "nobody else's files");
     assert_eq!(
         count(
