@@ -8,7 +8,9 @@
 //! node, an old and a new task during a start-first update): each takes the first file nobody
 //! holds (`spool.redb`, `spool-2.redb`, …), and a file its instance left behind is drained by
 //! whichever instance finds it unlocked (`orphans`). An entry PostgreSQL refuses for its
-//! content is moved aside (`held`) for an operator, never dropped.
+//! content is moved aside (`held`) for an operator, never dropped. A delivery is kept no longer
+//! than until it is stored: once none waits, the file is replaced by a fresh one holding only
+//! the held entries, so no drained body survives in the old file's freed pages.
 
 mod drain;
 
@@ -16,7 +18,7 @@ pub use drain::{run, Drain};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -129,7 +131,9 @@ pub struct Usage {
 pub type Entry = (u64, Result<SpooledDelivery, serde_json::Error>);
 
 pub struct Spool {
-    db: Database,
+    /// Written under the read lock (redb orders its own transactions); swapped for a fresh
+    /// file under the write lock (`rewrite`).
+    db: RwLock<Database>,
     path: PathBuf,
     max_bytes: u64,
     after: Duration,
@@ -237,8 +241,8 @@ impl Spool {
             Ok(usage)
         })()
         .map_err(storage)?;
-        Ok(Some(Self {
-            db,
+        let spool = Self {
+            db: RwLock::new(db),
             path,
             max_bytes: config.max_bytes,
             after: config.after,
@@ -247,7 +251,68 @@ impl Spool {
             held: AtomicU64::new(held),
             metrics,
             orphan,
-        }))
+        };
+        // What an earlier run drained (it may have stopped before its rewrite) goes now.
+        spool.rewrite_if_drained()?;
+        Ok(Some(spool))
+    }
+
+    fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// With nothing waiting, replaces the file by a fresh one holding only the held entries.
+    /// The fresh file is renamed over the old while both are open and locked, so no other
+    /// instance can take the path between the two; the old one's pages (drained bodies among
+    /// them) go with its last handle.
+    fn rewrite_if_drained(&self) -> Result<(), SpoolError> {
+        let mut db = self
+            .db
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.waiting.load(Ordering::Relaxed) != 0 {
+            return Ok(());
+        }
+        let fresh_path = self.path.with_extension("redb.fresh");
+        let io = |source: std::io::Error| SpoolError::Directory {
+            path: fresh_path.clone(),
+            source,
+        };
+        match std::fs::remove_file(&fresh_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let fresh = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&fresh_path)
+            .map_err(|e| self.storage(e))?;
+        (|| -> Result<(), redb::Error> {
+            let read = db.begin_read()?;
+            let held = read.open_table(HELD)?;
+            let tx = fresh.begin_write()?;
+            {
+                tx.open_table(WAITING)?;
+                let mut kept = tx.open_table(HELD)?;
+                for entry in held.iter()? {
+                    let (key, value) = entry?;
+                    kept.insert(key.value(), value.value())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })()
+        .map_err(|e| self.storage(e))?;
+        std::fs::rename(&fresh_path, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            // The rename itself is durable only once the directory is.
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        *db = fresh;
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -285,7 +350,8 @@ impl Spool {
         let size = encoded.len() as u64;
         // Write transactions run one at a time, so the check and the insert cannot interleave
         // with another append's.
-        let tx = self.db.begin_write().map_err(|e| self.storage(e))?;
+        let db = self.db();
+        let tx = db.begin_write().map_err(|e| self.storage(e))?;
         let used = self.bytes.load(Ordering::Relaxed);
         if used + size > self.max_bytes {
             return Err(SpoolError::Full {
@@ -312,7 +378,7 @@ impl Spool {
         let spool = self.clone();
         blocking(move || {
             (|| -> Result<Vec<Entry>, redb::Error> {
-                let tx = spool.db.begin_read()?;
+                let tx = spool.db().begin_read()?;
                 let waiting = tx.open_table(WAITING)?;
                 let mut entries = Vec::new();
                 for entry in waiting.iter()?.take(limit) {
@@ -346,7 +412,20 @@ impl Spool {
     }
 
     fn take_blocking(&self, key: u64, keep: bool) -> Result<bool, SpoolError> {
-        let tx = self.db.begin_write().map_err(|e| self.storage(e))?;
+        let removed = self.take_one(key, keep)?;
+        if removed && self.waiting.load(Ordering::Relaxed) == 0 {
+            // The delivery is stored and gone from the spool either way; the next drain or
+            // start tries the rewrite again.
+            if let Err(e) = self.rewrite_if_drained() {
+                tracing::warn!(error = %e, "a drained spool file could not be rewritten");
+            }
+        }
+        Ok(removed)
+    }
+
+    fn take_one(&self, key: u64, keep: bool) -> Result<bool, SpoolError> {
+        let db = self.db();
+        let tx = db.begin_write().map_err(|e| self.storage(e))?;
         let removed = (|| -> Result<Option<u64>, redb::Error> {
             let mut waiting = tx.open_table(WAITING)?;
             let Some(value) = waiting.remove(key)? else {

@@ -195,3 +195,59 @@ async fn a_spool_directory_that_cannot_be_made_is_named() {
         "names the directory: {error}"
     );
 }
+
+fn file_holds(path: &std::path::Path, marker: &str) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    bytes
+        .windows(marker.len())
+        .any(|window| window == marker.as_bytes())
+}
+
+#[tokio::test]
+async fn a_drained_file_holds_no_body_but_the_held_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = open(dir.path(), 1 << 20).await;
+    let mut sent: Vec<SpooledDelivery> = (0..40).map(|n| delivery(&format!("d{n}"))).collect();
+    for (n, delivery) in sent.iter_mut().enumerate() {
+        delivery.body = format!(r#"{{"after":"drained-body-{n:02}"}}"#);
+    }
+    sent[7].body = r#"{"after":"held-body"}"#.into();
+    for delivery in &sent {
+        spool.append(delivery).await.unwrap();
+    }
+    assert!(file_holds(spool.path(), "drained-body-00"));
+    for (key, entry) in spool.oldest(100).await.unwrap() {
+        if entry.unwrap().body.contains("held-body") {
+            spool.hold(key).await.unwrap();
+        } else {
+            spool.remove(key, "github").await.unwrap();
+        }
+    }
+    assert_eq!(
+        spool.usage(),
+        Usage {
+            waiting: 0,
+            bytes: 0,
+            held: 1
+        }
+    );
+    for n in 0..40 {
+        let marker = format!("drained-body-{n:02}");
+        assert!(
+            !file_holds(spool.path(), &marker),
+            "{marker} is still in the file"
+        );
+    }
+    assert!(
+        file_holds(spool.path(), "held-body"),
+        "held, for an operator"
+    );
+
+    // The fresh file is the spool: it takes new deliveries, and keeps them across a reopen.
+    spool.append(&delivery("after")).await.unwrap();
+    drop(spool);
+    let spool = open(dir.path(), 1 << 20).await;
+    assert_eq!(spool.usage().waiting, 1);
+    assert_eq!(spool.usage().held, 1);
+    assert_eq!(ids(&spool.oldest(10).await.unwrap()), ["after"]);
+}
