@@ -47,6 +47,8 @@ pub struct Metrics {
     pub retention_deleted: IntCounterVec,
     /// Follow-ups of finished trainings settled by this instance, by kind and result.
     pub followups_settled: IntCounterVec,
+    /// Operator calls refused, by route and answer (401, 403, 429).
+    pub operator_refusals: IntCounterVec,
     followups: IntGaugeVec,
     trainings: IntGaugeVec,
     oldest_training_age: Gauge,
@@ -154,6 +156,11 @@ impl Metrics {
                     .reset();
             }
         }
+        let operator_refusals = r.counters_by(
+            "webhook_operator_refusals_total",
+            "Operator calls refused, by route and status: 401 (no valid token), 403 (a token without the scope), 429 (too many refusals from one address, or replays of one token)",
+            &["route", "status"],
+        );
         let followups = r.gauges(
             "webhook_followups",
             "Follow-ups of finished trainings by state (whole cluster)",
@@ -163,6 +170,7 @@ impl Metrics {
             github_redeliveries,
             retention_deleted,
             followups_settled,
+            operator_refusals,
             followups,
             registry: r.registry,
             spool,

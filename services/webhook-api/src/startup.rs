@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::deploy::{self, DeployWork};
 use crate::followups::{self, FollowupWork};
 use crate::github::{self, Redeliverer};
+use crate::http::limits::PerMinute;
 use crate::http::server;
 use crate::ingest::Ingest;
 use crate::late_announcer::{self, LateAnnouncer};
@@ -50,6 +51,10 @@ pub struct AppState {
     pub spool: Option<Arc<Spool>>,
     /// How many refused webhook requests are still logged this second.
     pub refusal_log: RefusalLog,
+    /// Refused operator calls by address: past the limit, 429 before any token is read.
+    pub refused_operators: PerMinute<std::net::IpAddr>,
+    /// Replays by token name.
+    pub replays: PerMinute<String>,
 }
 
 impl AppState {
@@ -110,6 +115,8 @@ impl Application {
         );
         let state = Arc::new(AppState {
             refusal_log: RefusalLog::new(config.log.refusals_per_sec),
+            refused_operators: PerMinute::new(config.operator_limits.refusals_per_minute),
+            replays: PerMinute::new(config.operator_limits.replays_per_minute),
             config,
             pool,
             avatar_sql,

@@ -28,7 +28,7 @@ pub use files::{FilesConfig, S3Config};
 pub use followups::{FollowupsConfig, PhotosConfig, TelegramConfig, DEFAULT_TELEGRAM_API_URL};
 pub use github::{GithubApiConfig, GithubRedeliver};
 pub use log::{LogConfig, LogFormat};
-pub use operators::{token_digest, OperatorToken, Scope};
+pub use operators::{token_digest, OperatorLimits, OperatorToken, Scope};
 pub use reconcile::ReconcileConfig;
 pub use redis::{AnnounceConfig, RedisConfig};
 pub use retention::RetentionConfig;
@@ -135,6 +135,8 @@ pub struct Config {
     pub deploy: Option<DeployConfig>,
     /// Who may use the operators' API, `/metrics` and the health details (`OPERATOR_TOKENS`).
     pub operator_tokens: Vec<OperatorToken>,
+    /// Refused calls per address and replays per token, a minute.
+    pub operator_limits: OperatorLimits,
     /// Asking FAL about trainings no callback finished; `None` without `FAL_API_KEY`.
     pub reconcile: Option<ReconcileConfig>,
     /// How long in-flight requests get to finish after SIGTERM before the process exits.
@@ -242,6 +244,7 @@ impl Config {
             retention: RetentionConfig::from_env(env)?,
             deploy: deploy::from_env(env)?,
             operator_tokens: operators::from_env(env)?,
+            operator_limits: OperatorLimits::from_env(env)?,
             reconcile: reconcile::from_env(env)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20, 0..=600)?,
         })

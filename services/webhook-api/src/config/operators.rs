@@ -68,6 +68,25 @@ pub fn token_digest(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
 }
 
+/// How hard the operators' API may be pushed, per minute.
+#[derive(Debug, Clone, Copy)]
+pub struct OperatorLimits {
+    /// Refused calls (401, 403) from one address before it is answered 429 for the rest of
+    /// the minute, a valid token or not (`OPERATOR_REFUSALS_PER_MINUTE`).
+    pub refusals_per_minute: u32,
+    /// Replays one token may ask for (`REPLAYS_PER_MINUTE`).
+    pub replays_per_minute: u32,
+}
+
+impl OperatorLimits {
+    pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            refusals_per_minute: env.number("OPERATOR_REFUSALS_PER_MINUTE", 20, 1..=10_000)?,
+            replays_per_minute: env.number("REPLAYS_PER_MINUTE", 60, 1..=100_000)?,
+        })
+    }
+}
+
 pub(crate) fn from_env(env: &Env<'_>) -> Result<Vec<OperatorToken>, ConfigError> {
     let Some(list) = env.secret_text(VAR)? else {
         return Ok(Vec::new());

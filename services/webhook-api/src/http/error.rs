@@ -30,6 +30,12 @@ pub enum ApiError {
     Unauthorized,
     #[error("the token {token:?} lacks the scope {scope:?}")]
     Forbidden { token: String, scope: &'static str },
+    #[error("{what}: at most {limit} a minute; retry in {} s", retry_after.as_secs().max(1))]
+    RateLimited {
+        what: &'static str,
+        limit: u32,
+        retry_after: std::time::Duration,
+    },
     #[error("{0}")]
     Signature(#[from] VerifyError),
     #[error("the request was not received within {0} s")]
@@ -49,6 +55,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Signature(VerifyError::KeysUnavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -69,6 +76,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Signature(VerifyError::KeysUnavailable) => "signature_keys_unavailable",
             ApiError::Signature(VerifyError::Unsigned) => "missing_signature",
             ApiError::Signature(_) => "invalid_signature",
@@ -105,12 +113,25 @@ impl ApiError {
     /// The answer alone, for a caller that logs the error with the answer itself.
     pub fn into_unlogged_response(self) -> HttpResponse {
         let status = self.status();
-        let mut response = json_response(
-            status,
-            &serde_json::json!({ "error": self.code(), "message": self.public_message() }),
-        );
+        let mut body =
+            serde_json::json!({ "error": self.code(), "message": self.public_message() });
+        if let ApiError::RateLimited {
+            limit, retry_after, ..
+        } = &self
+        {
+            body["limit_per_minute"] = (*limit).into();
+            body["retry_after_secs"] = retry_after.as_secs().max(1).into();
+        }
+        let mut response = json_response(status, &body);
         let headers = response.headers_mut();
         match &self {
+            ApiError::RateLimited {
+                limit, retry_after, ..
+            } => {
+                headers.insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
+                headers.insert("ratelimit-limit", (*limit).into());
+                headers.insert("ratelimit-remaining", 0.into());
+            }
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(header::ALLOW, header::HeaderValue::from_static(allow));
             }

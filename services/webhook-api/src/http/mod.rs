@@ -4,6 +4,7 @@ mod auth;
 mod avatar_status;
 pub mod error;
 mod health;
+pub mod limits;
 mod operator;
 mod query;
 mod route;
@@ -16,6 +17,7 @@ mod webhooks;
 pub(crate) use crate::startup::AppState;
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The service function: never fails, every error becomes a JSON answer.
 pub async fn handle(
     state: Arc<AppState>,
+    peer: IpAddr,
     request: Request<Incoming>,
 ) -> Result<HttpResponse, Infallible> {
     let started = Instant::now();
@@ -60,7 +63,7 @@ pub async fn handle(
         error = tracing::field::Empty,
     );
     let (parts, body) = request.into_parts();
-    let mut response = match dispatch(&state, route, &parts, body, &request_id, started)
+    let mut response = match dispatch(&state, route, &parts, peer, body, &request_id, started)
         .instrument(span.clone())
         .await
     {
@@ -135,6 +138,7 @@ async fn dispatch(
     state: &AppState,
     route: Option<Route>,
     parts: &http::request::Parts,
+    peer: IpAddr,
     body: Incoming,
     request_id: &str,
     received: Instant,
@@ -146,13 +150,7 @@ async fn dispatch(
     }
     let tokens = &state.config.operator_tokens;
     let operator = match route.scope() {
-        Some(scope) => Some(
-            auth::require(tokens, &parts.headers, scope).inspect_err(|e| {
-                if let ApiError::Forbidden { token, .. } = e {
-                    tracing::warn!(token = %token, route = route.label(), "operator call refused");
-                }
-            })?,
-        ),
+        Some(scope) => Some(authorize(state, route, scope, parts, peer, request_id).await?),
         None => None,
     };
     let answer = match route {
@@ -184,9 +182,59 @@ async fn dispatch(
         },
     };
     if let (true, Some(operator)) = (route.audited(), operator) {
-        audit(state, route, operator, parts, &answer, request_id).await;
+        let status = answer
+            .as_ref()
+            .map_or_else(ApiError::status, |r| r.status());
+        audit(state, route, &operator.name, parts, status, request_id).await;
     }
     answer
+}
+
+/// The token of an operator call, or why it is refused. Every refusal is logged (with the
+/// token's name when it is valid) and counted; a valid token without the scope is audited
+/// too. An address past its refusals for the minute is answered 429 before its token is
+/// read, so guessing tokens is slow whatever is guessed.
+async fn authorize<'a>(
+    state: &'a AppState,
+    route: Route,
+    scope: Scope,
+    parts: &http::request::Parts,
+    peer: IpAddr,
+    request_id: &str,
+) -> Result<&'a OperatorToken, ApiError> {
+    let count = |status: StatusCode| {
+        state
+            .metrics
+            .operator_refusals
+            .with_label_values(&[route.label(), status.as_str()])
+            .inc()
+    };
+    let limits = &state.refused_operators;
+    if let Some(retry_after) = limits.exhausted(&peer) {
+        count(StatusCode::TOO_MANY_REQUESTS);
+        return Err(ApiError::RateLimited {
+            what: "refused operator calls from this address",
+            limit: limits.limit(),
+            retry_after,
+        });
+    }
+    let refusal = match auth::require(&state.config.operator_tokens, &parts.headers, scope) {
+        Ok(token) => return Ok(token),
+        Err(refusal) => refusal,
+    };
+    count(refusal.status());
+    let action = route.label();
+    match &refusal {
+        ApiError::Forbidden { token, .. } => {
+            tracing::warn!(token = %token, action, %peer, scope = scope.as_str(), "operator call refused: the token lacks the scope");
+            audit(state, route, token, parts, refusal.status(), request_id).await;
+        }
+        _ => tracing::warn!(action, %peer, "operator call refused: no valid token"),
+    }
+    if limits.take(peer).map_or(true, |left| left.remaining == 0) {
+        tracing::warn!(%peer, limit = limits.limit(), "refused operator calls from this address reached OPERATOR_REFUSALS_PER_MINUTE: it is answered 429 until its minute is over");
+    }
+    Err(refusal)
 }
 
 /// The operators' API, once the token is checked.
@@ -202,7 +250,30 @@ async fn operator_call(
         Route::DeliveryHealth => Ok(operator::health(state).await),
         Route::DeliveryFailures => operator::failures(state, query).await,
         Route::DeliveryEvent(id) => operator::event(state, id).await,
-        Route::DeliveryReplay(id) => operator::replay(state, id, operator, query, request_id).await,
+        Route::DeliveryReplay(id) => {
+            let limit = state.replays.limit();
+            let allowed = state
+                .replays
+                .take(operator.name.clone())
+                .map_err(|retry_after| {
+                    state
+                        .metrics
+                        .operator_refusals
+                        .with_label_values(&[route.label(), StatusCode::TOO_MANY_REQUESTS.as_str()])
+                        .inc();
+                    ApiError::RateLimited {
+                        what: "replays of this token",
+                        limit,
+                        retry_after,
+                    }
+                })?;
+            let mut answer = operator::replay(state, id, operator, query, request_id).await?;
+            let headers = answer.headers_mut();
+            headers.insert("ratelimit-limit", limit.into());
+            headers.insert("ratelimit-remaining", allowed.remaining.into());
+            headers.insert("ratelimit-reset", allowed.reset.as_secs().max(1).into());
+            Ok(answer)
+        }
         Route::Deploys => operator::deploy_list(state, query).await,
         Route::Deploy(id) => operator::deploy(state, id).await,
         other => Err(ApiError::NotFound(other.label().to_string())),
@@ -213,24 +284,21 @@ async fn operator_call(
 async fn audit(
     state: &AppState,
     route: Route,
-    operator: &OperatorToken,
+    token_name: &str,
     parts: &http::request::Parts,
-    answer: &Result<HttpResponse, ApiError>,
+    status: StatusCode,
     request_id: &str,
 ) {
-    let status = answer
-        .as_ref()
-        .map_or_else(ApiError::status, |r| r.status());
     let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
     tracing::info!(
-        token = %operator.name,
+        token = %token_name,
         action = route.label(),
         target,
         status = status.as_u16(),
         "operator call"
     );
     let entry = store::audit::AuditEntry {
-        token_name: &operator.name,
+        token_name,
         action: route.label(),
         target,
         status_code: status.as_u16() as i16,
@@ -243,7 +311,7 @@ async fn audit(
     )
     .await;
     if let Err(e) = written {
-        tracing::warn!(error = %e, token = %operator.name, "audit row not written");
+        tracing::warn!(error = %e, token = %token_name, "audit row not written");
     }
 }
 

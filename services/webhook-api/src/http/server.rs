@@ -46,7 +46,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let service = service_fn(move |request| super::handle(state.clone(), request));
+        let service = service_fn(move |request| super::handle(state.clone(), peer.ip(), request));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 
 use crate::helpers::{
-    client_with_token, hmac_header, AppOptions, FalSigner, TestApp, READ_TOKEN, REPLAY_TOKEN,
-    STATUS_UPDATE,
+    client_with_token, hmac_header, pg_connect, AppOptions, FalSigner, Instance, TestApp,
+    TestDatabase, ADMIN_TOKEN, READ_TOKEN, REPLAY_TOKEN, STATUS_UPDATE,
 };
 
 const OPERATOR_GETS: [&str; 7] = [
@@ -31,7 +31,10 @@ async fn status_of(request: reqwest::RequestBuilder) -> (u16, String) {
 
 #[tokio::test]
 async fn internal_routes_need_a_token_with_the_right_scope() {
-    let app = TestApp::spawn().await;
+    // More refusals than an address may make a minute by default: this test makes them all.
+    let app =
+        TestApp::spawn_with(AppOptions::default().with("OPERATOR_REFUSALS_PER_MINUTE", "100"))
+            .await;
     let body = r#"{"request_id":"auth-1","status":"in_progress"}"#;
     let id = app
         .post(STATUS_UPDATE, body, &[hmac_header(body)])
@@ -311,4 +314,188 @@ async fn a_hanging_jwks_costs_one_fetch_per_backoff_and_stale_requests_wait_for_
         started.elapsed()
     );
     assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+/// A client whose requests come from `address` (any of 127/8 reaches a loopback listener).
+fn client_from(address: [u8; 4], token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(address))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_operator_calls_are_logged_counted_audited_and_limited_per_address() {
+    let database = TestDatabase::create().await;
+    let mut instance = Instance::start_logged(
+        &database.url,
+        &[
+            ("OPERATOR_REFUSALS_PER_MINUTE", "4".into()),
+            ("LOG_FORMAT", "json".into()),
+        ],
+    );
+    instance.wait_ready().await;
+    let url = |path: &str| format!("http://127.0.0.1:{}{path}", instance.port);
+    let guess = "guessed-token-0123456789abcdef0123456789";
+    let calls = [
+        (
+            client_from([127, 0, 0, 1], None),
+            "/api/v1/webhooks/failures",
+            401,
+        ),
+        (
+            client_from([127, 0, 0, 1], Some(guess)),
+            "/api/v1/deploys",
+            401,
+        ),
+        (
+            client_from([127, 0, 0, 1], Some(READ_TOKEN)),
+            "/api/v1/deploys",
+            403,
+        ),
+        (
+            client_from([127, 0, 0, 1], Some(REPLAY_TOKEN)),
+            "/metrics",
+            403,
+        ),
+        // The address used its minute: even the right token is not read now.
+        (
+            client_from([127, 0, 0, 1], Some(ADMIN_TOKEN)),
+            "/metrics",
+            429,
+        ),
+    ];
+    for (client, path, expected) in &calls {
+        let (status, text) = status_of(client.get(url(path))).await;
+        assert_eq!(status, *expected, "{path}: {text}");
+    }
+    let limited = client_from([127, 0, 0, 1], Some(ADMIN_TOKEN))
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let told: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(told["error"], "rate_limited");
+    assert_eq!(told["limit_per_minute"], 4);
+
+    // Another address is not held back, and the counter shows every refusal.
+    let metrics = client_from([127, 0, 0, 2], Some(ADMIN_TOKEN))
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    let refusals = |route: &str, status: &str| -> u64 {
+        let line =
+            format!("webhook_operator_refusals_total{{route=\"{route}\",status=\"{status}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    assert_eq!(refusals("deliveries_failures", "401"), 1);
+    assert_eq!(refusals("deploys", "401") + refusals("deploys", "403"), 2);
+    assert_eq!(refusals("metrics", "403"), 1);
+    assert_eq!(refusals("metrics", "429"), 2);
+
+    // A valid token without the scope leaves an audit row with its name.
+    let db = pg_connect(&database.url).await;
+    let audit: Vec<(String, String, i16)> = db
+        .query(
+            "SELECT token_name, action, status_code FROM operator_audit ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("prometheus".to_string(), "deploys".to_string(), 403),
+            ("oncall".to_string(), "metrics".to_string(), 403),
+        ]
+    );
+
+    instance.signal("KILL");
+    instance.wait_exit(Duration::from_secs(10));
+    let logs = instance.logs();
+    let refused: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("operator call refused"))
+        .collect();
+    assert_eq!(refused.len(), 4, "{logs}");
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains(r#""token":"prometheus""#)),
+        "{logs}"
+    );
+    assert!(refused.iter().all(|l| l.contains("127.0.0.1")), "{logs}");
+    assert!(
+        logs.contains("reached OPERATOR_REFUSALS_PER_MINUTE"),
+        "{logs}"
+    );
+    for secret in [guess, READ_TOKEN, REPLAY_TOKEN, ADMIN_TOKEN] {
+        assert!(!logs.contains(secret), "a token reached the log");
+    }
+}
+
+#[tokio::test]
+async fn replays_are_limited_per_token_with_the_limit_in_the_answer() {
+    let app = TestApp::spawn_with(AppOptions::default().with("REPLAYS_PER_MINUTE", "3")).await;
+    let body = r#"{"request_id":"replay-limit","status":"in_progress"}"#;
+    let id = app
+        .post(STATUS_UPDATE, body, &[hmac_header(body)])
+        .await
+        .json["event_id"]
+        .as_i64()
+        .unwrap();
+    let replay = app.url(&format!("/api/v1/webhooks/events/{id}/replay"));
+    let oncall = client_with_token(REPLAY_TOKEN);
+    for remaining in ["2", "1", "0"] {
+        let answer = oncall.post(&replay).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.headers()["ratelimit-limit"], "3");
+        assert_eq!(answer.headers()["ratelimit-remaining"], remaining);
+    }
+    let limited = oncall.post(&replay).send().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    let told: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(told["limit_per_minute"], 3);
+    assert!(
+        told["message"].as_str().unwrap().contains("replays"),
+        "{told}"
+    );
+    // Another token has its own minute.
+    let admin = client_with_token(ADMIN_TOKEN);
+    assert_eq!(admin.post(&replay).send().await.unwrap().status(), 200);
+
+    let audited: i64 = app
+        .db
+        .query_one(
+            "SELECT count(*) FROM operator_audit WHERE token_name = 'oncall' AND status_code = 429",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1, "the refused replay is audited too");
 }
