@@ -255,6 +255,26 @@ mod tests {
     use crate::fal::FileRef;
     use AvatarStatus::*;
 
+    #[test]
+    fn a_status_prints_and_reads_back_as_the_bots_orm_name() {
+        let printed: Vec<String> = AvatarStatus::ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            printed,
+            [
+                "DRAFT",
+                "PHOTOS_UPLOADING",
+                "READY_FOR_TRAINING",
+                "TRAINING",
+                "COMPLETED",
+                "ERROR",
+                "CANCELLED"
+            ]
+        );
+        for status in AvatarStatus::ALL {
+            assert_eq!(status.to_string().parse::<AvatarStatus>(), Ok(status));
+        }
+    }
+
     fn at(status: AvatarStatus, progress: i32) -> Current {
         Current { status, progress }
     }

@@ -178,12 +178,18 @@ fn fal_ok(raw: &RawCallback) -> Result<TrainingEvent, ParseError> {
     Ok(TrainingEvent::Completed(files(&raw.payload, "payload")?))
 }
 
-fn fal_error(raw: &RawCallback) -> String {
-    let text = match &raw.error {
+/// The error as FAL wrote it: its text, or any other JSON as JSON; `missing` when it is null or
+/// blank (a blank message would leave the owner with nothing to read).
+fn error_text(error: &Value, missing: &str) -> String {
+    match error {
         Value::String(s) if !s.trim().is_empty() => s.clone(),
-        Value::Null => "FAL reported an error".to_string(),
+        Value::String(_) | Value::Null => missing.to_string(),
         other => other.to_string(),
-    };
+    }
+}
+
+fn fal_error(raw: &RawCallback) -> String {
+    let text = error_text(&raw.error, "FAL reported an error");
     // Validation errors carry their reasons in `payload.detail`.
     match raw.payload.get("detail") {
         Some(detail) if !detail.is_null() => format!("{text}: {detail}"),
@@ -202,11 +208,7 @@ fn legacy_event(status: &str, raw: &RawCallback) -> Result<TrainingEvent, ParseE
             TrainingEvent::Completed(files(source, "result")?)
         }
         "failed" | "error" => TrainingEvent::Failed {
-            error: match &raw.error {
-                Value::String(s) if !s.trim().is_empty() => s.clone(),
-                Value::Null => "training failed".to_string(),
-                other => other.to_string(),
-            },
+            error: error_text(&raw.error, "training failed"),
         },
         "cancelled" | "canceled" => TrainingEvent::Cancelled,
         _ => {
@@ -408,6 +410,54 @@ mod tests {
         };
         assert!(error.starts_with("Invalid status code: 422"), "{error}");
         assert!(error.contains("field required"), "{error}");
+    }
+
+    fn failure_of(body: &str) -> String {
+        match parse(body.as_bytes()).unwrap().event {
+            TrainingEvent::Failed { error } => error,
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_blank_or_missing_error_reads_as_the_default_and_any_other_is_kept() {
+        for (status, default) in [
+            ("ERROR", "FAL reported an error"),
+            ("failed", "training failed"),
+        ] {
+            for error in [r#""""#, r#""   ""#, "null"] {
+                let body = format!(r#"{{"request_id":"r","status":"{status}","error":{error}}}"#);
+                assert_eq!(failure_of(&body), default, "{status} with error {error}");
+            }
+            let body = format!(r#"{{"request_id":"r","status":"{status}","error":"GPU lost"}}"#);
+            assert_eq!(failure_of(&body), "GPU lost");
+            let body = format!(r#"{{"request_id":"r","status":"{status}","error":{{"code":7}}}}"#);
+            assert_eq!(failure_of(&body), r#"{"code":7}"#);
+        }
+    }
+
+    #[test]
+    fn a_request_id_may_be_as_long_as_the_bots_column_and_no_longer() {
+        for field in ["request_id", "gateway_request_id"] {
+            let body = |len: usize| {
+                let id = "r".repeat(len);
+                let other = if field == "request_id" {
+                    "gateway_request_id"
+                } else {
+                    "request_id"
+                };
+                format!(r#"{{"{field}":"{id}","{other}":"x","status":"in_progress"}}"#)
+            };
+            assert!(
+                parse(body(MAX_REQUEST_ID_BYTES).as_bytes()).is_ok(),
+                "{field}"
+            );
+            let err = parse(body(MAX_REQUEST_ID_BYTES + 1).as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, ParseError::Invalid { field: f, .. } if f == field),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
