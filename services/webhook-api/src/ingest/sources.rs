@@ -223,6 +223,11 @@ pub enum Push {
     Ignored(&'static str),
 }
 
+/// A commit id: SHA-1 or SHA-256 in hex.
+fn is_commit(id: &str) -> bool {
+    matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Whether a delivery is a push that should roll out. Only GitHub's and Gitea's `push` events
 /// count, and only when deploys are configured.
 pub fn push_decision(
@@ -257,14 +262,21 @@ pub fn push_decision(
     let Some(commit) = payload
         .get("after")
         .and_then(Value::as_str)
-        .filter(|c| matches!(c.len(), 40 | 64) && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|c| is_commit(c))
     else {
         return Push::Ignored("the push names no commit");
     };
+    // A new branch's push builds on nothing (all zeros): no relation to use.
+    let before_sha = payload
+        .get("before")
+        .and_then(Value::as_str)
+        .filter(|c| is_commit(c) && c.bytes().any(|b| b != b'0'))
+        .map(str::to_ascii_lowercase);
     Push::Deploy(QueuedDeploy {
         repository: deploy.repository.clone(),
         branch: deploy.branch.clone(),
         commit_sha: commit.to_ascii_lowercase(),
+        before_sha,
         requested_by: None,
     })
 }

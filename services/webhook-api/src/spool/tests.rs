@@ -25,6 +25,7 @@ fn delivery(id: &str) -> SpooledDelivery {
             repository: "owner/repo".into(),
             branch: "main".into(),
             commit_sha: "a".repeat(40),
+            before_sha: None,
             requested_by: None,
         }),
         received_at: chrono::Utc::now(),

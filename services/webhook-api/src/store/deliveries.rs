@@ -96,6 +96,11 @@ pub struct QueuedDeploy {
     pub repository: String,
     pub branch: String,
     pub commit_sha: String,
+    /// The commit the push built on (its `before`), when it names one: a push built on
+    /// another's commit is newer than it, whatever the clocks say. Absent in what an older
+    /// version spooled.
+    #[serde(default)]
+    pub before_sha: Option<String>,
     /// The operator token that asked to deploy this commit again; `None` for a push.
     pub requested_by: Option<String>,
 }
@@ -125,10 +130,15 @@ const RECORD: &str = "INSERT INTO webhook_events \
      RETURNING id, (xmax = 0) AS inserted, outcome, http_request_id";
 
 /// Nothing when the event, or its commit, already has its deploy (migration V7's unique
-/// indexes), unless an operator asked for it (`requested_by`).
-const QUEUE_DEPLOY: &str =
-    "INSERT INTO deploys (event_id, source, repository, branch, commit_sha, requested_by) \
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id";
+/// indexes), unless an operator asked for it (`requested_by`). A push takes its place in the
+/// sender's order from when it reached us (`received_at`, kept through the spool); an
+/// operator's redeploy is newer than everything before it.
+const QUEUE_DEPLOY: &str = "INSERT INTO deploys \
+       (event_id, source, repository, branch, commit_sha, requested_by, before_sha, pushed_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, \
+       CASE WHEN $6::text IS NULL THEN e.received_at ELSE now() END \
+     FROM webhook_events e WHERE e.id = $1 \
+     ON CONFLICT DO NOTHING RETURNING id";
 
 pub async fn record(pool: &Pool, delivery: &SourceDelivery<'_>) -> Result<Recorded, StoreError> {
     let mut client = pool.get().await?;
@@ -204,6 +214,7 @@ pub async fn queue_deploy(
                 &deploy.branch,
                 &deploy.commit_sha,
                 &deploy.requested_by,
+                &deploy.before_sha,
             ],
         )
         .await?;

@@ -76,22 +76,48 @@ pub async fn fail_orphans(client: &impl GenericClient) -> Result<u64, StoreError
         .await?)
 }
 
-/// Takes the newest queued deploy; older queued ones are skipped: they would roll out what
-/// the newest replaces.
+/// `x` is newer than `p` on `p`'s branch (SQL over two `deploys` rows), in the sender's order
+/// rather than the order rows were committed in (a spooled push is stored late): between two
+/// pushes, one that built on the other's commit is the newer whatever the clocks say;
+/// otherwise the one that reached us later is. An operator's redeploy counts from when it was
+/// asked for, so it may roll back on purpose.
+const NEWER: &str = "x.repository = p.repository AND x.branch = p.branch AND x.id <> p.id \
+     AND ((x.requested_by IS NULL AND p.requested_by IS NULL AND x.before_sha = p.commit_sha) \
+          OR (NOT (x.requested_by IS NULL AND p.requested_by IS NULL \
+                   AND coalesce(p.before_sha = x.commit_sha, false)) \
+              AND (x.pushed_at, x.id) > (p.pushed_at, p.id)))";
+
+/// Takes the newest queued deploy. A queued one that a newer deploy of its branch supersedes
+/// (queued, run, or running: anything but skipped) is skipped instead, naming that deploy: it
+/// would roll out what the newer one replaces, or roll production back.
 pub async fn claim_newest(
     client: &impl GenericClient,
     instance_id: &str,
 ) -> Result<Option<ClaimedDeploy>, StoreError> {
+    client
+        .execute(
+            &format!(
+                "UPDATE deploys p SET state = 'skipped', finished_at = now(), \
+                   reason = 'superseded by the newer deploy ' || ( \
+                     SELECT x.id FROM deploys x WHERE x.state <> 'skipped' AND {NEWER} \
+                     ORDER BY x.pushed_at DESC, x.id DESC LIMIT 1) \
+                 WHERE p.state = 'queued' AND EXISTS ( \
+                   SELECT 1 FROM deploys x WHERE x.state <> 'skipped' AND {NEWER})"
+            ),
+            &[],
+        )
+        .await?;
+    // The claim looks again: a push committed between the two statements is never run over
+    // a newer one (it is skipped on the next round).
     let row = client
         .query_opt(
-            "WITH newest AS (SELECT max(id) AS id FROM deploys WHERE state = 'queued'), \
-             skipped AS ( \
-               UPDATE deploys SET state = 'skipped', finished_at = now(), \
-                 reason = 'superseded by deploy ' || (SELECT id FROM newest) \
-               WHERE state = 'queued' AND id < (SELECT id FROM newest)) \
-             UPDATE deploys SET state = 'running', started_at = now(), instance_id = $1 \
-             WHERE id = (SELECT id FROM newest) AND state = 'queued' \
-             RETURNING id, repository, branch, commit_sha",
+            &format!(
+                "UPDATE deploys SET state = 'running', started_at = now(), instance_id = $1 \
+                 WHERE id = (SELECT p.id FROM deploys p WHERE p.state = 'queued' \
+                   AND NOT EXISTS (SELECT 1 FROM deploys x WHERE x.state <> 'skipped' AND {NEWER}) \
+                   ORDER BY p.pushed_at DESC, p.id DESC LIMIT 1) AND state = 'queued' \
+                 RETURNING id, repository, branch, commit_sha"
+            ),
             &[&instance_id],
         )
         .await?;

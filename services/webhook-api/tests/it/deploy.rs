@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use webhook_api::config::Secret;
 use webhook_api::verify::hmac;
 
-use crate::helpers::{client_with_token, AppOptions, TestApp, REPLAY_TOKEN};
+use crate::helpers::{
+    client_with_token, database_socket, eventually, AppOptions, ChaosProxy, TestApp, REPLAY_TOKEN,
+};
 
 const GITHUB_SECRET: &str = "gh-deploy-secret";
 const GITEA_SECRET: &str = "gitea-deploy-secret";
@@ -402,4 +404,125 @@ async fn a_form_encoded_github_push_deploys_like_a_json_one() {
     let deploys = settled_deploys(&app, 1).await;
     assert_eq!(deploys[0]["state"], "succeeded");
     assert_eq!(deploys[0]["commit"], "f".repeat(40));
+}
+
+/// A push of `commit` built on `before` ('0': a new branch), as GitHub sends it.
+fn push_on(commit: char, before: char) -> String {
+    json!({
+        "ref": "refs/heads/main",
+        "before": before.to_string().repeat(40),
+        "after": commit.to_string().repeat(40),
+        "repository": {"full_name": "team/avatar-bot"},
+        "pusher": {"name": "dev"},
+    })
+    .to_string()
+}
+
+async fn send_push(app: &TestApp, delivery: &str, commit: char, before: char) -> String {
+    let body = push_on(commit, before);
+    let headers = github_headers(delivery, &body, GITHUB_SECRET);
+    let answer = app.post("/api/v1/webhooks/github", &body, &headers).await;
+    answer.result().to_string()
+}
+
+/// Pushes A, then B on A, reach instance 1 while its PostgreSQL is cut (spooled); C on B
+/// reaches instance 2 live, before (`live_first`) or after instance 1 drains its spool.
+/// Whatever order the rows are committed in, no deploy runs after a newer one: the last run
+/// is C's, and with C first neither A nor B runs at all.
+async fn spooled_pushes_and_a_live_one(live_first: bool) {
+    let stand_in = StandIn::new();
+    let proxy = ChaosProxy::start(database_socket()).await;
+    let api1 = TestApp::spawn_with(AppOptions {
+        database_via: Some(proxy.address),
+        ..deploy_app(&stand_in, "0.2").with("SPOOL_AFTER_MS", "300")
+    })
+    .await;
+    let api2 =
+        TestApp::spawn_with(deploy_app(&stand_in, "0.2").shared_database(&api1.database.url)).await;
+    let runs_of = |commit: char| {
+        let sha = commit.to_string().repeat(40);
+        stand_in.runs().iter().filter(|r| r.ends_with(&sha)).count()
+    };
+
+    proxy.cut();
+    assert_eq!(send_push(&api1, "push-a", 'a', '0').await, "spooled");
+    assert_eq!(send_push(&api1, "push-b", 'b', 'a').await, "spooled");
+    let drained = || async { api1.get("/health").await.json["checks"]["spool"]["waiting"] == 0 };
+    if live_first {
+        assert_eq!(send_push(&api2, "push-c", 'c', 'b').await, "accepted");
+        assert!(eventually(Duration::from_secs(10), || async { runs_of('c') == 1 }).await);
+        proxy.restore();
+        assert!(eventually(Duration::from_secs(30), drained).await);
+    } else {
+        proxy.restore();
+        assert!(eventually(Duration::from_secs(30), drained).await);
+        settled_deploys(&api2, 2).await;
+        assert_eq!(send_push(&api2, "push-c", 'c', 'b').await, "accepted");
+    }
+    let deploys = settled_deploys(&api2, 3).await;
+    // id, commit, the commit it built on, when it reached us, state: for a failure's message.
+    let rows: Vec<String> = api2
+        .db
+        .query(
+            "SELECT id::text || ' ' || left(commit_sha, 1) || ' on ' || coalesce(left(before_sha, 1), '-') \
+             || ' at ' || pushed_at::text || ' ' || state FROM deploys ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    let order = ['a', 'b', 'c'];
+    let runs: Vec<usize> = stand_in
+        .runs()
+        .iter()
+        .map(|run| {
+            order
+                .iter()
+                .position(|c| run.ends_with(&c.to_string().repeat(40)))
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        runs.windows(2).all(|w| w[0] < w[1]),
+        "a deploy went backwards: {runs:?} {rows:?}"
+    );
+    assert_eq!(
+        runs.last(),
+        Some(&2),
+        "the newest push is what runs: {runs:?}"
+    );
+    if live_first {
+        assert_eq!(
+            runs,
+            [2],
+            "the spooled pushes are older than what ran: {deploys:?}"
+        );
+        let c = deploys
+            .iter()
+            .find(|d| d["commit"] == "c".repeat(40))
+            .unwrap();
+        for older in &deploys[..] {
+            if older["commit"] != c["commit"] {
+                assert_eq!(older["state"], "skipped", "{older}");
+                let reason = older["reason"].as_str().unwrap_or_default();
+                assert!(
+                    reason.starts_with("superseded by the newer deploy"),
+                    "{older}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn spooled_pushes_stored_after_a_newer_live_push_never_deploy_over_it() {
+    spooled_pushes_and_a_live_one(true).await;
+}
+
+#[tokio::test]
+async fn a_live_push_after_the_spool_drained_deploys_last() {
+    spooled_pushes_and_a_live_one(false).await;
 }
