@@ -68,8 +68,13 @@ impl FilesConfig {
         };
         reqwest::Url::parse(&endpoint_url)
             .ok()
-            .filter(|url| url.has_host())
-            .ok_or_else(|| ConfigError::new("MINIO_ENDPOINT", "expected host:port or a URL"))?;
+            .filter(|url| url.has_host() && matches!(url.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "MINIO_ENDPOINT",
+                    "expected host:port or an http:// or https:// URL",
+                )
+            })?;
         let host_allowlist: Vec<String> = env
             .optional("FILE_HOST_ALLOWLIST")
             .unwrap_or_else(|| "fal.media,storage.googleapis.com".into())
@@ -162,5 +167,28 @@ mod tests {
             config(&vars).unwrap_err().var,
             "FILE_ALLOW_PRIVATE_ADDRESSES"
         );
+    }
+
+    #[test]
+    fn the_s3_endpoint_is_host_port_or_an_http_url() {
+        for (endpoint, taken) in [
+            ("minio:9000", Some("http://minio:9000")),
+            (
+                "https://s3.example.internal",
+                Some("https://s3.example.internal"),
+            ),
+            ("ftp://minio:21", None),
+            ("not a host", None),
+            ("http://", None),
+        ] {
+            let mut vars = BASE.to_vec();
+            vars.retain(|(name, _)| *name != "MINIO_ENDPOINT");
+            vars.push(("MINIO_ENDPOINT", endpoint));
+            match (config(&vars), taken) {
+                (Ok(cfg), Some(url)) => assert_eq!(cfg.files.s3.endpoint_url, url),
+                (Err(err), None) => assert_eq!(err.var, "MINIO_ENDPOINT", "{endpoint}"),
+                (other, _) => panic!("{endpoint}: {other:?}"),
+            }
+        }
     }
 }
