@@ -26,15 +26,21 @@ pub mod github;
 pub mod http;
 pub mod ingest;
 pub mod late_announcer;
+pub mod limits;
 pub mod metrics;
 pub mod reconciler;
 pub mod retention;
 pub mod send_test;
 pub mod spool;
 pub mod startup;
+pub mod state;
 
 pub mod store;
+pub mod tasks;
 pub mod telegram;
 pub mod telemetry;
 pub mod verify;
 pub mod worker;
+
+#[cfg(test)]
+mod structure_tests;

@@ -274,7 +274,7 @@ impl Default for Metrics {
 pub fn redis_failed(
     errors: &IntCounterVec,
     operation: &str,
-    error: &crate::cache::CacheError,
+    error: &dyn std::fmt::Display,
     what: &str,
 ) {
     errors.with_label_values(&[operation]).inc();

@@ -17,51 +17,22 @@ use crate::config::Config;
 use crate::deploy::{self, DeployWork};
 use crate::followups::{self, FollowupWork};
 use crate::github::{self, Redeliverer};
-use crate::http::limits::PerMinute;
 use crate::http::server;
 use crate::ingest::Ingest;
 use crate::late_announcer::{self, LateAnnouncer};
+use crate::limits::PerMinute;
 use crate::metrics::Metrics;
 use crate::reconciler::{self, Reconciler};
 use crate::retention::{self, Retention};
-use crate::spool::{self, Drain, Spool};
+use crate::spool::Spool;
+use crate::state::AppState;
 use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
 use crate::store::{self, group::GroupCommitter};
+use crate::tasks::spool_drain::{self, Drain};
 use crate::telemetry::{self, RefusalLog};
 use crate::verify::Verifier;
 use crate::worker::{self, FileWork};
-
-/// Everything a request handler may touch, shared by all connections.
-pub struct AppState {
-    pub config: Config,
-    pub pool: Pool,
-    /// The avatar statements, written for this database's column types.
-    pub avatar_sql: Arc<AvatarSql>,
-    /// The path of every verified delivery: commit, then wake and announce.
-    pub ingest: Ingest,
-    pub cache: Cache,
-    pub verifier: Verifier,
-    pub metrics: Metrics,
-    /// Set on SIGTERM: readiness answers 503 while in-flight requests finish.
-    pub draining: AtomicBool,
-    /// Refused webhook requests, kept for operators off the request path.
-    pub rejections: RejectionLog,
-    /// Deliveries waiting for PostgreSQL on this instance's disk; `None` when no source spools.
-    pub spool: Option<Arc<Spool>>,
-    /// How many refused webhook requests are still logged this second.
-    pub refusal_log: RefusalLog,
-    /// Refused operator calls by address: past the limit, 429 before any token is read.
-    pub refused_operators: PerMinute<std::net::IpAddr>,
-    /// Replays by token name.
-    pub replays: PerMinute<String>,
-}
-
-impl AppState {
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -262,7 +233,7 @@ fn delivery_recovery_tasks(
     let config = &state.config;
     let mut tasks = Vec::new();
     if let Some(spool) = &state.spool {
-        tasks.push(tokio::spawn(spool::run(
+        tasks.push(tokio::spawn(spool_drain::run(
             Drain {
                 spool: spool.clone(),
                 ingest: state.ingest.clone(),

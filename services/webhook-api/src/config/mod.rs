@@ -32,7 +32,7 @@ pub use operators::{token_digest, OperatorLimits, OperatorToken, Scope};
 pub use reconcile::ReconcileConfig;
 pub use redis::{AnnounceConfig, RedisConfig};
 pub use retention::RetentionConfig;
-pub use sources::{SourceConfig, RESERVED_SOURCE_NAMES};
+pub use sources::{SourceConfig, SourceScheme, RESERVED_SOURCE_NAMES};
 pub use spool::SpoolConfig;
 
 use env::Env;

@@ -4,7 +4,6 @@ mod auth;
 mod avatar_status;
 pub mod error;
 mod health;
-pub mod limits;
 mod operator;
 mod query;
 mod route;
@@ -14,7 +13,7 @@ mod stored_headers;
 mod views;
 mod webhooks;
 
-pub(crate) use crate::startup::AppState;
+pub(crate) use crate::state::AppState;
 
 use std::convert::Infallible;
 use std::net::IpAddr;

@@ -16,10 +16,10 @@ use super::error::{json_response, ApiError, HttpResponse};
 use super::status_update::{count_signature_failure, read_body_of, MediaType};
 use super::{stored_headers, AppState};
 use crate::config::SourceConfig;
+use crate::config::SourceScheme;
 use crate::ingest::{push_decision, Push, SourceDelivery, Taken};
 use crate::store::{self, deliveries::EventOutcome};
 use crate::verify::sources;
-use crate::verify::sources::SourceScheme;
 
 /// The job statuses of the generic HMAC contract.
 const JOB_STATUSES: [&str; 3] = ["completed", "failed", "partially_completed"];

@@ -10,11 +10,11 @@ use serde_json::Value;
 
 use super::Ingest;
 use crate::cache::Announced;
+use crate::config::SourceScheme;
 use crate::config::{DeployConfig, SourceConfig};
 use crate::spool::SpooledDelivery;
 use crate::store::deliveries::{self, EventOutcome, QueuedDeploy, Recorded};
 use crate::store::{self, StoreError};
-use crate::verify::sources::SourceScheme;
 
 pub use crate::store::deliveries::SourceDelivery;
 

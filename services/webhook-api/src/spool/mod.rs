@@ -1,7 +1,8 @@
 //! The durable spool: where a verified delivery of a sender that never retries (GitHub, Gitea,
 //! Plane) waits, fsync'd to this instance's disk, while PostgreSQL cannot take it. The delivery
-//! is answered `202 spooled` only once its write transaction is on disk; the drain (`drain.rs`)
-//! moves it into PostgreSQL through the usual path as soon as PostgreSQL answers again.
+//! is answered `202 spooled` only once its write transaction is on disk; the drain
+//! (`tasks::spool_drain`) moves it into PostgreSQL through the usual path as soon as PostgreSQL
+//! answers again.
 //!
 //! One redb file per instance, locked while open: entries keyed by arrival order, bounded by
 //! `SPOOL_MAX_BYTES`. Instances may share a `SPOOL_DIR` (the replicas of a Swarm service on one
@@ -11,10 +12,6 @@
 //! content is moved aside (`held`) for an operator, never dropped. A delivery is kept no longer
 //! than until it is stored: once none waits, the file is replaced by a fresh one holding only
 //! the held entries, so no drained body survives in the old file's freed pages.
-
-mod drain;
-
-pub use drain::{run, Drain};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

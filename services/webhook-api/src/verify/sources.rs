@@ -7,60 +7,7 @@ use http::HeaderMap;
 
 use super::hmac::mac_for;
 use super::VerifyError;
-use crate::config::{Secret, SourceConfig};
-
-/// How a source signs its deliveries, exactly as that sender does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceScheme {
-    /// `X-Hub-Signature-256: sha256=<hex>`, `X-GitHub-Event`, `X-GitHub-Delivery`.
-    Github,
-    /// `X-Gitea-Signature: <hex>`, `X-Gitea-Event`, `X-Gitea-Delivery`.
-    Gitea,
-    /// `X-Plane-Signature: <hex>`, `X-Plane-Event`, `X-Plane-Delivery`.
-    Plane,
-    /// `X-Signature: <hex>`: the generic job-completion contract.
-    Hmac,
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
-    Standard,
-}
-
-impl SourceScheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceScheme::Github => "github",
-            SourceScheme::Gitea => "gitea",
-            SourceScheme::Plane => "plane",
-            SourceScheme::Hmac => "hmac",
-            SourceScheme::Standard => "standard",
-        }
-    }
-
-    /// Whether the sender sends a delivery again after a 5xx. GitHub and Gitea never do by
-    /// themselves; Plane only after a timeout or a refused connection. Standard Webhooks
-    /// senders and the job contract do, with back-off.
-    pub fn resends_after_5xx(self) -> bool {
-        match self {
-            SourceScheme::Github | SourceScheme::Gitea | SourceScheme::Plane => false,
-            SourceScheme::Hmac | SourceScheme::Standard => true,
-        }
-    }
-}
-
-impl std::str::FromStr for SourceScheme {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "github" => Ok(Self::Github),
-            "gitea" => Ok(Self::Gitea),
-            "plane" => Ok(Self::Plane),
-            "hmac" => Ok(Self::Hmac),
-            "standard" => Ok(Self::Standard),
-            _ => Err(format!(
-                "unknown scheme {s:?} (expected github, gitea, plane, hmac or standard)"
-            )),
-        }
-    }
-}
+use crate::config::{Secret, SourceConfig, SourceScheme};
 
 /// Standard Webhooks' window around the server's clock.
 pub const STANDARD_TOLERANCE_SECS: i64 = 300;

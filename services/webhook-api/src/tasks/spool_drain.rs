@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Spool, SpoolError, Usage};
 use crate::cache::Cache;
 use crate::ingest::Ingest;
+use crate::spool::{Spool, SpoolError, Usage};
 use crate::store::StoreError;
 
 /// How often the spool is looked at and its report refreshed, and the first wait after
