@@ -191,3 +191,42 @@ fn the_key_set_may_be_a_file_for_offline_runs() {
         "file:///etc/webhook/jwks.json"
     );
 }
+
+#[test]
+fn every_variable_named_in_config_is_documented_in_prod_env_example() {
+    let documented = include_str!("../../../../prod.env.example");
+    let sources = [
+        include_str!("mod.rs"),
+        include_str!("database.rs"),
+        include_str!("deploy.rs"),
+        include_str!("env.rs"),
+        include_str!("files.rs"),
+        include_str!("followups.rs"),
+        include_str!("github.rs"),
+        include_str!("log.rs"),
+        include_str!("operators.rs"),
+        include_str!("redis.rs"),
+        include_str!("reconcile.rs"),
+        include_str!("retention.rs"),
+        include_str!("sources.rs"),
+        include_str!("spool.rs"),
+    ];
+    let mut missing = Vec::new();
+    for source in sources {
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        for quoted in code.split('"').skip(1).step_by(2) {
+            let is_name = quoted.len() > 2
+                && quoted.starts_with(|c: char| c.is_ascii_uppercase())
+                && quoted
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
+            if is_name && !documented.contains(quoted) && !missing.contains(&quoted) {
+                missing.push(quoted);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "read but not in prod.env.example: {missing:?}"
+    );
+}
