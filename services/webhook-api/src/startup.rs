@@ -14,25 +14,25 @@ use tokio_util::sync::CancellationToken;
 use crate::avatar::FollowupPolicy;
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::deploy::{self, DeployWork};
-use crate::followups::{self, FollowupWork};
-use crate::github::{self, Redeliverer};
 use crate::http::server;
 use crate::ingest::Ingest;
-use crate::late_announcer::{self, LateAnnouncer};
 use crate::limits::PerMinute;
 use crate::metrics::Metrics;
-use crate::reconciler::{self, Reconciler};
-use crate::retention::{self, Retention};
 use crate::spool::Spool;
 use crate::state::AppState;
 use crate::store::rejections::RejectionLog;
 use crate::store::schema::AvatarSql;
 use crate::store::{self, group::GroupCommitter};
+use crate::tasks::deploy::{self, DeployWork};
+use crate::tasks::followups::{self, FollowupWork};
+use crate::tasks::github::{self, Redeliverer};
+use crate::tasks::late_announcer::{self, LateAnnouncer};
+use crate::tasks::reconciler::{self, Reconciler};
+use crate::tasks::retention::{self, Retention};
 use crate::tasks::spool_drain::{self, Drain};
+use crate::tasks::worker::{self, FileWork};
 use crate::telemetry::{self, RefusalLog};
 use crate::verify::Verifier;
-use crate::worker::{self, FileWork};
 
 pub struct Application {
     listener: TcpListener,

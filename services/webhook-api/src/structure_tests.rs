@@ -107,3 +107,17 @@ fn no_top_level_module_imports_one_that_imports_it_back() {
         .collect();
     assert!(loops.is_empty(), "import loops:\n{}", loops.join("\n"));
 }
+
+#[test]
+fn the_domain_names_nothing_but_itself() {
+    let graph = imports();
+    for domain in ["avatar", "fal"] {
+        let named: Vec<&String> = graph
+            .get(domain)
+            .into_iter()
+            .flat_map(|n| n.keys())
+            .filter(|m| !["avatar", "fal"].contains(&m.as_str()))
+            .collect();
+        assert!(named.is_empty(), "{domain} reaches out to {named:?}");
+    }
+}

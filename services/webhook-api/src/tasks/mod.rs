@@ -1,4 +1,12 @@
-//! The instance's background loops, each given only the handles it needs. (Moving here one at a
-//! time: the spool's drain first, so the spool itself no longer depends on the ingest path.)
+//! The instance's background loops, each given only the handles it needs (`startup` starts
+//! them): the file copies, the follow-ups of finished trainings, the late announcer, the
+//! reconciler, retention, deploys, GitHub's redelivery and the spool's drain.
 
+pub mod deploy;
+pub mod followups;
+pub mod github;
+pub mod late_announcer;
+pub mod reconciler;
+pub mod retention;
 pub mod spool_drain;
+pub mod worker;

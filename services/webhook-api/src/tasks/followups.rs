@@ -26,8 +26,8 @@ use crate::cache::Cache;
 use crate::config::{FollowupsConfig, PhotosConfig, TelegramConfig};
 use crate::metrics;
 use crate::store::followups::{self as store, ClaimedFollowup, Settled};
+use crate::tasks::worker::backoff;
 use crate::telegram::{self, AboutAvatar, BotApi, ChatId};
-use crate::worker::backoff;
 
 /// What the follow-up worker works with.
 pub struct FollowupWork {

@@ -3,7 +3,8 @@
 //! `avatars/{user}/{avatar}/`, and every key `avatar_files` recorded), those rows and the file
 //! jobs, the payloads and headers of the events that name them (the rows stay, so a redelivery
 //! is still a duplicate), the Redis status cache. Stream entries are capped and age out. The
-//! bot's own rows are the bot's and are not touched. Idempotent: run it again, it finds nothing.
+//! bot's own rows are the bot's: only the object keys this service wrote there are cleared.
+//! Idempotent: run it again, it finds nothing.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -122,4 +123,29 @@ pub async fn forget(config: &Config, pool: &Pool, who: &Who) -> Result<Forgotten
         objects: keys.len(),
         cache_keys,
     })
+}
+
+/// `forget --avatar` or `--user`: erases, then prints what went.
+pub async fn command(
+    config: &Config,
+    avatar: Option<Uuid>,
+    user: Option<String>,
+) -> anyhow::Result<()> {
+    let who = match (avatar, user) {
+        (Some(avatar), _) => Who::Avatar(avatar),
+        (None, user) => Who::User(user.unwrap_or_default()),
+    };
+    let pool = crate::store::connect_pool(&config.database);
+    let gone = forget(config, &pool, &who).await?;
+    println!(
+        "forgot {} avatar(s): {} event payloads, {} file jobs, {} file rows, {} S3 objects, \
+         {} cached statuses",
+        gone.avatars,
+        gone.event_payloads,
+        gone.file_jobs,
+        gone.file_rows,
+        gone.objects,
+        gone.cache_keys
+    );
+    Ok(())
 }

@@ -8,13 +8,13 @@ use deadpool_postgres::Pool;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::github;
-use crate::reconciler::RECONCILER_LEASE;
-use crate::retention::RETENTION_LEASE;
 use crate::store::leases::{self, LeaseRun};
 use crate::store::report;
 use crate::store::schema;
 use crate::store::{self, avatars, jobs, StoreError};
+use crate::tasks::github;
+use crate::tasks::reconciler::RECONCILER_LEASE;
+use crate::tasks::retention::RETENTION_LEASE;
 
 /// The report, as text, and whether PostgreSQL could be read. What Redis knows (the spools,
 /// the stream) is reported either way: a spool fills exactly when PostgreSQL is away.

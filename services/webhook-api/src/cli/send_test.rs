@@ -2,9 +2,10 @@
 //! it, sent to a URL; the answer is printed. It proves the whole path an operator cares about:
 //! TLS and nginx, the signature, the database (a made-up request id is stored `unmatched`).
 
+use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{Config, Secret};
 use crate::verify::hmac;
 
 pub struct SendTest {
@@ -78,5 +79,33 @@ pub async fn run(test: &SendTest, secrets: &str) -> Result<(u16, String), SendTe
         Ok((status, text))
     } else {
         Err(SendTestError::Refused { status, body: text })
+    }
+}
+
+/// `send-test`: sends one signed callback and prints the answer (0 on a 2xx).
+pub async fn command(
+    url: String,
+    request_id: Option<String>,
+    ca_file: Option<std::path::PathBuf>,
+) -> ExitCode {
+    let test = SendTest {
+        url,
+        request_id: request_id.unwrap_or_else(|| format!("send-test-{}", uuid::Uuid::new_v4())),
+        ca_file,
+    };
+    let Some(secrets) = super::configured(Config::secret_from_env("FAL_WEBHOOK_SECRET")) else {
+        return ExitCode::from(2);
+    };
+    let secrets = secrets.unwrap_or_default();
+    println!("POST {} (request_id {})", test.url, test.request_id);
+    match run(&test, &secrets).await {
+        Ok((status, body)) => {
+            println!("{status} {body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("webhook-api send-test: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
