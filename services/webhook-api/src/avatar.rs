@@ -192,7 +192,7 @@ pub fn decide(current: Current, event: &TrainingEvent) -> Decision {
     }
 }
 
-/// What a finished training leads to after its commit (`followups.rs` does each): the owner
+/// What a finished training leads to after its commit (`tasks::followups` does each): the owner
 /// hears of it in Telegram, and the training photos are removed as the bot removed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Followup {

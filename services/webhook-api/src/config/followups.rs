@@ -1,4 +1,4 @@
-//! What follows a finished training (`followups.rs`): the owner's Telegram message, and the
+//! What follows a finished training (`tasks::followups`): the owner's Telegram message, and the
 //! training photos' removal. Named as the bot names them where it has a name.
 
 use std::net::IpAddr;

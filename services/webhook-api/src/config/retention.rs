@@ -1,4 +1,4 @@
-//! `RETENTION_*`: how long what the service stores is kept (`retention.rs`). A rule at 0 days
+//! `RETENTION_*`: how long what the service stores is kept (`tasks::retention`). A rule at 0 days
 //! is off (kept for ever).
 
 use std::time::Duration;

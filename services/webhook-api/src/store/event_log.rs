@@ -1,4 +1,4 @@
-//! What the late announcer (`late_announcer.rs`) reads: `webhook_events` in id order (which
+//! What the late announcer (`tasks::late_announcer`) reads: `webhook_events` in id order (which
 //! committed changes may still need announcing) and the file jobs whose `avatar.files_stored`
 //! was never marked announced.
 

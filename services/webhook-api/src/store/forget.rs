@@ -1,4 +1,4 @@
-//! Erasure on request (`forget.rs`): which avatars a request names, and the service's own rows
+//! Erasure on request (`cli::forget`): which avatars a request names, and the service's own rows
 //! about them. The bot's rows (`users`, `avatars`) are the bot's: read, and changed only in the
 //! object keys this service wrote there, cleared with the objects they named.
 

@@ -1,4 +1,4 @@
-//! What retention (`retention.rs`) does in PostgreSQL, a small batch at a time along
+//! What retention (`tasks::retention`) does in PostgreSQL, a small batch at a time along
 //! `webhook_events`' primary key (each rule's progress in `retention_progress`): drop old payloads (keeping their size and SHA-256), delete old
 //! rows except those something still points at, drop old deploy outputs.
 
