@@ -345,33 +345,14 @@ async fn refused_operator_calls_are_logged_counted_audited_and_limited_per_addre
     instance.wait_ready().await;
     let url = |path: &str| format!("http://127.0.0.1:{}{path}", instance.port);
     let guess = "guessed-token-0123456789abcdef0123456789";
+    let local = |token| client_from([127, 0, 0, 1], token);
     let calls = [
-        (
-            client_from([127, 0, 0, 1], None),
-            "/api/v1/webhooks/failures",
-            401,
-        ),
-        (
-            client_from([127, 0, 0, 1], Some(guess)),
-            "/api/v1/deploys",
-            401,
-        ),
-        (
-            client_from([127, 0, 0, 1], Some(READ_TOKEN)),
-            "/api/v1/deploys",
-            403,
-        ),
-        (
-            client_from([127, 0, 0, 1], Some(REPLAY_TOKEN)),
-            "/metrics",
-            403,
-        ),
+        (local(None), "/api/v1/webhooks/failures", 401),
+        (local(Some(guess)), "/api/v1/deploys", 401),
+        (local(Some(READ_TOKEN)), "/api/v1/deploys", 403),
+        (local(Some(REPLAY_TOKEN)), "/metrics", 403),
         // The address used its minute: even the right token is not read now.
-        (
-            client_from([127, 0, 0, 1], Some(ADMIN_TOKEN)),
-            "/metrics",
-            429,
-        ),
+        (local(Some(ADMIN_TOKEN)), "/metrics", 429),
     ];
     for (client, path, expected) in &calls {
         let (status, text) = status_of(client.get(url(path))).await;
