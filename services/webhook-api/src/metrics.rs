@@ -47,7 +47,7 @@ pub struct Metrics {
     pub retention_deleted: IntCounterVec,
     /// Follow-ups of finished trainings settled by this instance, by kind and result.
     pub followups_settled: IntCounterVec,
-    /// Operator calls refused, by route and answer (401, 403, 429).
+    /// Operator calls refused, by answer (401, 403, 429).
     pub operator_refusals: IntCounterVec,
     followups: IntGaugeVec,
     trainings: IntGaugeVec,
@@ -156,11 +156,16 @@ impl Metrics {
                     .reset();
             }
         }
+        // By answer only (the log line names the route and the address), so every series
+        // exists from the start.
         let operator_refusals = r.counters_by(
             "webhook_operator_refusals_total",
-            "Operator calls refused, by route and status: 401 (no valid token), 403 (a token without the scope), 429 (too many refusals from one address, or replays of one token)",
-            &["route", "status"],
+            "Operator calls refused, by status: 401 (no valid token), 403 (a token without the scope), 429 (too many refusals from one address, or replays of one token)",
+            &["status"],
         );
+        for status in ["401", "403", "429"] {
+            operator_refusals.with_label_values(&[status]).reset();
+        }
         let followups = r.gauges(
             "webhook_followups",
             "Follow-ups of finished trainings by state (whole cluster)",

@@ -33,10 +33,10 @@ impl DatabaseConfig {
     pub(crate) fn from_env(env: &Env<'_>) -> Result<Self, ConfigError> {
         Ok(Self {
             pg: parse_database_url(&env.required_secret("DATABASE_URL")?)?,
-            pool_size: env.number("DB_POOL_SIZE", 32, 1..=1000)?,
+            pool_size: env.number("DB_POOL_SIZE", 32, 1..=500)?,
             statement_timeout: env.seconds("DB_TIMEOUT_SECS", 10, 1..=3600)?,
             startup_wait: env.seconds("DB_STARTUP_WAIT_SECS", 60, 0..=3600)?,
-            group_commit_loops: env.number("DB_GROUP_COMMIT_LOOPS", 4, 1..=64)?,
+            group_commit_loops: env.number("DB_GROUP_COMMIT_LOOPS", 4, 1..=16)?,
             group_commit_max: env.number("DB_GROUP_COMMIT_MAX", 64, 1..=10_000)?,
         })
     }

@@ -119,7 +119,7 @@ impl FilesConfig {
             retry_max: env.seconds("FILE_JOB_RETRY_MAX_SECS", 600, 1..=24 * 3600)?,
             lease: env.seconds("FILE_JOB_LEASE_SECS", 120, 1..=24 * 3600)?,
             poll_interval: env.millis("FILE_JOB_POLL_MS", 2000, 50..=3_600_000)?,
-            workers: env.number("FILE_WORKERS", 2, 0..=64)?,
+            workers: env.number("FILE_WORKERS", 2, 0..=16)?,
             read_timeout: env.seconds("FILE_READ_TIMEOUT_SECS", 60, 1..=3600)?,
         })
     }

@@ -82,7 +82,7 @@ impl FollowupsConfig {
                     .optional("MINIO_BUCKET_AVATARS")
                     .unwrap_or_else(|| "avatars".into()),
             },
-            workers: env.number("FOLLOWUP_WORKERS", 1, 0..=64)?,
+            workers: env.number("FOLLOWUP_WORKERS", 1, 0..=16)?,
             poll_interval: env.millis("FOLLOWUP_POLL_MS", 1000, 50..=3_600_000)?,
             lease: env.seconds("FOLLOWUP_LEASE_SECS", 60, 1..=24 * 3600)?,
             max_attempts: env.number("FOLLOWUP_MAX_ATTEMPTS", 10, 1..=1000)?,

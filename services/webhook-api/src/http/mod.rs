@@ -205,7 +205,7 @@ async fn authorize<'a>(
         state
             .metrics
             .operator_refusals
-            .with_label_values(&[route.label(), status.as_str()])
+            .with_label_values(&[status.as_str()])
             .inc()
     };
     let limits = &state.refused_operators;
@@ -258,7 +258,7 @@ async fn operator_call(
                     state
                         .metrics
                         .operator_refusals
-                        .with_label_values(&[route.label(), StatusCode::TOO_MANY_REQUESTS.as_str()])
+                        .with_label_values(&[StatusCode::TOO_MANY_REQUESTS.as_str()])
                         .inc();
                     ApiError::RateLimited {
                         what: "replays of this token",
