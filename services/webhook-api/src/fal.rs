@@ -431,9 +431,31 @@ mod tests {
             }
             let body = format!(r#"{{"request_id":"r","status":"{status}","error":"GPU lost"}}"#);
             assert_eq!(failure_of(&body), "GPU lost");
+            // A null `detail` adds nothing to the message.
+            let body = format!(
+                r#"{{"request_id":"r","status":"{status}","error":"GPU lost","payload":{{"detail":null}}}}"#
+            );
+            assert_eq!(failure_of(&body), "GPU lost");
             let body = format!(r#"{{"request_id":"r","status":"{status}","error":{{"code":7}}}}"#);
             assert_eq!(failure_of(&body), r#"{"code":7}"#);
         }
+    }
+
+    #[test]
+    fn a_blank_finetune_id_is_no_finetune() {
+        for id in [r#""""#, r#""   ""#, "null"] {
+            let body =
+                format!(r#"{{"request_id":"r","status":"OK","payload":{{"finetune_id":{id}}}}}"#);
+            let TrainingEvent::Completed(files) = parse(body.as_bytes()).unwrap().event else {
+                panic!("{body}")
+            };
+            assert_eq!(files.finetune_id, None, "{body}");
+        }
+        let body = r#"{"request_id":"r","status":"OK","payload":{"finetune_id":" ft-1 "}}"#;
+        let TrainingEvent::Completed(files) = parse(body.as_bytes()).unwrap().event else {
+            panic!()
+        };
+        assert_eq!(files.finetune_id.as_deref(), Some("ft-1"));
     }
 
     #[test]
