@@ -31,7 +31,24 @@ case "${1:-}" in
 esac
 
 cd "$(dirname "$0")/../.."
-step() { echo "==> $*" >&2; }
+# Each phase's start, so the end (pass or fail) prints how long each one took.
+phases=()
+starts=()
+step() {
+  echo "==> $*" >&2
+  phases+=("$*")
+  starts+=("$SECONDS")
+}
+phase_times() {
+  local i end
+  echo "==> phase times" >&2
+  for i in "${!phases[@]}"; do
+    end=${starts[$((i + 1))]:-$SECONDS}
+    printf '%6ds  %s\n' "$((end - starts[i]))" "${phases[i]}" >&2
+  done
+  printf '%6ds  in all\n' "$SECONDS" >&2
+}
+trap phase_times EXIT
 
 step "dependencies"
 deps_env=$(scripts/dev/deps.sh)
