@@ -8,14 +8,14 @@
 //! `tasks::followups` tells the owner in Telegram (`telegram`) and removes the training photos,
 //! as the bot's own webhook path did.
 //!
-//! The other signed senders (`http::webhooks`, `verify::sources`) are stored by
+//! The other signed senders (`http::webhooks`, one file each in `senders`) are stored by
 //! `store::deliveries` and announced on a stream per source; a verified push may queue a
 //! deploy, which `tasks::deploy` runs. Those whose senders never retry wait in `spool` (on
 //! disk) while PostgreSQL is unavailable. `http::operator` is the operators' view of all
 //! deliveries.
 //!
 //! Rooms: the domain (`fal`, `avatar`), the adapters (`store`, `cache`, `files`, `spool`,
-//! `telegram`, `fal_queue`, `verify`), the request path (`http`, `ingest`), the background
+//! `telegram`, `fal_queue`, `verify`, `senders`), the request path (`http`, `ingest`), the background
 //! loops (`tasks`), the commands' bodies (`cli`), and the wiring (`config`, `state`,
 //! `startup`).
 
@@ -30,6 +30,8 @@ pub mod http;
 pub mod ingest;
 pub mod limits;
 pub mod metrics;
+pub mod secret;
+pub mod senders;
 pub mod spool;
 pub mod startup;
 pub mod state;

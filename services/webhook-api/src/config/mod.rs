@@ -18,10 +18,11 @@ mod retention;
 mod sources;
 mod spool;
 
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::secret::Secret;
+pub use crate::verify::VerifyConfig;
 pub use database::{parse_database_url, DatabaseConfig};
 pub use deploy::DeployConfig;
 pub use files::{FilesConfig, S3Config};
@@ -32,7 +33,7 @@ pub use operators::{token_digest, OperatorLimits, OperatorToken, Scope};
 pub use reconcile::ReconcileConfig;
 pub use redis::{AnnounceConfig, RedisConfig};
 pub use retention::RetentionConfig;
-pub use sources::{SourceConfig, SourceScheme, RESERVED_SOURCE_NAMES};
+pub use sources::{SourceConfig, RESERVED_SOURCE_NAMES};
 pub use spool::SpoolConfig;
 
 use env::Env;
@@ -54,33 +55,6 @@ impl ConfigError {
             var,
             problem: problem.into(),
         }
-    }
-}
-
-/// A value that must never reach a log line or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into().into_bytes())
-    }
-    /// A binary key (a decoded Standard Webhooks secret).
-    pub fn from_bytes(key: Vec<u8>) -> Self {
-        Self(key)
-    }
-    /// The secret as text (empty for a binary key, which only `expose_bytes` gives).
-    pub fn expose(&self) -> &str {
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
-    pub fn expose_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
     }
 }
 
@@ -141,16 +115,6 @@ pub struct Config {
     pub reconcile: Option<ReconcileConfig>,
     /// How long in-flight requests get to finish after SIGTERM before the process exits.
     pub shutdown_grace: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct VerifyConfig {
-    pub fal_jwks_url: String,
-    pub jwks_max_age: Duration,
-    pub jwks_refetch_interval: Duration,
-    pub hmac_secrets: Vec<Secret>,
-    pub allow_unsigned: bool,
-    pub timestamp_tolerance_secs: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -220,7 +184,7 @@ impl Config {
             database: DatabaseConfig::from_env(env)?,
             redis: RedisConfig::from_env(env)?,
             announce: AnnounceConfig::from_env(env)?,
-            verify: VerifyConfig::from_env(env, environment)?,
+            verify: verify_from_env(env, environment)?,
             http: HttpConfig {
                 max_body_bytes: env.number(
                     "WEBHOOK_MAX_BODY_BYTES",
@@ -273,38 +237,37 @@ impl DatabaseCommandConfig {
     }
 }
 
-impl VerifyConfig {
-    fn from_env(env: &Env<'_>, environment: Environment) -> Result<Self, ConfigError> {
-        let allow_unsigned = env.flag("WEBHOOK_ALLOW_UNSIGNED", false)?;
-        if allow_unsigned && environment == Environment::Production {
-            return Err(ConfigError::new(
-                "WEBHOOK_ALLOW_UNSIGNED",
-                "must not be true when ENVIRONMENT=production",
-            ));
-        }
-        let hmac_secrets: Vec<Secret> = env
-            .secret_text("FAL_WEBHOOK_SECRET")?
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Self {
-            // `file://` for an offline key set (development, tests).
-            fal_jwks_url: env
-                .url("FAL_JWKS_URL", DEFAULT_JWKS_URL, &["https", "http", "file"])?
-                .to_string(),
-            // The contract caps the cache at a day.
-            jwks_max_age: env.seconds("FAL_JWKS_MAX_AGE_SECS", 24 * 3600, 1..=24 * 3600)?,
-            jwks_refetch_interval: env.seconds("FAL_JWKS_REFETCH_INTERVAL_SECS", 60, 1..=3600)?,
-            hmac_secrets,
-            allow_unsigned,
-            timestamp_tolerance_secs: 300,
-        })
+/// FAL's signatures: its JWKS, the shared HMAC secrets, unsigned in development only.
+fn verify_from_env(env: &Env<'_>, environment: Environment) -> Result<VerifyConfig, ConfigError> {
+    let allow_unsigned = env.flag("WEBHOOK_ALLOW_UNSIGNED", false)?;
+    if allow_unsigned && environment == Environment::Production {
+        return Err(ConfigError::new(
+            "WEBHOOK_ALLOW_UNSIGNED",
+            "must not be true when ENVIRONMENT=production",
+        ));
     }
+    let hmac_secrets: Vec<Secret> = env
+        .secret_text("FAL_WEBHOOK_SECRET")?
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(Secret::new)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(VerifyConfig {
+        // `file://` for an offline key set (development, tests).
+        fal_jwks_url: env
+            .url("FAL_JWKS_URL", DEFAULT_JWKS_URL, &["https", "http", "file"])?
+            .to_string(),
+        // The contract caps the cache at a day.
+        jwks_max_age: env.seconds("FAL_JWKS_MAX_AGE_SECS", 24 * 3600, 1..=24 * 3600)?,
+        jwks_refetch_interval: env.seconds("FAL_JWKS_REFETCH_INTERVAL_SECS", 60, 1..=3600)?,
+        hmac_secrets,
+        allow_unsigned,
+        timestamp_tolerance_secs: 300,
+    })
 }
 
 #[cfg(test)]
@@ -463,7 +426,7 @@ mod tests {
             cfg.reconcile.as_ref().unwrap().api_key.expose(),
             "fal-api-key"
         );
-        assert_eq!(cfg.sources[0].secrets[0].expose(), "gh-secret");
+        assert_eq!(cfg.sources[0].keys.secrets[0].expose(), "gh-secret");
         let hook = cfg.sources[0].redeliver.as_ref().unwrap();
         assert_eq!(hook.token.expose(), "ghp_token");
 

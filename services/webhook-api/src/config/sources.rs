@@ -2,71 +2,15 @@
 
 use super::env::Env;
 use super::github::{self, GithubRedeliver};
-use super::{ConfigError, Environment, Secret};
-
-/// How a source signs its deliveries, exactly as that sender does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceScheme {
-    /// `X-Hub-Signature-256: sha256=<hex>`, `X-GitHub-Event`, `X-GitHub-Delivery`.
-    Github,
-    /// `X-Gitea-Signature: <hex>`, `X-Gitea-Event`, `X-Gitea-Delivery`.
-    Gitea,
-    /// `X-Plane-Signature: <hex>`, `X-Plane-Event`, `X-Plane-Delivery`.
-    Plane,
-    /// `X-Signature: <hex>`: the generic job-completion contract.
-    Hmac,
-    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
-    Standard,
-}
-
-impl SourceScheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceScheme::Github => "github",
-            SourceScheme::Gitea => "gitea",
-            SourceScheme::Plane => "plane",
-            SourceScheme::Hmac => "hmac",
-            SourceScheme::Standard => "standard",
-        }
-    }
-
-    /// Whether the sender sends a delivery again after a 5xx. GitHub and Gitea never do by
-    /// themselves; Plane only after a timeout or a refused connection. Standard Webhooks
-    /// senders and the job contract do, with back-off.
-    pub fn resends_after_5xx(self) -> bool {
-        match self {
-            SourceScheme::Github | SourceScheme::Gitea | SourceScheme::Plane => false,
-            SourceScheme::Hmac | SourceScheme::Standard => true,
-        }
-    }
-}
-
-impl std::str::FromStr for SourceScheme {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "github" => Ok(Self::Github),
-            "gitea" => Ok(Self::Gitea),
-            "plane" => Ok(Self::Plane),
-            "hmac" => Ok(Self::Hmac),
-            "standard" => Ok(Self::Standard),
-            _ => Err(format!(
-                "unknown scheme {s:?} (expected github, gitea, plane, hmac or standard)"
-            )),
-        }
-    }
-}
+use super::{ConfigError, Environment};
+use crate::senders::{self, Key, Sender, SourceKeys};
 
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub name: String,
-    pub scheme: SourceScheme,
-    /// Any of them may have signed a delivery (rotation). For `standard`, the decoded key bytes.
-    pub secrets: Vec<Secret>,
-    /// `standard` only: the senders' ED25519 public keys (`whpk_…`), for `v1a` signatures.
-    pub public_keys: Vec<ed25519_dalek::VerifyingKey>,
-    /// Accept deliveries without a signature (never in production).
-    pub unsigned: bool,
+    /// How this sender signs, encodes, names and retries its deliveries.
+    pub scheme: &'static dyn Sender,
+    pub keys: SourceKeys,
     /// Keep deliveries on disk while PostgreSQL is away (`WEBHOOK_SOURCE_<NAME>_SPOOL`): on by
     /// default for the senders that never retry a failed delivery.
     pub spool: bool,
@@ -111,7 +55,13 @@ pub(crate) fn from_env(
         if sources.iter().any(|s| s.name == name) {
             return Err(problem(format!("source {name:?} is listed twice")));
         }
-        let scheme: SourceScheme = scheme.parse().map_err(problem)?;
+        let scheme = senders::by_name(scheme).ok_or_else(|| {
+            let known: Vec<&str> = senders::ALL.iter().map(|s| s.name()).collect();
+            problem(format!(
+                "unknown scheme {scheme:?} (expected one of {})",
+                known.join(", ")
+            ))
+        })?;
         let prefix = format!(
             "WEBHOOK_SOURCE_{}",
             name.to_ascii_uppercase().replace('-', "_")
@@ -127,11 +77,12 @@ pub(crate) fn from_env(
         let spool = env
             .flag_or(&spool_var, !scheme.resends_after_5xx())
             .map_err(problem)?;
-        let redeliver = github::redeliver_from_env(env, &prefix, scheme == SourceScheme::Github)
+        let redeliver = github::redeliver_from_env(env, &prefix, scheme.redelivers_on_request())
             .map_err(problem)?;
         let secrets_var = format!("{prefix}_SECRETS");
-        let (secrets, public_keys) = keys_from_env(env, scheme, &secrets_var).map_err(problem)?;
-        if secrets.is_empty() && public_keys.is_empty() && !unsigned {
+        let mut keys = keys_from_env(env, scheme, &secrets_var).map_err(problem)?;
+        keys.unsigned = unsigned;
+        if keys.is_empty() && !unsigned {
             return Err(problem(format!(
                 "source {name:?} has no secret: set {secrets_var}"
             )));
@@ -139,9 +90,7 @@ pub(crate) fn from_env(
         sources.push(SourceConfig {
             name: name.to_string(),
             scheme,
-            secrets,
-            public_keys,
-            unsigned,
+            keys,
             spool,
             redeliver,
         });
@@ -149,15 +98,14 @@ pub(crate) fn from_env(
     Ok(sources)
 }
 
-/// A source's secrets (`{prefix}_SECRETS`, comma-separated for rotation); for `standard`, its
-/// `whsec_` keys and its `whpk_` public keys.
+/// A source's keys (`{prefix}_SECRETS`, comma-separated for rotation), each read as its sender
+/// gives them.
 fn keys_from_env(
     env: &Env<'_>,
-    scheme: SourceScheme,
+    scheme: &dyn Sender,
     secrets_var: &str,
-) -> Result<(Vec<Secret>, Vec<ed25519_dalek::VerifyingKey>), String> {
-    let mut secrets = Vec::new();
-    let mut public_keys = Vec::new();
+) -> Result<SourceKeys, String> {
+    let mut keys = SourceKeys::default();
     for entry in env
         .secret(secrets_var)?
         .unwrap_or_default()
@@ -165,50 +113,13 @@ fn keys_from_env(
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        match scheme {
-            SourceScheme::Standard => match standard_webhooks_key(entry) {
-                Ok(StandardKey::Symmetric(key)) => secrets.push(key),
-                Ok(StandardKey::Public(key)) => public_keys.push(key),
-                Err(why) => return Err(format!("{secrets_var}: {why}")),
-            },
-            _ => secrets.push(Secret::new(entry)),
+        match scheme.key(entry) {
+            Ok(Key::Shared(secret)) => keys.secrets.push(secret),
+            Ok(Key::Public(key)) => keys.public_keys.push(key),
+            Err(why) => return Err(format!("{secrets_var}: {why}")),
         }
     }
-    Ok((secrets, public_keys))
-}
-
-/// A Standard Webhooks key as its sender shows it.
-enum StandardKey {
-    /// `whsec_<base64>`: the HMAC key of `v1` signatures.
-    Symmetric(Secret),
-    /// `whpk_<base64>`: the ED25519 public key of `v1a` signatures.
-    Public(ed25519_dalek::VerifyingKey),
-}
-
-/// The problem, if any, never repeats the key.
-fn standard_webhooks_key(entry: &str) -> Result<StandardKey, &'static str> {
-    use base64::Engine;
-    let decode = |encoded: &str| {
-        base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()
-    };
-    if entry.starts_with("whsk_") {
-        return Err("whsk_ is the sender's private key: give its public key (whpk_…) instead");
-    }
-    if let Some(encoded) = entry.strip_prefix("whpk_") {
-        let bytes: [u8; 32] = decode(encoded)
-            .and_then(|b| b.try_into().ok())
-            .ok_or("a whpk_ key is whpk_ followed by the base64 of 32 bytes")?;
-        return ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-            .map(StandardKey::Public)
-            .map_err(|_| "a whpk_ key is not a valid ED25519 public key");
-    }
-    let encoded = entry.strip_prefix("whsec_").unwrap_or(entry);
-    decode(encoded)
-        .filter(|k| !k.is_empty())
-        .map(|key| StandardKey::Symmetric(Secret::from_bytes(key)))
-        .ok_or("a standard secret is whsec_ (or whpk_) followed by base64")
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -230,8 +141,8 @@ mod tests {
         let cfg = config(&vars).unwrap();
         let names: Vec<_> = cfg.sources.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["github", "ci-jobs", "billing"]);
-        assert_eq!(cfg.sources[0].secrets.len(), 2);
-        assert_eq!(cfg.sources[2].secrets[0].expose_bytes(), b"secret");
+        assert_eq!(cfg.sources[0].keys.secrets.len(), 2);
+        assert_eq!(cfg.sources[2].keys.secrets[0].expose_bytes(), b"secret");
         assert!(!format!("{cfg:?}").contains("gh-old"));
         // GitHub never resends after a 5xx, so it spools; Standard Webhooks senders retry.
         let spools: Vec<_> = cfg.sources.iter().map(|s| s.spool).collect();
@@ -282,8 +193,8 @@ mod tests {
         with_public.retain(|(n, _)| *n != "WEBHOOK_SOURCE_BILLING_SECRETS");
         with_public.push(("WEBHOOK_SOURCE_BILLING_SECRETS", &both));
         let billing = &config(&with_public).unwrap().sources[2];
-        assert_eq!(billing.secrets.len(), 1);
-        assert_eq!(billing.public_keys, [public]);
+        assert_eq!(billing.keys.secrets.len(), 1);
+        assert_eq!(billing.keys.public_keys, [public]);
 
         let refused = |extra: &[(&'static str, &'static str)], expected: &str| {
             let mut vars = vars.clone();

@@ -2,6 +2,7 @@
 
 mod auth;
 mod avatar_status;
+mod body;
 pub mod error;
 mod health;
 mod operator;

@@ -57,7 +57,7 @@ pub async fn health(state: &AppState) -> HttpResponse {
                 .config
                 .sources
                 .iter()
-                .map(|s| (s.name.as_str(), s.scheme.as_str())),
+                .map(|s| (s.name.as_str(), s.scheme.name())),
         )
         .map(|(name, scheme)| {
             views::source_health(name, scheme, activity.iter().find(|a| a.source == name))

@@ -135,7 +135,7 @@ impl Route {
             Route::Source(index) => config
                 .sources
                 .get(index)
-                .map(|s| (s.name.as_str(), s.scheme.as_str())),
+                .map(|s| (s.name.as_str(), s.scheme.name())),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::verify::sources::SIGNATURE_HEADERS;
+use crate::senders;
 
 /// Longest value kept for a verified delivery, and most headers kept.
 const DELIVERY_VALUE_CHARS: usize = 1024;
@@ -13,25 +13,20 @@ const DELIVERY_HEADERS: usize = 64;
 /// Longest value kept for a refused request.
 const REJECTED_VALUE_CHARS: usize = 200;
 
-/// What a refused request keeps: who sent it and which delivery it claims to be.
-const REJECTED_ALLOWLIST: [&str; 16] = [
+/// What a refused request keeps: who sent it and, with each sender's naming headers
+/// (`senders::is_naming_header`), which delivery it claims to be.
+const REJECTED_ALLOWLIST: [&str; 8] = [
     "user-agent",
     "content-type",
     "content-length",
     "x-forwarded-for",
     "x-real-ip",
     "x-request-id",
-    "x-github-event",
-    "x-github-delivery",
-    "x-gitea-event",
-    "x-gitea-delivery",
-    "x-plane-event",
-    "x-plane-delivery",
-    "webhook-id",
-    "webhook-timestamp",
     "x-fal-webhook-request-id",
     "x-fal-webhook-timestamp",
 ];
+/// Most headers a refused request keeps.
+const REJECTED_HEADERS: usize = 16;
 
 /// Credentials of any sender: `Authorization`, cookies, `X-Api-Key`, `X-Gitlab-Token`, and
 /// anything naming a secret, a password or a signature.
@@ -45,7 +40,7 @@ pub fn is_credential(name: &str) -> bool {
         "apikey",
         "auth",
     ];
-    SIGNATURE_HEADERS.contains(&name)
+    senders::is_signature_header(name)
         || matches!(name, "cookie" | "set-cookie")
         || WORDS.iter().any(|word| name.contains(word))
 }
@@ -59,12 +54,9 @@ pub fn for_delivery(headers: &HeaderMap) -> Value {
 
 /// A refused request's headers: the short allowlist only.
 pub fn for_rejection(headers: &HeaderMap) -> Value {
-    keep(
-        headers,
-        REJECTED_ALLOWLIST.len(),
-        REJECTED_VALUE_CHARS,
-        |name| REJECTED_ALLOWLIST.contains(&name),
-    )
+    keep(headers, REJECTED_HEADERS, REJECTED_VALUE_CHARS, |name| {
+        REJECTED_ALLOWLIST.contains(&name) || senders::is_naming_header(name)
+    })
 }
 
 fn keep(

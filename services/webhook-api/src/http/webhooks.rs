@@ -10,19 +10,14 @@ use std::borrow::Cow;
 use http::StatusCode;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use super::body::{count_signature_failure, read_body_of, MediaType};
 use super::error::{json_response, ApiError, HttpResponse};
-use super::status_update::{count_signature_failure, read_body_of, MediaType};
 use super::{stored_headers, AppState};
 use crate::config::SourceConfig;
-use crate::config::SourceScheme;
 use crate::ingest::{push_decision, Push, SourceDelivery, Taken};
+use crate::senders::{self, Envelope};
 use crate::store::{self, deliveries::EventOutcome};
-use crate::verify::sources;
-
-/// The job statuses of the generic HMAC contract.
-const JOB_STATUSES: [&str; 3] = ["completed", "failed", "partially_completed"];
 
 pub async fn handle(
     state: &AppState,
@@ -47,12 +42,18 @@ pub async fn handle(
             "body must be a JSON object or array".into(),
         ));
     }
-    let event_type = event_type(source, envelope.event_type, &payload)?;
+    let event_type = senders::event_type(source.scheme, envelope.event_type, &payload)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     bounded("the event type", &event_type)?;
     if let Some(id) = &envelope.delivery_id {
         bounded("the delivery id", id)?;
     }
-    let delivery_key = delivery_key(source, envelope.delivery_id.as_deref(), text.as_bytes());
+    let delivery_key = senders::delivery_key(
+        &source.name,
+        source.scheme,
+        envelope.delivery_id.as_deref(),
+        text.as_bytes(),
+    );
     let push = push_decision(state.config.deploy.as_ref(), source, &event_type, &payload);
     let (outcome, reason, deploy) = match &push {
         Push::Nothing => (EventOutcome::Accepted, None, None),
@@ -62,7 +63,7 @@ pub async fn handle(
     let headers = stored_headers::for_delivery(&parts.headers);
     let delivery = SourceDelivery {
         source: &source.name,
-        scheme: source.scheme.as_str(),
+        scheme: source.scheme.name(),
         event_type: &event_type,
         delivery_id: envelope.delivery_id.as_deref(),
         delivery_key: &delivery_key,
@@ -124,27 +125,32 @@ fn answer(taken: &Taken) -> (&'static str, Option<i64>, Option<i64>, StatusCode)
     }
 }
 
-/// The delivery's JSON text, once its signature is verified as its sender signs: GitHub signs
-/// the body as sent (the form, when it sends one); Gitea signs the JSON it puts in the form's
-/// `payload`.
+/// The delivery's JSON text, once its signature is verified as its sender signs: the body as
+/// sent, or for some senders (Gitea) the JSON a form carries in its `payload`.
 async fn read_verified(
     state: &AppState,
     source: &SourceConfig,
     parts: &http::request::Parts,
     body: Incoming,
-) -> Result<(String, sources::Envelope), ApiError> {
-    let (raw, media) =
-        read_body_of(state, &parts.headers, body, media_types(source.scheme)).await?;
+) -> Result<(String, Envelope), ApiError> {
+    let accepted: &[MediaType] = if source.scheme.sends_forms() {
+        &[MediaType::Json, MediaType::Form]
+    } else {
+        &[MediaType::Json]
+    };
+    let (raw, media) = read_body_of(state, &parts.headers, body, accepted).await?;
     let form_json = match media {
         MediaType::Form => Some(form_payload(&raw)?),
         MediaType::Json => None,
     };
-    let signed: &[u8] = match (source.scheme, &form_json) {
-        (SourceScheme::Gitea, Some(json)) => json.as_bytes(),
+    let signed: &[u8] = match &form_json {
+        Some(json) if source.scheme.signs_form_payload() => json.as_bytes(),
         _ => &raw,
     };
     let now = chrono::Utc::now().timestamp();
-    let envelope = sources::verify(source, &parts.headers, signed, now)
+    let envelope = source
+        .scheme
+        .verify(&source.keys, &parts.headers, signed, now)
         .inspect_err(|e| count_signature_failure(state, e))?;
     let text = match form_json {
         Some(json) => json,
@@ -152,25 +158,6 @@ async fn read_verified(
             .map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?,
     };
     Ok((text, envelope))
-}
-
-/// The sender's event type: its header, the job contract's status, or Standard Webhooks'
-/// payload `type`.
-fn event_type(
-    source: &SourceConfig,
-    from_header: Option<String>,
-    payload: &Value,
-) -> Result<String, ApiError> {
-    Ok(match (source.scheme, from_header) {
-        (_, Some(event)) => event,
-        (SourceScheme::Hmac, None) => job_event(payload)?,
-        (_, None) => payload
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty() && t.len() <= 200)
-            .unwrap_or("unknown")
-            .to_string(),
-    })
 }
 
 /// Ids and names reach PostgreSQL's indexes: longer than this is not a sender's, and would
@@ -186,30 +173,6 @@ fn bounded(what: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The key a redelivery is recognised by: `{source}:{delivery id}` for senders that keep the id
-/// on a retry (GitHub's and Gitea's redeliveries, Standard Webhooks), `{source}:sha256:{hash of
-/// the JSON}` for Plane (its retries carry a new `X-Plane-Delivery` and the same body) and for
-/// senders that send no id.
-fn delivery_key(source: &SourceConfig, delivery_id: Option<&str>, json: &[u8]) -> String {
-    match (source.scheme, delivery_id) {
-        (SourceScheme::Plane, _) | (_, None) => format!(
-            "{}:sha256:{}",
-            source.name,
-            hex::encode(Sha256::digest(json))
-        ),
-        (_, Some(id)) => format!("{}:{id}", source.name),
-    }
-}
-
-/// What a sender may post: GitHub and Gitea offer a form (`payload=<json>`) beside JSON, and
-/// a webhook made in GitHub's UI sends the form unless its author changes it.
-fn media_types(scheme: SourceScheme) -> &'static [MediaType] {
-    match scheme {
-        SourceScheme::Github | SourceScheme::Gitea => &[MediaType::Json, MediaType::Form],
-        SourceScheme::Plane | SourceScheme::Hmac | SourceScheme::Standard => &[MediaType::Json],
-    }
-}
-
 /// The JSON a form-encoded delivery carries in its `payload` field.
 fn form_payload(form: &[u8]) -> Result<String, ApiError> {
     url::form_urlencoded::parse(form)
@@ -220,23 +183,4 @@ fn form_payload(form: &[u8]) -> Result<String, ApiError> {
                 "a form-encoded delivery must carry its JSON in the payload field".into(),
             )
         })
-}
-
-/// The generic job-completion contract: `job_id`, `status`, counts, `timestamp`.
-fn job_event(payload: &Value) -> Result<String, ApiError> {
-    let bad = |why: &str| ApiError::BadRequest(format!("job callback: {why}"));
-    let job_id_ok = match payload.get("job_id") {
-        Some(Value::String(id)) => !id.is_empty(),
-        Some(Value::Number(_)) => true,
-        _ => false,
-    };
-    if !job_id_ok {
-        return Err(bad("job_id (a non-empty string or a number) is required"));
-    }
-    let status = payload
-        .get("status")
-        .and_then(Value::as_str)
-        .filter(|s| JOB_STATUSES.contains(s))
-        .ok_or_else(|| bad("status must be one of completed, failed, partially_completed"))?;
-    Ok(format!("job.{status}"))
 }

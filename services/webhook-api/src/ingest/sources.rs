@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use super::Ingest;
 use crate::cache::Announced;
-use crate::config::SourceScheme;
 use crate::config::{DeployConfig, SourceConfig};
 use crate::spool::SpooledDelivery;
 use crate::store::deliveries::{self, EventOutcome, QueuedDeploy, Recorded};
@@ -228,17 +227,15 @@ fn is_commit(id: &str) -> bool {
     matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Whether a delivery is a push that should roll out. Only GitHub's and Gitea's `push` events
-/// count, and only when deploys are configured.
+/// Whether a delivery is a push that should roll out: only a push in GitHub's format (as its
+/// sender says), and only when deploys are configured.
 pub fn push_decision(
     deploy: Option<&DeployConfig>,
     source: &SourceConfig,
     event_type: &str,
     payload: &Value,
 ) -> Push {
-    let is_push =
-        matches!(source.scheme, SourceScheme::Github | SourceScheme::Gitea) && event_type == "push";
-    let Some(deploy) = deploy.filter(|_| is_push) else {
+    let Some(deploy) = deploy.filter(|_| source.scheme.is_push(event_type)) else {
         return Push::Nothing;
     };
     let repository = payload

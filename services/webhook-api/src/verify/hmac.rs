@@ -4,7 +4,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::VerifyError;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 pub const HEADER: &str = "x-signature";
 
@@ -37,7 +37,7 @@ pub fn sign(secret: &Secret, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-pub(super) fn mac_for(secret: &Secret) -> Hmac<Sha256> {
+pub fn mac_for(secret: &Secret) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(secret.expose_bytes()).expect("HMAC accepts any key size")
 }
 

@@ -3,14 +3,15 @@
 pub mod fal_ed25519;
 pub mod hmac;
 pub mod jwks;
-pub mod sources;
+
+use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::config::{Secret, VerifyConfig};
+use crate::secret::Secret;
 use jwks::JwksCache;
 
-/// How a FAL callback's signature was checked (the configured sources have `SourceScheme`).
+/// How a FAL callback's signature was checked (the other senders: `senders`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FalScheme {
     FalEd25519,
@@ -40,6 +41,17 @@ impl FalScheme {
         .into_iter()
         .find(|scheme| scheme.as_str() == s)
     }
+}
+
+/// How FAL's callbacks are verified (read from the environment by `config`).
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub fal_jwks_url: String,
+    pub jwks_max_age: Duration,
+    pub jwks_refetch_interval: Duration,
+    pub hmac_secrets: Vec<Secret>,
+    pub allow_unsigned: bool,
+    pub timestamp_tolerance_secs: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use webhook_api::config::Secret;
-use webhook_api::verify::{hmac, sources::sign_standard};
+use webhook_api::senders::sign_standard;
+use webhook_api::verify::hmac;
 
 use crate::helpers::{fixture, stream_entries, AppOptions, TestApp};
 
@@ -627,8 +628,8 @@ async fn a_standard_source_takes_v1a_signatures_from_its_whpk_keys() {
         async move { app.post("/api/v1/webhooks/billing", &body, &headers).await }
     };
     let signature =
-        webhook_api::verify::sources::sign_standard_v1a(&sender, "msg_v1a_1", now, body.as_bytes());
-    let forged = webhook_api::verify::sources::sign_standard_v1a(
+        webhook_api::senders::sign_standard_v1a(&sender, "msg_v1a_1", now, body.as_bytes());
+    let forged = webhook_api::senders::sign_standard_v1a(
         &ed25519_dalek::SigningKey::from_bytes(&[22; 32]),
         "msg_v1a_1",
         now,
