@@ -42,8 +42,9 @@ cleanup() {
 trap cleanup EXIT
 log() { echo "file-copy: $*" >&2; }
 
-cargo build --release -q -p webhook-api
+cargo build --release -q -p webhook-api -p webhook-loadgen
 bin="${CARGO_TARGET_DIR:-target}/release/webhook-api"
+loadgen="${CARGO_TARGET_DIR:-target}/release/webhook-loadgen"
 psql -q "$admin_url" -c "CREATE DATABASE $db" >/dev/null
 
 log "writing ${SIZE_MB} MB of random bytes"
@@ -69,10 +70,10 @@ idle_rss=$(rss_kib VmRSS)
 
 avatar=$(psql -qtA "$DATABASE_URL" -c "INSERT INTO avatars (user_id, name, status, fal_request_id)
   VALUES (gen_random_uuid(), 'bench', 'TRAINING', 'bench-copy-1') RETURNING id" | head -1)
-body=$(printf '{"request_id":"bench-copy-1","status":"OK","error":null,"payload":{"diffusers_lora_file":{"url":"http://127.0.0.1:%s/lora.safetensors","file_name":"pytorch_lora_weights.safetensors","file_size":%s}}}' "$CDN_PORT" "$size")
-signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
-curl -fsS -X POST "http://127.0.0.1:$PORT/api/v1/avatar/status_update" \
-  -H 'Content-Type: application/json' -H "X-Signature: sha256=$signature" --data-binary "$body" >/dev/null
+body=$(printf '{"request_id":"{request_id}","status":"OK","error":null,"payload":{"diffusers_lora_file":{"url":"http://127.0.0.1:%s/lora.safetensors","file_name":"pytorch_lora_weights.safetensors","file_size":%s}}}' "$CDN_PORT" "$size")
+answer=$(WEBHOOK_SECRET=$SECRET "$loadgen" deliver "http://127.0.0.1:$PORT/api/v1/avatar/status_update" \
+  --prefix bench-copy- --body "$body")
+[[ $answer == *'"results":{"applied":1}'* ]] || { log "the completion was not applied: $answer"; exit 1; }
 
 peak_rss=$idle_rss
 state=""

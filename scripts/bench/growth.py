@@ -8,12 +8,11 @@ more without).
       scripts/bench/growth.py [--callbacks 10000] [--per-day 10000] target/release/webhook-api
 
 The database must be a fresh scratch one: the script ages and vacuums its rows. Needs psql.
+The callbacks are signed and sent by tools/loadgen (`webhook-loadgen deliver`, beside the
+binary unless --loadgen says where).
 """
 
 import argparse
-import concurrent.futures
-import hashlib
-import hmac
 import json
 import os
 import pathlib
@@ -30,7 +29,9 @@ def main() -> None:
     parser.add_argument("binary")
     parser.add_argument("--callbacks", type=int, default=10000)
     parser.add_argument("--per-day", type=int, default=10000)
+    parser.add_argument("--loadgen", help="webhook-loadgen (default: beside the binary)")
     args = parser.parse_args()
+    loadgen = args.loadgen or str(pathlib.Path(args.binary).with_name("webhook-loadgen"))
     database = os.environ["DATABASE_URL"]
     fixture_path = pathlib.Path(__file__).resolve().parents[2] / (
         "services/webhook-api/tests/fixtures/fal/ok_flux_lora_fast_training.json")
@@ -41,12 +42,19 @@ def main() -> None:
     instance = subprocess.Popen([args.binary, "serve"], env=env)
     try:
         wait_ready()
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            answers = list(pool.map(lambda i: send(fixture, i), range(args.callbacks)))
+        body = json.dumps(dict(fixture, request_id="{request_id}",
+                               gateway_request_id="{request_id}"))
+        sent = subprocess.run(
+            [loadgen, "deliver", f"http://127.0.0.1:{PORT}/api/v1/avatar/status_update",
+             "--prefix", "growth-", "--count", str(args.callbacks), "--rate", "2000",
+             "--body", body],
+            env=dict(os.environ, WEBHOOK_SECRET=SECRET.decode()), capture_output=True,
+            text=True, check=True)
+        summary = json.loads(sent.stdout)
     finally:
         instance.terminate()
         instance.wait()
-    print(f"{answers.count(200)} of {args.callbacks} callbacks answered 200 "
+    print(f"{summary['ok']} of {args.callbacks} callbacks answered 200 "
           f"(FAL's completion body, {len(json.dumps(fixture))} bytes)")
 
     full = per_row(database, "as stored")
@@ -68,16 +76,6 @@ def wait_ready() -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit("the instance did not become ready")
-
-
-def send(fixture: dict, i: int) -> int:
-    body = dict(fixture, request_id=f"growth-{i:08d}", gateway_request_id=f"growth-{i:08d}")
-    data = json.dumps(body).encode()
-    signature = hmac.new(SECRET, data, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{PORT}/api/v1/avatar/status_update", data,
-        {"Content-Type": "application/json", "X-Signature": "sha256=" + signature})
-    return urllib.request.urlopen(request).status
 
 
 def psql(database: str, query: str) -> str:

@@ -467,8 +467,8 @@ http {
   error_log $work/static/logs/error.log;
   server {
     listen 127.0.0.1:18445 ssl http2;
-    ssl_certificate $cluster_dir/tls/cert.pem;
-    ssl_certificate_key $cluster_dir/tls/key.pem;
+    ssl_certificate $cluster_dir/tls/fullchain.pem;
+    ssl_certificate_key $cluster_dir/tls/privkey.pem;
     location / { default_type application/json; return 200 '{"result":"applied"}'; }
   }
   # The cheapest refusal a proxied request can get: nginx proxying (as webhook-proxy.conf does)
@@ -484,8 +484,8 @@ http {
   }
   server {
     listen 127.0.0.1:18447 ssl http2;
-    ssl_certificate $cluster_dir/tls/cert.pem;
-    ssl_certificate_key $cluster_dir/tls/key.pem;
+    ssl_certificate $cluster_dir/tls/fullchain.pem;
+    ssl_certificate_key $cluster_dir/tls/privkey.pem;
     location / {
       proxy_pass http://static_refusal;
       proxy_http_version 1.1;

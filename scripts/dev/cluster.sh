@@ -122,17 +122,10 @@ up() {
   } >"$CLUSTER_DIR/api.env"
   umask 022
 
-  if [[ ! -s "$CLUSTER_DIR/tls/cert.pem" ]]; then
+  if [[ ! -s "$CLUSTER_DIR/tls/fullchain.pem" ]]; then
     # A local CA and a localhost certificate it signs: clients trust tls/ca.pem.
     log "making a local CA and a certificate for localhost"
-    local tls="$CLUSTER_DIR/tls"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=webhook-cluster local CA" \
-      -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-      -keyout "$tls/key.pem" -out "$tls/cert.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/cert.ext"
-    openssl x509 -req -in "$tls/cert.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-      -days 365 -extfile "$tls/cert.ext" -out "$tls/cert.pem" 2>/dev/null
+    CERT_DAYS=365 "$repo/scripts/dev/certs.sh" "$CLUSTER_DIR/tls" DNS:localhost,IP:127.0.0.1
   fi
 
   start_api 1
@@ -143,7 +136,7 @@ up() {
   nofile_hard=$(ulimit -Hn)
   [[ "$nofile_hard" == unlimited ]] || export NGINX_WORKER_NOFILE=${NGINX_WORKER_NOFILE:-$nofile_hard}
   WEBHOOK_UPSTREAM_1="127.0.0.1:$API_PORT_1" WEBHOOK_UPSTREAM_2="127.0.0.1:$API_PORT_2" \
-    NGINX_TLS_CERT="$CLUSTER_DIR/tls/cert.pem" NGINX_TLS_KEY="$CLUSTER_DIR/tls/key.pem" \
+    NGINX_TLS_CERT="$CLUSTER_DIR/tls/fullchain.pem" NGINX_TLS_KEY="$CLUSTER_DIR/tls/privkey.pem" \
     NGINX_LOG_DIR="$CLUSTER_DIR/logs" NGINX_STATE_DIR="$CLUSTER_DIR/nginx" \
     NGINX_PID_FILE="$CLUSTER_DIR/nginx.pid" NGINX_ACME_ROOT="$CLUSTER_DIR/acme" \
     NGINX_METRICS_ALLOW="${NGINX_METRICS_ALLOW:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}" \

@@ -158,11 +158,10 @@ done
 phase "signed callbacks and a file copy"
 avatar=$(insert_training_avatars containers-file 1 | head -1)
 size=$(stat -c %s "$work/cdn/lora.safetensors")
-body=$(printf '{"request_id":"containers-file-1","status":"OK","error":null,"payload":{"diffusers_lora_file":{"url":"http://deps:8080/lora.safetensors","file_name":"pytorch_lora_weights.safetensors","file_size":%s}}}' "$size")
-signature=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
-answer=$(curl -fsS --cacert "$work/certs/ca.pem" -X POST https://localhost:8443/api/v1/avatar/status_update \
-  -H 'Content-Type: application/json' -H "X-Signature: sha256=$signature" --data-binary "$body")
-grep -q '"applied"' <<<"$answer" || die "callback not applied: $answer"
+body=$(printf '{"request_id":"{request_id}","status":"OK","error":null,"payload":{"diffusers_lora_file":{"url":"http://deps:8080/lora.safetensors","file_name":"pytorch_lora_weights.safetensors","file_size":%s}}}' "$size")
+answer=$(WEBHOOK_SECRET=$SECRET "$LOADGEN" deliver "$LOAD_URL" --ca-cert "$work/certs/ca.pem" \
+  --prefix containers-file- --body "$body")
+grep -q '"results":{"applied":1}' <<<"$answer" || die "callback not applied: $answer"
 for _ in $(seq 1 60); do
   [[ $(psql_deps "SELECT state FROM file_jobs WHERE avatar_id = '$avatar'") == "done" ]] && break
   sleep 0.5
@@ -319,11 +318,7 @@ grep -q "fullchain.pem is missing" "$work/nocert.log" || die "nginx without a ce
 served_serial() { openssl s_client -connect 127.0.0.1:8443 -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial; }
 serial_before=$(served_serial)
 # No ACME server is reachable here: a certificate from the test CA stands in for certbot's.
-mkdir -p "$work/live"
-openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-  -keyout "$work/live/privkey.pem" -out "$work/live/cert.csr" 2>/dev/null
-openssl x509 -req -in "$work/live/cert.csr" -CA "$work/certs/ca.pem" -CAkey "$work/certs/ca.key" \
-  -CAcreateserial -days 2 -extfile "$work/certs/ext" -out "$work/live/fullchain.pem" 2>/dev/null
+scripts/dev/certs.sh "$work/live" DNS:localhost,IP:127.0.0.1 "$work/certs"
 CERTBOT_LIVE_DIR="$work/live" scripts/deploy/renew-certificate.sh --install-only localhost
 sleep 1
 [[ $(served_serial) != "$serial_before" ]] || die "nginx still serves the old certificate"

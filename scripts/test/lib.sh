@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared by the container tests (containers.sh, swarm.sh): timed phases, a local CA, the
-# reference registry, the dependencies container, and signed callbacks under load with their
-# check (every one sent applied exactly once). Sourced, not run; the caller sets TEST_NAME,
+# reference registry, the dependencies container, and signed callbacks under load (sent and
+# retried as FAL does by tools/loadgen's `deliver`) with their check (every one sent applied
+# exactly once). Sourced, not run; the caller sets TEST_NAME,
 # work (its scratch directory), SECRET, DEPS (the dependencies container's name) and LOAD_URL.
 # shellcheck disable=SC2154,SC2034 # work, repo, LOAD_RATE … are the caller's; registry_pid, load_pid are read by it
 
@@ -38,25 +39,17 @@ base_images_and_release_binary() {
   export API_BUILD_TARGET=prebuilt
 
   phase "release binary"
-  cargo build --release --locked -q -p webhook-api
+  cargo build --release --locked -q -p webhook-api -p webhook-loadgen
   mkdir -p "$repo/dist"
   cp "${CARGO_TARGET_DIR:-$repo/target}/release/webhook-api" "$repo/dist/webhook-api"
   strip "$repo/dist/webhook-api"
+  LOADGEN="${CARGO_TARGET_DIR:-$repo/target}/release/webhook-loadgen"
 }
 
 # A local CA and a server certificate as an operator's certs/ folder: DIR/{ca.pem,ca.key,
-# fullchain.pem,privkey.pem,ext}.
+# fullchain.pem,privkey.pem,ext} (scripts/dev/certs.sh).
 make_certs() { # DIR SUBJECT_ALT_NAMES (e.g. DNS:localhost,IP:127.0.0.1)
-  local dir=$1
-  mkdir -p "$dir"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$TEST_NAME test CA" \
-    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
-    -keyout "$dir/privkey.pem" -out "$dir/cert.csr" 2>/dev/null
-  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$2" >"$dir/ext"
-  openssl x509 -req -in "$dir/cert.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
-    -CAcreateserial -days 2 -extfile "$dir/ext" -out "$dir/fullchain.pem" 2>/dev/null
-  chmod 644 "$dir/privkey.pem"
+  "$repo/scripts/dev/certs.sh" "$1" "$2"
 }
 
 # The reference registry (Debian's docker-registry) on ADDRESS, its data in $work/registry;
@@ -114,16 +107,15 @@ insert_training_avatars() {
       'PORTRAIT', '$1-' || g FROM generate_series(1, $2) g RETURNING id"
 }
 
-# Starts signed callbacks to LOAD_URL for COUNT fresh avatars in the background; `load_finish`
+# Starts signed callbacks to LOAD_URL for COUNT fresh avatars in the background (LOADGEN, set
+# by base_images_and_release_binary); `load_finish`
 # stops sending new ones, waits for the answers and checks them.
 load_pid=""
 load_start() { # NAME COUNT
-  local ids="$work/$1.ids"
-  seq 1 "$2" | sed "s/^/$1-/" >"$ids"
   insert_training_avatars "$1" "$2" >/dev/null
   rm -f "$work/$1.stop"
-  python3 "$repo/scripts/test/signed-load.py" "$LOAD_URL" "$SECRET" "$work/certs/ca.pem" "$ids" \
-    --rate "$LOAD_RATE" --stop-file "$work/$1.stop" >"$work/$1.json" &
+  WEBHOOK_SECRET=$SECRET "$LOADGEN" deliver "$LOAD_URL" --ca-cert "$work/certs/ca.pem" \
+    --prefix "$1-" --count "$2" --rate "$LOAD_RATE" --stop-file "$work/$1.stop" >"$work/$1.json" &
   load_pid=$!
   sleep 2
 }

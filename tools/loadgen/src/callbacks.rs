@@ -139,7 +139,8 @@ impl Signer {
         }
     }
 
-    fn headers(
+    /// The headers that sign `body` as FAL does (`corrupt`: a signature that does not match).
+    pub fn headers(
         &self,
         request_id: &str,
         body: &[u8],

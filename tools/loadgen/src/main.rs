@@ -4,6 +4,7 @@
 
 mod callbacks;
 mod client;
+mod deliver;
 mod run;
 
 use std::net::SocketAddr;
@@ -28,6 +29,9 @@ struct Cli {
 enum Command {
     /// Send callbacks and report.
     Run(RunArgs),
+    /// Each completion once, at a steady rate, retried on a 5xx or a broken connection as FAL
+    /// retries; prints a JSON summary (sent, ok, failed, retries, 5xx answers, results).
+    Deliver(DeliverArgs),
     /// Serve the JWKS of the ED25519 signing key (point the service's FAL_JWKS_URL here).
     Jwks {
         #[arg(long, default_value = "127.0.0.1:18490")]
@@ -98,10 +102,47 @@ struct RunArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(Parser)]
+struct DeliverArgs {
+    /// The callback URL, e.g. https://localhost:8443/api/v1/avatar/status_update.
+    url: String,
+    #[arg(long, value_enum, default_value = "hmac")]
+    scheme: FalScheme,
+    #[arg(long, default_value = "webhook-loadgen")]
+    seed: String,
+    /// Certificate (PEM) to trust for an https URL.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Request ids `{prefix}1` ..= `{prefix}{count}`.
+    #[arg(long)]
+    prefix: String,
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// The body; `{request_id}` stands for each id. By default a completion without files.
+    #[arg(
+        long,
+        default_value = r#"{"request_id":"{request_id}","status":"completed"}"#
+    )]
+    body: String,
+    /// Callbacks started a second.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Tries of one callback, half a second apart, before it counts as failed.
+    #[arg(long, default_value_t = 60)]
+    tries: u32,
+    /// Seconds to wait for one answer.
+    #[arg(long, default_value_t = 15.0)]
+    timeout: f64,
+    /// Once this file exists no new callback starts; the summary counts the rest as unsent.
+    #[arg(long)]
+    stop_file: Option<PathBuf>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run_load(args).await,
+        Command::Deliver(args) => deliver(args).await,
         Command::Jwks { listen, seed } => {
             let jwks = Signer::ed25519_from_seed(&seed)
                 .jwks()
@@ -111,15 +152,39 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn run_load(args: RunArgs) -> anyhow::Result<()> {
-    let signer = match args.scheme {
+fn signer(scheme: FalScheme, seed: &str) -> anyhow::Result<Signer> {
+    Ok(match scheme {
         FalScheme::Hmac => Signer::Hmac {
             secret: std::env::var("WEBHOOK_SECRET")
                 .context("--scheme hmac needs the secret in WEBHOOK_SECRET")?
                 .into_bytes(),
         },
-        FalScheme::Ed25519 => Signer::ed25519_from_seed(&args.seed),
+        FalScheme::Ed25519 => Signer::ed25519_from_seed(seed),
+    })
+}
+
+async fn deliver(args: DeliverArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rate > 0.0, "--rate must be above 0");
+    anyhow::ensure!(args.tries > 0, "--tries must be at least 1");
+    let signer = signer(args.scheme, &args.seed)?;
+    let target = Target::new(&args.url, Protocol::Http1, args.ca_cert.as_deref())?;
+    let plan = deliver::Plan {
+        prefix: args.prefix,
+        count: args.count,
+        body: args.body,
+        rate: args.rate,
+        tries: args.tries,
+        retry_after: Duration::from_millis(500),
+        timeout: Duration::from_secs_f64(args.timeout),
+        stop_file: args.stop_file,
     };
+    let summary = deliver::deliver(Arc::new(target), Arc::new(signer), plan).await;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}
+
+async fn run_load(args: RunArgs) -> anyhow::Result<()> {
+    let signer = signer(args.scheme, &args.seed)?;
     anyhow::ensure!(args.avatars > 0, "--avatars must be at least 1");
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     let generator = Generator::new(args.prefix, args.avatars, args.mix, signer, args.padding);
