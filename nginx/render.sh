@@ -10,6 +10,8 @@ Writes OUTPUT_DIR/nginx.conf, webhook.conf, webhook-upstream.conf, webhook-sourc
 webhook-proxy.conf and webhook-errors.conf from the files beside
 this script. Settings (environment, defaults shown are the container's):
   NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-80}  NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}  NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
+  NGINX_CONSOLE_PORT=${NGINX_CONSOLE_PORT:-9444}   the operators' console (TLS); publish it on a private address only
+  NGINX_CONSOLE_LOGIN_RATE=${NGINX_CONSOLE_LOGIN_RATE:-10r/m}   console sign-ins per client address
   WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
   WEBHOOK_UPSTREAM_2=${WEBHOOK_UPSTREAM_2:-aisha-webhook-api-2:8000}
   WEBHOOK_UPSTREAM_DNS=${WEBHOOK_UPSTREAM_DNS:-}   instead of the two: a name with every instance's
@@ -40,6 +42,8 @@ mkdir -p "$out"
 export NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-80}
 export NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}
 export NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
+export NGINX_CONSOLE_PORT=${NGINX_CONSOLE_PORT:-9444}
+export NGINX_CONSOLE_LOGIN_RATE=${NGINX_CONSOLE_LOGIN_RATE:-10r/m}
 export WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
 export WEBHOOK_UPSTREAM_2=${WEBHOOK_UPSTREAM_2:-aisha-webhook-api-2:8000}
 export NGINX_TLS_CERT=${NGINX_TLS_CERT:-/etc/nginx/tls/fullchain.pem}
@@ -66,7 +70,7 @@ export NGINX_METRICS_ALLOW_RULES=$rules
 
 # Only these names are substituted; nginx's own $variables pass through untouched.
 # shellcheck disable=SC2016 # the names are for envsubst, not for this shell
-names='${NGINX_HTTP_PORT} ${NGINX_HTTPS_PORT} ${NGINX_WEBHOOK_PORT} ${WEBHOOK_UPSTREAM_1}
+names='${NGINX_HTTP_PORT} ${NGINX_HTTPS_PORT} ${NGINX_WEBHOOK_PORT} ${NGINX_CONSOLE_PORT} ${NGINX_CONSOLE_LOGIN_RATE} ${WEBHOOK_UPSTREAM_1}
 ${WEBHOOK_UPSTREAM_2} ${NGINX_TLS_CERT} ${NGINX_TLS_KEY} ${WEBHOOK_RATE_LIMIT} ${WEBHOOK_RATE_BURST}
 ${WEBHOOK_MAX_BODY} ${NGINX_LOG_DIR} ${NGINX_STATE_DIR} ${NGINX_PID_FILE} ${NGINX_ACME_ROOT}
 ${NGINX_MIME_TYPES} ${NGINX_CONF_DIR} ${NGINX_METRICS_ALLOW_RULES} ${NGINX_CONN_PER_IP}

@@ -19,6 +19,7 @@ Settings (environment, defaults shown):
   CLUSTER_DIR=${CLUSTER_DIR:-/var/tmp/webhook-cluster}   state: config, certificate, logs, pids
   API_PORT_1=${API_PORT_1:-8001}  API_PORT_2=${API_PORT_2:-8002}
   NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-8080}  NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-9443}  NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
+  NGINX_CONSOLE_PORT=${NGINX_CONSOLE_PORT:-9444}   the operators' console (https://localhost:9444/console/)
   CLUSTER_DB=${CLUSTER_DB:-webhook_cluster}        database (created when missing)
   INSTANCE_PREFIX=${INSTANCE_PREFIX:-}            prefix of the instances' INSTANCE_ID (api-1, api-2)
   MINIO_BUCKET_NAME=${MINIO_BUCKET_NAME:-cluster-avatars}
@@ -37,6 +38,7 @@ API_PORT_2=${API_PORT_2:-8002}
 export NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-8080}
 export NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-9443}
 export NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
+export NGINX_CONSOLE_PORT=${NGINX_CONSOLE_PORT:-9444}
 CLUSTER_DB=${CLUSTER_DB:-webhook_cluster}
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)

@@ -20,8 +20,9 @@ Settings (environment, defaults shown):
   SKIP_BENCH_SMOKE=${SKIP_BENCH_SMOKE:-0}           1 skips the short run of the benchmark suite
   BOT_VENV=${BOT_VENV:-\$HOME/.cache/webhook-bot-venv}   Python with SQLAlchemy 2 + psycopg2 (the tests
                                        that load rows through the bot's ORM mapping),
-                                       standardwebhooks + cryptography (signing as senders do)
-                                       and aiogram 3 (the bot's Telegram library)
+                                       standardwebhooks + cryptography (signing as senders do),
+                                       aiogram 3 (the bot's Telegram library) and Playwright
+                                       (the console's browser test, driving Debian's chromium)
   plus those of scripts/dev/deps.sh (see its --help).
 USAGE
 }
@@ -63,15 +64,25 @@ export TEST_DATABASE_URL TEST_REDIS_URL TEST_MINIO_ENDPOINT TEST_MINIO_ACCESS_KE
 BOT_VENV=${BOT_VENV:-$HOME/.cache/webhook-bot-venv}
 # The senders' own libraries sign what tests/senders/ sends (Standard Webhooks v1 and v1a); the
 # bot's Telegram library (aiogram 3) checks the messages the service sends its users.
-if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2, standardwebhooks, cryptography, aiogram' >/dev/null 2>&1; then
-  step "installing SQLAlchemy 2, psycopg2, standardwebhooks, cryptography and aiogram 3 into $BOT_VENV"
+if ! "$BOT_VENV/bin/python" -c 'import sqlalchemy, psycopg2, standardwebhooks, cryptography, aiogram, playwright' >/dev/null 2>&1; then
+  step "installing SQLAlchemy 2, psycopg2, standardwebhooks, cryptography, aiogram 3 and Playwright into $BOT_VENV"
   if ! python3 -m venv "$BOT_VENV" >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq python3-venv >/dev/null; else sudo apt-get install -y -qq python3-venv >/dev/null; fi
     python3 -m venv "$BOT_VENV"
   fi
-  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary "standardwebhooks>=1.1,<2" "cryptography>=42" "aiogram>=3.4,<4"
+  "$BOT_VENV/bin/pip" install -q "sqlalchemy>=2,<3" psycopg2-binary "standardwebhooks>=1.1,<2" "cryptography>=42" "aiogram>=3.4,<4" "playwright>=1.40,<2"
 fi
 export TEST_BOT_PYTHON=$BOT_VENV/bin/python
+# The console's browser test drives Debian's Chromium (Playwright's own browser download is
+# never used: `playwright install` cannot reach its servers from here).
+if [[ ! -x /usr/bin/chromium ]]; then
+  step "installing chromium (Debian)"
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
 
 if [[ "${SKIP_LINT:-0}" != 1 ]]; then
   if ! command -v shellcheck >/dev/null 2>&1; then

@@ -155,6 +155,15 @@ for c in aisha-webhook-api-1 aisha-webhook-api-2 aisha-nginx-webhook; do
   [[ $(docker inspect -f '{{.State.Health.Status}}' "$c") == healthy ]] || die "$c not healthy"
 done
 
+phase "the console: on its own port, never on the public ones"
+console_status() { curl -s -o /dev/null -w '%{http_code}' --cacert "$work/certs/ca.pem" "$1"; }
+[[ $(console_status https://localhost:9444/console/login) == 200 ]] ||
+  die "the console's sign-in page is not served on port 9444"
+for port in 443 8443; do
+  [[ $(console_status "https://localhost:$port/console/login") == 404 ]] ||
+    die "the console answers on the public port $port"
+done
+
 phase "signed callbacks and a file copy"
 avatar=$(insert_training_avatars containers-file 1 | head -1)
 size=$(stat -c %s "$work/cdn/lora.safetensors")

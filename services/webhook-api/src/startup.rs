@@ -158,6 +158,10 @@ fn background_tasks(
         }),
         shutdown.clone(),
     ))];
+    tasks.push(tokio::spawn(crate::tasks::console_indexes::run(
+        state.pool.clone(),
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(followups::run(
         Arc::new(FollowupWork {
             pool: state.pool.clone(),

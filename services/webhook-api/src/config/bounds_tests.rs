@@ -68,6 +68,7 @@ fn every_number_and_url_the_service_reads_is_bounded() {
     // reader: a new one read with a bare parse fails this test.
     let sources = [
         include_str!("mod.rs"),
+        include_str!("console.rs"),
         include_str!("database.rs"),
         include_str!("deploy.rs"),
         include_str!("files.rs"),
@@ -198,6 +199,7 @@ fn every_variable_named_in_config_is_documented_in_prod_env_example_and_docs() {
     let page = include_str!("../../../../docs/configuration.md");
     let sources = [
         include_str!("mod.rs"),
+        include_str!("console.rs"),
         include_str!("database.rs"),
         include_str!("deploy.rs"),
         include_str!("env.rs"),

@@ -4,6 +4,7 @@
 //! Variable names are those of the product's existing `prod.env`. Every problem names the
 //! variable; no message ever repeats the value of a secret.
 
+mod console;
 mod database;
 mod deploy;
 mod env;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub use crate::secret::Secret;
 pub use crate::verify::VerifyConfig;
+pub use console::ConsoleConfig;
 pub use database::{parse_database_url, DatabaseConfig};
 pub use deploy::DeployConfig;
 pub use files::{FilesConfig, S3Config};
@@ -113,6 +115,8 @@ pub struct Config {
     pub operator_limits: OperatorLimits,
     /// Asking FAL about trainings no callback finished; `None` without `FAL_API_KEY`.
     pub reconcile: Option<ReconcileConfig>,
+    /// The operators' console in the browser.
+    pub console: ConsoleConfig,
     /// How long in-flight requests get to finish after SIGTERM before the process exits.
     pub shutdown_grace: Duration,
 }
@@ -210,6 +214,7 @@ impl Config {
             operator_tokens: operators::from_env(env)?,
             operator_limits: OperatorLimits::from_env(env)?,
             reconcile: reconcile::from_env(env)?,
+            console: ConsoleConfig::from_env(env)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20, 0..=600)?,
         })
     }

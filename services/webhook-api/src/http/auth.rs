@@ -17,7 +17,12 @@ pub fn presented<'a>(
     if !kind.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let digest = token_digest(token.trim().as_bytes());
+    matching(tokens, token.trim())
+}
+
+/// The configured token `token` is, if any (the console's sign-in form).
+pub fn matching<'a>(tokens: &'a [OperatorToken], token: &str) -> Option<&'a OperatorToken> {
+    let digest = token_digest(token.as_bytes());
     // Every digest is compared, so the time taken does not tell which one matched.
     tokens.iter().fold(None, |found, candidate| {
         let matches: bool = candidate.sha256.ct_eq(&digest).into();

@@ -3,6 +3,7 @@
 mod auth;
 mod avatar_status;
 mod body;
+mod console;
 pub mod error;
 mod health;
 mod operator;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -63,6 +64,17 @@ pub async fn handle(
         error = tracing::field::Empty,
     );
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    if path == console::PREFIX || path.starts_with("/console/") {
+        let mut response = console::handle(&state, &parts, body, peer, &request_id)
+            .instrument(span)
+            .await;
+        count_answer(&state, "console", &method, response.status(), started);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        return Ok(response);
+    }
     let mut response = match dispatch(&state, route, &parts, peer, body, &request_id, started)
         .instrument(span.clone())
         .await
@@ -85,6 +97,24 @@ pub async fn handle(
 
     let label = route.map_or("unknown", Route::label);
     let status = response.status();
+    count_answer(&state, label, &method, status, started);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if answered_route(route) {
+        log_answer(&state, &span, status, started);
+    }
+    Ok(response)
+}
+
+/// `webhook_http_requests_total` and the request's duration.
+fn count_answer(
+    state: &AppState,
+    label: &str,
+    method: &Method,
+    status: StatusCode,
+    started: Instant,
+) {
     state
         .metrics
         .http_requests
@@ -95,13 +125,6 @@ pub async fn handle(
         .http_duration
         .with_label_values(&[label])
         .observe(started.elapsed().as_secs_f64());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    if answered_route(route) {
-        log_answer(&state, &span, status, started);
-    }
-    Ok(response)
 }
 
 /// The webhook route's "answered" line; refusals within `LOG_REFUSALS_PER_SEC`.
@@ -290,16 +313,28 @@ async fn audit(
     request_id: &str,
 ) {
     let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    record_audit(state, route.label(), token_name, target, status, request_id).await;
+}
+
+/// An operator's action (the API's or the console's) in the log and in `operator_audit`.
+pub(crate) async fn record_audit(
+    state: &AppState,
+    action: &str,
+    token_name: &str,
+    target: &str,
+    status: StatusCode,
+    request_id: &str,
+) {
     tracing::info!(
         token = %token_name,
-        action = route.label(),
+        action,
         target,
         status = status.as_u16(),
         "operator call"
     );
     let entry = store::audit::AuditEntry {
         token_name,
-        action: route.label(),
+        action,
         target,
         status_code: status.as_u16() as i16,
         instance_id: &state.config.instance_id,

@@ -130,6 +130,19 @@ pub async fn replay(
         Some("true") => true,
         Some(_) => return Err(ApiError::BadRequest("deploy must be true or false".into())),
     };
+    Ok(ok_json(
+        &replay_event(state, id, operator, redeploy, request_id).await?,
+    ))
+}
+
+/// A replay, as the API and the console ask for it: what it came to.
+pub async fn replay_event(
+    state: &AppState,
+    id: i64,
+    operator: &OperatorToken,
+    redeploy: bool,
+    request_id: &str,
+) -> Result<Value, ApiError> {
     if redeploy && !operator.allows(Scope::Deploy) {
         return Err(ApiError::Forbidden {
             token: operator.name.clone(),
@@ -159,7 +172,7 @@ pub async fn replay(
     };
     store::within(limit, deliveries::mark_replayed(&state.pool, id)).await?;
     tracing::info!(event_id = id, source = %stored.source, "delivery replayed");
-    Ok(ok_json(&body))
+    Ok(body)
 }
 
 /// A FAL callback through the same ingest: a duplicate, or applied now for an `unmatched` one

@@ -54,6 +54,14 @@ impl EventOutcome {
 }
 
 impl EventOutcome {
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|o| o.as_str()).collect()
+    }
+
     /// `webhook_events.outcome` in column `index` of `row`.
     pub(super) fn read(row: &tokio_postgres::Row, index: usize) -> Result<Self, StoreError> {
         let stored: String = row.try_get(index)?;

@@ -40,7 +40,7 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    fn from_row(row: &tokio_postgres::Row) -> Result<Self, StoreError> {
+    pub(super) fn from_row(row: &tokio_postgres::Row) -> Result<Self, StoreError> {
         Ok(Self {
             id: row.try_get(0)?,
             source: row.try_get(1)?,
@@ -69,7 +69,8 @@ impl EventRow {
 }
 
 /// `$1` says whether to read the headers and the payload.
-const SELECT_EVENTS: &str = "SELECT id, source, delivery_key, delivery_id, fal_request_id, event, \
+pub(super) const SELECT_EVENTS: &str =
+    "SELECT id, source, delivery_key, delivery_id, fal_request_id, event, \
      avatar_id, outcome, outcome_reason, signature_scheme, http_request_id, instance_id, \
      training_type, status_code, processing_ms, deliveries, replays, received_at, \
      last_delivered_at, last_replayed_at, CASE WHEN $1 THEN headers END, \

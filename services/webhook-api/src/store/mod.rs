@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod avatars;
+pub mod console;
 pub mod deliveries;
 pub mod deploys;
 pub mod event_log;

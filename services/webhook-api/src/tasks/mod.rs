@@ -1,7 +1,8 @@
 //! The instance's background loops, each given only the handles it needs (`startup` starts
-//! them): the file copies, the follow-ups of finished trainings, the late announcer, the
+//! them): the console's search indexes, the file copies, the follow-ups of finished trainings, the late announcer, the
 //! reconciler, retention, deploys, GitHub's redelivery and the spool's drain.
 
+pub mod console_indexes;
 pub mod deploy;
 pub mod followups;
 pub mod github;

@@ -24,6 +24,7 @@ struct Cluster {
     env: Vec<(&'static str, String)>,
     webhook_port: u16,
     http_port: u16,
+    console_port: u16,
     db_name: String,
     db: tokio_postgres::Client,
     prefix: String,
@@ -35,7 +36,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let db_name = format!("cluster_{}", &Uuid::new_v4().simple().to_string()[..12]);
         let prefix = format!("cl{}:", &Uuid::new_v4().simple().to_string()[..8]);
-        let (webhook_port, http_port) = (free_port(), free_port());
+        let (webhook_port, http_port, console_port) = (free_port(), free_port(), free_port());
         let mut env = vec![
             ("CLUSTER_DIR", dir.path().display().to_string()),
             ("API_PORT_1", free_port().to_string()),
@@ -43,6 +44,7 @@ impl Cluster {
             ("NGINX_HTTP_PORT", http_port.to_string()),
             ("NGINX_HTTPS_PORT", free_port().to_string()),
             ("NGINX_WEBHOOK_PORT", webhook_port.to_string()),
+            ("NGINX_CONSOLE_PORT", console_port.to_string()),
             ("CLUSTER_DB", db_name.clone()),
             ("INSTANCE_PREFIX", format!("{db_name}-")),
             (
@@ -96,6 +98,7 @@ impl Cluster {
             env,
             webhook_port,
             http_port,
+            console_port,
             db_name,
             db,
             prefix,
@@ -342,6 +345,76 @@ async fn signed_callbacks_through_nginx_tls_reach_both_instances_with_their_requ
     assert!(
         access.contains("\"upstream_addr\":\"127.0.0.1:"),
         "access log names the upstream"
+    );
+}
+
+/// The console is served over TLS on nginx's operators' port, and only there: the public
+/// webhook ports answer 404 for it, whatever the path.
+#[tokio::test]
+async fn the_console_is_on_the_operators_port_and_never_on_the_public_ones() {
+    let cluster = Cluster::up(&[]).await;
+    let console = format!("https://localhost:{}", cluster.console_port);
+    let login = cluster
+        .https
+        .get(format!("{console}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert!(login.text().await.unwrap().contains("Operator token"));
+    // Signed in through nginx: the cookie is Secure (nginx says the request came over TLS).
+    let no_redirects = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(
+                &std::fs::read(cluster.dir.path().join("tls/ca.pem")).unwrap(),
+            )
+            .unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let refused = no_redirects
+        .post(format!("{console}/console/login"))
+        .form(&[("token", "not-a-token-of-this-cluster-0123456789")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let token = std::fs::read_to_string(cluster.dir.path().join("operator.token")).unwrap();
+    let signed_in = no_redirects
+        .post(format!("{console}/console/login"))
+        .form(&[("token", token.trim())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap();
+    let page = no_redirects
+        .get(format!("{console}/console/"))
+        .header("Cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Deliveries"));
+    for path in ["/console/", "/console/login", "/console/static/console.css"] {
+        let public = cluster.https.get(cluster.url(path)).send().await.unwrap();
+        assert_eq!(public.status(), 404, "{path} on the webhook port");
+    }
+    let other = no_redirects
+        .get(format!("{console}/api/v1/webhooks/failures"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status(),
+        404,
+        "the console port serves the console only"
     );
 }
 

@@ -7,6 +7,7 @@ mod bad_input;
 mod batch;
 mod bot_schema;
 mod cdn;
+mod console;
 mod deploy;
 mod failover;
 mod files;

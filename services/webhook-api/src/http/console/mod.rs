@@ -1,0 +1,501 @@
+//! `/console/`: the operators' console in the browser, served by each instance on its own
+//! port (nginx serves it only on its operators' port, never on the public ones). Signed in
+//! with an operator token (a session cookie, CSRF on every form); server-rendered pages that
+//! find, read and replay any delivery, and the audit log.
+
+mod filter;
+mod pages;
+mod session;
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use maud::Markup;
+
+use super::error::{ApiError, HttpResponse};
+use super::{auth, operator, record_audit, AppState};
+use crate::config::Scope;
+use crate::store::{self, console, event_views};
+use filter::FilterForm;
+use pages::Viewer;
+use session::{Presented, SignedIn};
+
+pub const PREFIX: &str = "/console";
+
+/// No inline script or style, nothing from elsewhere, never framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = include_str!("console.css");
+const SCRIPT: &str = include_str!("console.js");
+
+/// The most a console form may send.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Every `/console` request; always an answer (a page, a redirect), never a JSON error.
+pub async fn handle(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: Incoming,
+    peer: IpAddr,
+    request_id: &str,
+) -> HttpResponse {
+    let path = parts.uri.path();
+    let query = parts.uri.query();
+    match (&parts.method, path) {
+        (&Method::GET | &Method::HEAD, "/console/static/console.css") => {
+            return asset(STYLE, "text/css; charset=utf-8")
+        }
+        (&Method::GET | &Method::HEAD, "/console/static/console.js") => {
+            return asset(SCRIPT, "text/javascript; charset=utf-8")
+        }
+        (&Method::GET | &Method::HEAD, "/console") => return redirect("/console/"),
+        (&Method::GET | &Method::HEAD, "/console/login") => {
+            let message = match query {
+                Some(q) if q.contains("expired=1") => Some(
+                    "Your session has ended (it expired, or its token changed): sign in again.",
+                ),
+                Some(q) if q.contains("signed_out=1") => Some("Signed out."),
+                _ => None,
+            };
+            return html(StatusCode::OK, pages::login(message, None));
+        }
+        (&Method::POST, "/console/login") => {
+            return sign_in(state, parts, body, peer, request_id).await
+        }
+        _ => {}
+    }
+    let signed_in = match session::presented(state, &parts.headers).await {
+        Ok(Presented::SignedIn(signed_in)) => signed_in,
+        Ok(Presented::Nobody) => return redirect("/console/login"),
+        Ok(Presented::Expired) => {
+            let mut response = redirect("/console/login?expired=1");
+            set_cookie(&mut response, &session::set_cookie(None, 0, false));
+            return response;
+        }
+        Err(e) => return unavailable(None, &e.to_string()),
+    };
+    let viewer = Viewer {
+        token_name: &signed_in.token.name,
+        csrf: &signed_in.session.csrf,
+        may_replay: signed_in.token.allows(Scope::Replay),
+    };
+    if !signed_in.token.allows(Scope::Read) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::problem(
+                Some(&viewer),
+                "Not allowed",
+                &format!("The token {:?} has no read scope.", signed_in.token.name),
+            ),
+        );
+    }
+    let replay_id = path
+        .strip_prefix("/console/deliveries/")
+        .and_then(|rest| rest.strip_suffix("/replay"))
+        .and_then(|id| id.parse::<i64>().ok());
+    let delivery_id = path
+        .strip_prefix("/console/deliveries/")
+        .and_then(|id| id.parse::<i64>().ok());
+    match (&parts.method, path) {
+        (&Method::GET | &Method::HEAD, "/console/") => deliveries(state, &viewer, query).await,
+        (&Method::GET | &Method::HEAD, "/console/audit") => audit(state, &viewer, query).await,
+        (&Method::POST, "/console/logout") => {
+            let form = match read_form(parts, body).await {
+                Ok(form) => form,
+                Err(problem) => return bad_form(&viewer, &problem),
+            };
+            if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
+                return csrf_refused(&viewer);
+            }
+            if let Err(e) = session::close(state, &signed_in).await {
+                return unavailable(Some(&viewer), &e.to_string());
+            }
+            let mut response = redirect("/console/login?signed_out=1");
+            let secure = session::over_tls(&parts.headers);
+            set_cookie(&mut response, &session::set_cookie(None, 0, secure));
+            response
+        }
+        (&Method::POST, _) if replay_id.is_some() => {
+            let id = replay_id.expect("matched above");
+            replay(state, parts, body, &signed_in, &viewer, id, request_id).await
+        }
+        (&Method::GET | &Method::HEAD, _) if delivery_id.is_some() => {
+            let id = delivery_id.expect("matched above");
+            delivery(state, parts, &viewer, id).await
+        }
+        _ => html(
+            StatusCode::NOT_FOUND,
+            pages::problem(
+                Some(&viewer),
+                "Not found",
+                &format!("No console page at {path}."),
+            ),
+        ),
+    }
+}
+
+async fn sign_in(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: Incoming,
+    peer: IpAddr,
+    request_id: &str,
+) -> HttpResponse {
+    let limits = &state.refused_operators;
+    if let Some(retry_after) = limits.exhausted(&peer) {
+        let why = format!(
+            "Too many refused sign-ins from this address: try again in {} s.",
+            retry_after.as_secs().max(1)
+        );
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::login(None, Some(&why)),
+        );
+    }
+    let form = match read_form(parts, body).await {
+        Ok(form) => form,
+        Err(problem) => return html(StatusCode::BAD_REQUEST, pages::login(None, Some(&problem))),
+    };
+    if !session::same_origin(&parts.headers) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::login(
+                None,
+                Some("This sign-in did not come from this console's own page."),
+            ),
+        );
+    }
+    let presented = field(&form, "token").map(str::trim).unwrap_or("");
+    let Some(token) = auth::matching(&state.config.operator_tokens, presented) else {
+        state
+            .metrics
+            .operator_refusals
+            .with_label_values(&[StatusCode::UNAUTHORIZED.as_str()])
+            .inc();
+        limits.take(peer).ok();
+        tracing::warn!(%peer, action = "console_sign_in", "operator call refused: no valid token");
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::login(
+                None,
+                Some("That is not one of this cluster's operator tokens."),
+            ),
+        );
+    };
+    let id = match session::open(state, token).await {
+        Ok(id) => id,
+        Err(e) => return unavailable(None, &e.to_string()),
+    };
+    record_audit(
+        state,
+        "console_sign_in",
+        &token.name,
+        "/console/login",
+        StatusCode::SEE_OTHER,
+        request_id,
+    )
+    .await;
+    let mut response = redirect("/console/");
+    let secure = session::over_tls(&parts.headers);
+    set_cookie(
+        &mut response,
+        &session::set_cookie(Some(&id), state.config.console.session.as_secs(), secure),
+    );
+    response
+}
+
+async fn deliveries(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> HttpResponse {
+    let form = FilterForm::from_query(query);
+    let sources: Vec<String> = std::iter::once("fal".to_string())
+        .chain(state.config.sources.iter().map(|s| s.name.clone()))
+        .collect();
+    let limit = state.config.console.page_size;
+    let budget = state.config.console.query_timeout;
+    let indexes_ready = store::within(budget, console::indexes_ready(&state.pool))
+        .await
+        .unwrap_or(true);
+    let (status, page) = match form.filter() {
+        Err(problem) => (StatusCode::BAD_REQUEST, Err(problem)),
+        Ok((filter, before)) => {
+            let search = console::deliveries(&state.pool, &filter, before, limit, budget);
+            // The statement's own timeout ends it first; this bounds waiting for a connection.
+            match tokio::time::timeout(budget * 2, search).await {
+                Ok(Ok(page)) => (StatusCode::OK, Ok(page)),
+                Ok(Err(console::SearchError::TooSlow(_))) | Err(_) => (
+                    StatusCode::OK,
+                    Err(format!(
+                        "This search would take longer than {} ms over the stored deliveries: \
+                         narrow it with a source, a time range or an id.",
+                        budget.as_millis()
+                    )),
+                ),
+                Ok(Err(console::SearchError::Store(e))) => {
+                    return unavailable(Some(viewer), &e.to_string())
+                }
+            }
+        }
+    };
+    let result = match &page {
+        Ok(page) => Ok(page),
+        Err(problem) => Err(problem.as_str()),
+    };
+    html(
+        status,
+        pages::deliveries(viewer, &sources, &form, result, indexes_ready),
+    )
+}
+
+async fn delivery(
+    state: &AppState,
+    parts: &http::request::Parts,
+    viewer: &Viewer<'_>,
+    id: i64,
+) -> HttpResponse {
+    let limit = state.config.database.statement_timeout;
+    let event = match store::within(limit, event_views::event(&state.pool, id)).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            return html(
+                StatusCode::NOT_FOUND,
+                pages::problem(
+                    Some(viewer),
+                    "Not found",
+                    &format!("There is no delivery {id}."),
+                ),
+            )
+        }
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    let caused = match store::within(limit, console::consequences(&state.pool, &event)).await {
+        Ok(caused) => caused,
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    let flash = parts.uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(name, _)| name == "replayed")
+            .map(|(_, result)| format!("Replayed: {result}."))
+    });
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost:8001");
+    let scheme = if session::over_tls(&parts.headers) {
+        "https"
+    } else {
+        "http"
+    };
+    let curl = format!(
+        "curl -fsS -X POST -H \"Authorization: Bearer $OPERATOR_TOKEN\" \\\n  {scheme}://{host}/api/v1/webhooks/events/{id}/replay"
+    );
+    html(
+        StatusCode::OK,
+        pages::delivery(viewer, &event, &caused, flash.as_deref(), &curl),
+    )
+}
+
+async fn replay(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: Incoming,
+    signed_in: &SignedIn<'_>,
+    viewer: &Viewer<'_>,
+    id: i64,
+    request_id: &str,
+) -> HttpResponse {
+    let form = match read_form(parts, body).await {
+        Ok(form) => form,
+        Err(problem) => return bad_form(viewer, &problem),
+    };
+    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
+        return csrf_refused(viewer);
+    }
+    let token = signed_in.token;
+    let target = parts.uri.path();
+    let answer = if !token.allows(Scope::Replay) {
+        Err(ApiError::Forbidden {
+            token: token.name.clone(),
+            scope: Scope::Replay.as_str(),
+        })
+    } else {
+        match state.replays.take(token.name.clone()) {
+            Err(retry_after) => Err(ApiError::RateLimited {
+                what: "replays of this token",
+                limit: state.replays.limit(),
+                retry_after,
+            }),
+            Ok(_) => operator::replay_event(state, id, token, false, request_id).await,
+        }
+    };
+    let status = answer
+        .as_ref()
+        .map_or_else(ApiError::status, |_| StatusCode::SEE_OTHER);
+    record_audit(
+        state,
+        "console_replay",
+        &token.name,
+        target,
+        status,
+        request_id,
+    )
+    .await;
+    match answer {
+        Ok(result) => {
+            let said = result["result"].as_str().unwrap_or("done");
+            redirect(&format!("/console/deliveries/{id}?replayed={said}"))
+        }
+        Err(e) => html(
+            e.status(),
+            pages::problem(Some(viewer), "Not replayed", &e.to_string()),
+        ),
+    }
+}
+
+async fn audit(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> HttpResponse {
+    let before = match super::query::optional_number(query, "before") {
+        Ok(before) => before,
+        Err(e) => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::problem(Some(viewer), "Audit log", &e.to_string()),
+            )
+        }
+    };
+    let limit = state.config.console.page_size;
+    match store::within(
+        state.config.database.statement_timeout,
+        console::audit(&state.pool, before, limit),
+    )
+    .await
+    {
+        Ok((rows, next)) => html(StatusCode::OK, pages::audit(viewer, &rows, next)),
+        Err(e) => unavailable(Some(viewer), &e.to_string()),
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`), bounded.
+async fn read_form(
+    parts: &http::request::Parts,
+    body: Incoming,
+) -> Result<Vec<(String, String)>, String> {
+    let is_form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err("Expected a form (application/x-www-form-urlencoded).".into());
+    }
+    let bytes = Limited::new(body, MAX_FORM_BYTES)
+        .collect()
+        .await
+        .map_err(|_| format!("The form is larger than {MAX_FORM_BYTES} bytes or was cut off."))?
+        .to_bytes();
+    Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+fn field<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
+    form.iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+fn bad_form(viewer: &Viewer<'_>, problem: &str) -> HttpResponse {
+    html(
+        StatusCode::BAD_REQUEST,
+        pages::problem(Some(viewer), "Bad request", problem),
+    )
+}
+
+fn csrf_refused(viewer: &Viewer<'_>) -> HttpResponse {
+    html(
+        StatusCode::FORBIDDEN,
+        pages::problem(
+            Some(viewer),
+            "Refused",
+            "This form did not come from this console's own page (its CSRF token is missing or wrong): reload the page and try again.",
+        ))
+}
+
+fn unavailable(viewer: Option<&Viewer<'_>>, why: &str) -> HttpResponse {
+    let mut response = html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        pages::problem(
+            viewer,
+            "Unavailable",
+            &format!("PostgreSQL did not answer: {why}. Try again shortly."),
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// An HTML page with the console's security headers.
+fn html(status: StatusCode, page: Markup) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(page.into_string())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure_headers(headers);
+    response
+}
+
+fn secure_headers(headers: &mut http::HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // Not no-referrer: with it Chromium sends `Origin: null` on a form POST, and the origin
+    // check could not tell this console from another site.
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn set_cookie(response: &mut HttpResponse, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(to) {
+        headers.insert(header::LOCATION, location);
+    }
+    secure_headers(headers);
+    response
+}
+
+fn asset(text: &'static str, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=300"),
+    );
+    response
+}

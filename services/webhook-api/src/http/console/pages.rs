@@ -1,0 +1,298 @@
+//! The console's pages, rendered on the server (maud escapes every value). No inline script or
+//! style: the one script and the one stylesheet are served from `/console/static/`.
+
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, DOCTYPE};
+
+use super::filter::FilterForm;
+use crate::store::console::{AuditRow, Consequences, DeliveryPage};
+use crate::store::deliveries::EventOutcome;
+use crate::store::event_views::EventRow;
+
+/// Who is signed in, and what the page's forms need.
+pub struct Viewer<'a> {
+    pub token_name: &'a str,
+    pub csrf: &'a str,
+    pub may_replay: bool,
+}
+
+fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · webhook console" }
+                // No favicon request (it would be a 404 outside /console).
+                link rel="icon" href="data:,";
+                link rel="stylesheet" href="/console/static/console.css";
+                script src="/console/static/console.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/console/" { "webhook console" }
+                    @if let Some(viewer) = viewer {
+                        nav {
+                            a href="/console/" { "Deliveries" }
+                            a href="/console/audit" { "Audit log" }
+                        }
+                        form.signout method="post" action="/console/logout" {
+                            input type="hidden" name="csrf" value=(viewer.csrf);
+                            span.who { "signed in as " strong { (viewer.token_name) } }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+pub fn login(message: Option<&str>, problem: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        html! {
+            section.login {
+                h1 { "Sign in" }
+                @if let Some(message) = message { p.notice { (message) } }
+                @if let Some(problem) = problem { p.problem role="alert" { (problem) } }
+                form method="post" action="/console/login" {
+                    label for="token" { "Operator token" }
+                    input #token type="password" name="token" autocomplete="off" required autofocus;
+                    button type="submit" { "Sign in" }
+                }
+                p.hint { "A token of OPERATOR_TOKENS (read to look, replay to replay). It is exchanged for a session cookie and never stored." }
+            }
+        },
+    )
+}
+
+/// A page that could not be shown: why, in words.
+pub fn problem(viewer: Option<&Viewer<'_>>, title: &str, why: &str) -> Markup {
+    layout(
+        title,
+        viewer,
+        html! {
+            h1 { (title) }
+            p.problem role="alert" { (why) }
+            p { a href="/console/" { "Back to the deliveries" } }
+        },
+    )
+}
+
+fn time(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+fn outcome_class(outcome: EventOutcome) -> &'static str {
+    match outcome {
+        EventOutcome::Applied | EventOutcome::Accepted => "ok",
+        EventOutcome::Ignored => "quiet",
+        EventOutcome::Unmatched | EventOutcome::Rejected | EventOutcome::Failed => "bad",
+    }
+}
+
+pub fn deliveries(
+    viewer: &Viewer<'_>,
+    sources: &[String],
+    form: &FilterForm,
+    result: Result<&DeliveryPage, &str>,
+    indexes_ready: bool,
+) -> Markup {
+    let select = |name: &str, value: &str, options: &[String]| {
+        html! {
+            select name=(name) {
+                option value="" selected[value.is_empty()] { "any" }
+                @for option in options {
+                    option value=(option) selected[option == value] { (option) }
+                }
+            }
+        }
+    };
+    let outcomes: Vec<String> = EventOutcome::names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    layout(
+        "Deliveries",
+        Some(viewer),
+        html! {
+            h1 { "Deliveries" }
+            form.filters method="get" action="/console/" {
+                label { "Source " (select("source", &form.source, sources)) }
+                label { "Event " input type="text" name="event" value=(form.event) placeholder="push, completed…"; }
+                label { "Outcome " (select("outcome", &form.outcome, &outcomes)) }
+                label { "From (UTC) " input type="datetime-local" name="since" value=(form.since); }
+                label { "To (UTC) " input type="datetime-local" name="until" value=(form.until); }
+                label { "Delivery id " input type="text" name="delivery_id" value=(form.delivery_id) placeholder="X-GitHub-Delivery, webhook-id"; }
+                label { "FAL request id " input type="text" name="request_id" value=(form.request_id); }
+                label { "Avatar id " input type="text" name="avatar_id" value=(form.avatar_id); }
+                label.wide { "Body contains (JSON) " input type="text" name="body" value=(form.body) placeholder="{\"ref\":\"refs/heads/main\"}"; }
+                div.actions {
+                    button type="submit" { "Search" }
+                    a href="/console/" { "Clear" }
+                }
+            }
+            @if !indexes_ready {
+                p.notice { "The search indexes are still being built: searches by event, delivery id, avatar or body may be slow until they are." }
+            }
+            @match result {
+                Err(problem) => { p.problem role="alert" { (problem) } }
+                Ok(page) => {
+                    p.count { "About " (page.estimated_total) " matching deliveries, newest first." }
+                    @if page.rows.is_empty() {
+                        p.empty { "No delivery matches." }
+                    } @else {
+                        table.deliveries {
+                            thead { tr {
+                                th { "id" } th { "received" } th { "source" } th { "event" }
+                                th { "outcome" } th { "delivery id / request id" } th { "avatar" } th { "ms" }
+                            } }
+                            tbody {
+                                @for row in &page.rows {
+                                    tr {
+                                        td { a href={ "/console/deliveries/" (row.id) } { (row.id) } }
+                                        td.time { (time(&row.received_at)) }
+                                        td { (row.source) }
+                                        td { (row.event) }
+                                        td { span class={ "outcome " (outcome_class(row.outcome)) } { (row.outcome.as_str()) } }
+                                        td.mono { (row.delivery_id.as_deref().or(row.fal_request_id.as_deref()).unwrap_or("")) }
+                                        td.mono { @if let Some(id) = row.avatar_id { (id) } }
+                                        td.num { @if let Some(ms) = row.processing_ms { (format!("{ms:.1}")) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    nav.pages {
+                        @if !form.before.is_empty() {
+                            a href={ "/console/?" (form.query()) } { "« Newest" }
+                        }
+                        @if let Some(next) = page.next_before {
+                            a.next href={ "/console/?" (with_cursor(&form.query(), next)) } { "Older »" }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn with_cursor(query: &str, before: i64) -> String {
+    if query.is_empty() {
+        format!("before={before}")
+    } else {
+        format!("{query}&before={before}")
+    }
+}
+
+/// One delivery, with what it caused; `flash` says what an action just did.
+pub fn delivery(
+    viewer: &Viewer<'_>,
+    event: &EventRow,
+    caused: &Consequences,
+    flash: Option<&str>,
+    curl: &str,
+) -> Markup {
+    let headers = event
+        .headers
+        .as_ref()
+        .and_then(|h| serde_json::to_string_pretty(h).ok());
+    let body = event.payload.as_deref().map(|text| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| text.to_string())
+    });
+    let replayable = event.payload.is_some() && event.outcome != EventOutcome::Rejected;
+    layout(
+        &format!("Delivery {}", event.id),
+        Some(viewer),
+        html! {
+            h1 { "Delivery " (event.id) }
+            @if let Some(flash) = flash { p.notice role="status" { (flash) } }
+            dl.facts {
+                dt { "source" } dd { (event.source) " (" (event.signature_scheme) ")" }
+                dt { "event" } dd { (event.event) }
+                dt { "outcome" } dd {
+                    span class={ "outcome " (outcome_class(event.outcome)) } { (event.outcome.as_str()) }
+                    @if let Some(reason) = &event.outcome_reason { " — " (reason) }
+                }
+                dt { "answer" } dd { (event.status_code) @if let Some(ms) = event.processing_ms { ", " (format!("{ms:.1}")) " ms to store" } }
+                dt { "received" } dd { (time(&event.received_at)) ", " (event.deliveries) " deliveries, last " (time(&event.last_delivered_at)) }
+                @if let Some(id) = &event.delivery_id { dt { "delivery id" } dd.mono { (id) } }
+                @if let Some(id) = &event.fal_request_id { dt { "FAL request id" } dd.mono { (id) } }
+                @if let Some(key) = &event.delivery_key { dt { "delivery key" } dd.mono { (key) } }
+                dt { "instance" } dd { (event.instance_id.as_deref().unwrap_or("")) " · request " span.mono { (event.http_request_id.as_deref().unwrap_or("")) } }
+                dt { "replays" } dd { (event.replays) @if let Some(at) = &event.last_replayed_at { ", last " (time(at)) } }
+            }
+            h2 { "What it changed" }
+            @match (event.avatar_id, &caused.avatar) {
+                (Some(id), Some((status, name))) => p { "Avatar " a.mono href={ "/console/?avatar_id=" (id) } { (id) } @if let Some(name) = name { " (" (name) ")" } " is now " strong { (status) } "." }
+                (Some(id), None) => p { "Avatar " span.mono { (id) } " no longer exists." }
+                (None, _) => p { "No avatar." }
+            }
+            @if !caused.file_jobs.is_empty() {
+                table { thead { tr { th { "file job" } th { "state" } th { "attempts" } th { "last error" } } }
+                    tbody { @for (id, state, attempts, error) in &caused.file_jobs {
+                        tr { td { (id) } td { (state) } td { (attempts) } td { (error.as_deref().unwrap_or("")) } }
+                    } } }
+            }
+            @if !caused.followups.is_empty() {
+                table { thead { tr { th { "follow-up" } th { "state" } th { "result" } } }
+                    tbody { @for (kind, state, result) in &caused.followups {
+                        tr { td { (kind) } td { (state) } td { (result.as_deref().unwrap_or("")) } }
+                    } } }
+            }
+            @if let Some((id, state)) = &caused.deploy { p { "Deploy " (id) ": " strong { (state) } } }
+            h2 { "Replays" }
+            @if caused.actions.is_empty() { p { "None." } } @else {
+                table.actions { thead { tr { th { "when" } th { "who" } th { "action" } th { "answer" } } }
+                    tbody { @for (at, who, action, status) in &caused.actions {
+                        tr { td.time { (time(at)) } td { (who) } td { (action) } td { (status) } }
+                    } } }
+            }
+            @if replayable {
+                @if viewer.may_replay {
+                    form.replay method="post" action={ "/console/deliveries/" (event.id) "/replay" } {
+                        input type="hidden" name="csrf" value=(viewer.csrf);
+                        button type="submit" { "Replay this delivery" }
+                    }
+                } @else {
+                    p.hint { "Your token has no replay scope." }
+                }
+                details.curl {
+                    summary { "Replay with curl" }
+                    pre #curl { (curl) }
+                    button.copy type="button" data-copy="curl" { "Copy" }
+                }
+            }
+            h2 { "Headers" }
+            @match headers { Some(h) => pre.json { (h) }, None => p { "Not kept." } }
+            h2 { "Body" }
+            @match body { Some(b) => pre.json #body { (b) }, None => p { "Not kept (refused before it was verified, or dropped by retention)." } }
+        },
+    )
+}
+
+pub fn audit(viewer: &Viewer<'_>, rows: &[AuditRow], next: Option<i64>) -> Markup {
+    layout(
+        "Audit log",
+        Some(viewer),
+        html! {
+            h1 { "Audit log" }
+            p.hint { "Every replay, deploy call and console action, and every refused one, with the token that asked." }
+            table.audit {
+                thead { tr { th { "when" } th { "token" } th { "action" } th { "target" } th { "answer" } th { "instance" } } }
+                tbody { @for row in rows {
+                    tr { td.time { (time(&row.at)) } td { (row.token_name) } td { (row.action) }
+                         td.mono { (row.target.as_deref().unwrap_or("")) } td { (row.status_code) } td { (row.instance_id) } }
+                } }
+            }
+            @if let Some(next) = next { nav.pages { a.next href={ "/console/audit?before=" (next) } { "Older »" } } }
+        },
+    )
+}

@@ -1,0 +1,491 @@
+//! The operators' console: its sessions, finding deliveries among millions (newest first,
+//! keyset paging on `id`, every query bounded in time), and what one delivery caused.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::deliveries::EventOutcome;
+use super::event_views::{EventRow, SELECT_EVENTS};
+use super::StoreError;
+
+/// A signed-in browser: the session id's digest (the id itself is only in the cookie), the
+/// token it was opened with (its digest: a token removed or changed ends its sessions).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token_name: String,
+    pub token_sha256: Vec<u8>,
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn open_session(
+    pool: &Pool,
+    id_sha256: &[u8],
+    session: &Session,
+) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO console_sessions (id_sha256, token_name, token_sha256, csrf, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &id_sha256,
+                &session.token_name,
+                &session.token_sha256,
+                &session.csrf,
+                &session.expires_at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The session, if it exists and has not expired.
+pub async fn session(pool: &Pool, id_sha256: &[u8]) -> Result<Option<Session>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT token_name, token_sha256, csrf, expires_at FROM console_sessions \
+             WHERE id_sha256 = $1 AND expires_at > now()",
+            &[&id_sha256],
+        )
+        .await?;
+    row.map(|row| {
+        Ok(Session {
+            token_name: row.try_get(0)?,
+            token_sha256: row.try_get(1)?,
+            csrf: row.try_get(2)?,
+            expires_at: row.try_get(3)?,
+        })
+    })
+    .transpose()
+}
+
+/// Signs out: the session and every expired one.
+pub async fn close_session(pool: &Pool, id_sha256: &[u8]) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "DELETE FROM console_sessions WHERE id_sha256 = $1 OR expires_at < now()",
+            &[&id_sha256],
+        )
+        .await?;
+    Ok(())
+}
+
+/// What the deliveries page filters on; every field optional.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct DeliveryFilter {
+    pub source: Option<String>,
+    pub event: Option<String>,
+    pub outcome: Option<EventOutcome>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// The sender's delivery id (`X-GitHub-Delivery`, `webhook-id`, …).
+    pub delivery_id: Option<String>,
+    pub fal_request_id: Option<String>,
+    pub avatar_id: Option<Uuid>,
+    /// JSON the body must contain (`payload @> …`), already checked to parse.
+    pub body_contains: Option<String>,
+}
+
+/// A page of deliveries, newest first.
+#[derive(Debug)]
+pub struct DeliveryPage {
+    pub rows: Vec<EventRow>,
+    /// The cursor of the next (older) page.
+    pub next_before: Option<i64>,
+    /// PostgreSQL's estimate of how many match (not a count: counting millions is slow).
+    pub estimated_total: i64,
+}
+
+/// Why a search has no page.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("the search took longer than {} ms: narrow it (a source, a time range, an id)", .0.as_millis())]
+    TooSlow(Duration),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Rows received this long around a time bound are read with the exact bound checked: ids
+/// are given in insert order, `received_at` at each transaction's start, so the two may
+/// disagree by as long as a transaction lasts.
+const CLOCK_MARGIN: &str = "1 minute";
+
+/// The `WHERE` clause and its parameters for a filter (the cursor and the page size apart).
+struct Query {
+    sql: String,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Query {
+    fn new(filter: &DeliveryFilter) -> Self {
+        let mut query = Query {
+            sql: String::from(" WHERE true"),
+            params: Vec::new(),
+        };
+        if let Some(source) = &filter.source {
+            query.push("source =", source.clone());
+        }
+        if let Some(event) = &filter.event {
+            query.push("event =", event.clone());
+        }
+        if let Some(outcome) = filter.outcome {
+            query.push("outcome =", outcome.as_str().to_string());
+        }
+        if let Some(id) = &filter.delivery_id {
+            query.push("delivery_id =", id.clone());
+        }
+        if let Some(id) = &filter.fal_request_id {
+            query.push("fal_request_id =", id.clone());
+        }
+        if let Some(id) = filter.avatar_id {
+            query.push("avatar_id =", id);
+        }
+        if let Some(json) = &filter.body_contains {
+            let value: serde_json::Value =
+                serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
+            query.push("payload @>", value);
+        }
+        // A time range becomes a range of ids (the received_at index finds the first row on
+        // each side), so the page is still read along the primary key, newest first.
+        if let Some(since) = filter.since {
+            query.push("received_at >=", since);
+            let n = query.params.len();
+            let _ = write!(
+                query.sql,
+                " AND id >= coalesce((SELECT id FROM webhook_events WHERE received_at >= \
+                   ${n} - interval '{CLOCK_MARGIN}' ORDER BY received_at LIMIT 1), 0)"
+            );
+        }
+        if let Some(until) = filter.until {
+            query.push("received_at <", until);
+            let n = query.params.len();
+            let _ = write!(
+                query.sql,
+                " AND id < coalesce((SELECT id FROM webhook_events WHERE received_at >= \
+                   ${n} + interval '{CLOCK_MARGIN}' ORDER BY received_at LIMIT 1), \
+                   9223372036854775807)"
+            );
+        }
+        query
+    }
+
+    fn push(&mut self, condition: &str, value: impl ToSql + Sync + Send + 'static) {
+        self.params.push(Box::new(value));
+        let _ = write!(self.sql, " AND {condition} ${}", self.params.len());
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// One page of deliveries older than `before`, `limit` of them, in at most `budget`.
+pub async fn deliveries(
+    pool: &Pool,
+    filter: &DeliveryFilter,
+    before: Option<i64>,
+    limit: i64,
+    budget: Duration,
+) -> Result<DeliveryPage, SearchError> {
+    let mut query = Query::new(filter);
+    let estimate_sql = format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM webhook_events{}",
+        query.sql
+    );
+    let estimate_params = query.refs().len();
+    if let Some(before) = before {
+        query.push("id <", before);
+    }
+    query.params.push(Box::new(limit));
+    // `$1`: no headers and no payload in a list.
+    let sql = format!(
+        "{} ORDER BY id DESC LIMIT ${}",
+        SELECT_EVENTS.replace("$1", "false"),
+        query.params.len()
+    );
+    let sql = sql.replacen(
+        " FROM webhook_events",
+        &format!(" FROM webhook_events{}", query.sql),
+        1,
+    );
+    let params = query.refs();
+    let mut client = pool.get().await.map_err(StoreError::from)?;
+    let transaction = client.transaction().await.map_err(StoreError::from)?;
+    transaction
+        .batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            budget.as_millis()
+        ))
+        .await
+        .map_err(StoreError::from)?;
+    let rows = transaction
+        .query(&sql, &params)
+        .await
+        .map_err(|e| timed_out(e, budget))?;
+    let plan: serde_json::Value = transaction
+        .query_one(&estimate_sql, &params[..estimate_params])
+        .await
+        .map_err(|e| timed_out(e, budget))?
+        .try_get(0)
+        .map_err(StoreError::from)?;
+    transaction.commit().await.map_err(StoreError::from)?;
+    let rows = rows
+        .iter()
+        .map(EventRow::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_before = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|e| e.id))
+        .flatten();
+    let estimated = plan
+        .pointer("/0/Plan/Plan Rows")
+        .and_then(serde_json::Value::as_f64)
+        .map_or(0, |rows| rows.round() as i64);
+    // The first page that is also the last one is the whole count.
+    let estimated_total = match (before, next_before) {
+        (None, None) => rows.len() as i64,
+        _ => estimated.max(rows.len() as i64),
+    };
+    Ok(DeliveryPage {
+        rows,
+        next_before,
+        estimated_total,
+    })
+}
+
+/// A statement cancelled by its `statement_timeout` (SQLSTATE 57014) is a search too broad.
+fn timed_out(e: tokio_postgres::Error, budget: Duration) -> SearchError {
+    if e.code().map(|c| c.code()) == Some("57014") {
+        SearchError::TooSlow(budget)
+    } else {
+        SearchError::Store(e.into())
+    }
+}
+
+/// What one delivery caused, beside the delivery itself.
+#[derive(Debug, Default)]
+pub struct Consequences {
+    /// The avatar as it is now: its status and name.
+    pub avatar: Option<(String, Option<String>)>,
+    pub file_jobs: Vec<(i64, String, i32, Option<String>)>,
+    /// Follow-ups of the change: kind, state, result or last error.
+    pub followups: Vec<(String, String, Option<String>)>,
+    /// Replays and other operator actions on it: when, who, status.
+    pub actions: Vec<(DateTime<Utc>, String, String, i16)>,
+    /// The deploy it queued: id, state.
+    pub deploy: Option<(i64, String)>,
+}
+
+pub async fn consequences(pool: &Pool, event: &EventRow) -> Result<Consequences, StoreError> {
+    let client = pool.get().await?;
+    let mut found = Consequences::default();
+    if let Some(avatar_id) = event.avatar_id {
+        found.avatar = client
+            .query_opt(
+                "SELECT status::text, name FROM avatars WHERE id = $1",
+                &[&avatar_id],
+            )
+            .await?
+            .map(|row| Ok::<_, StoreError>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()?;
+        for row in client
+            .query(
+                "SELECT id, state, attempts, last_error FROM file_jobs \
+                 WHERE avatar_id = $1 AND event_id = $2 ORDER BY id",
+                &[&avatar_id, &event.id],
+            )
+            .await?
+        {
+            found.file_jobs.push((
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+            ));
+        }
+    }
+    if let Some(key) = &event.delivery_key {
+        for row in client
+            .query(
+                "SELECT kind, state, coalesce(result, last_error) FROM avatar_followups \
+                 WHERE delivery_key = $1 ORDER BY kind",
+                &[key],
+            )
+            .await?
+        {
+            found
+                .followups
+                .push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    // Replays through the API (`/events/{id}/replay`) and the console (`/deliveries/{id}/replay`).
+    let target = format!("%/{}/replay%", event.id);
+    for row in client
+        .query(
+            "SELECT at, token_name, action, status_code FROM operator_audit \
+             WHERE target LIKE $1 ORDER BY id DESC LIMIT 50",
+            &[&target],
+        )
+        .await?
+    {
+        found.actions.push((
+            row.try_get(0)?,
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+        ));
+    }
+    found.deploy = client
+        .query_opt(
+            "SELECT id, state FROM deploys WHERE event_id = $1",
+            &[&event.id],
+        )
+        .await?
+        .map(|row| Ok::<_, StoreError>((row.try_get(0)?, row.try_get(1)?)))
+        .transpose()?;
+    Ok(found)
+}
+
+/// One operator action, as the audit page lists it.
+#[derive(Debug)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub token_name: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub status_code: i16,
+    pub instance_id: String,
+}
+
+/// The audit log, newest first, keyset paged.
+pub async fn audit(
+    pool: &Pool,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<AuditRow>, Option<i64>), StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, at, token_name, action, target, status_code, instance_id \
+             FROM operator_audit WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
+            &[&before, &limit],
+        )
+        .await?;
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok(AuditRow {
+                id: row.try_get(0)?,
+                at: row.try_get(1)?,
+                token_name: row.try_get(2)?,
+                action: row.try_get(3)?,
+                target: row.try_get(4)?,
+                status_code: row.try_get(5)?,
+                instance_id: row.try_get(6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok((rows, next))
+}
+
+/// The indexes the console's searches read, built without blocking the webhooks' writes
+/// (`CONCURRENTLY`, after start, by one instance at a time); one left invalid by an
+/// interrupted build is dropped and built again.
+pub const INDEXES: [(&str, &str); 4] = [
+    (
+        "webhook_events_source_event_idx",
+        "webhook_events (source, event, id)",
+    ),
+    (
+        "webhook_events_delivery_id_idx",
+        "webhook_events (delivery_id) WHERE delivery_id IS NOT NULL",
+    ),
+    (
+        "webhook_events_avatar_idx",
+        "webhook_events (avatar_id, id) WHERE avatar_id IS NOT NULL",
+    ),
+    (
+        "webhook_events_payload_idx",
+        "webhook_events USING gin (payload jsonb_path_ops)",
+    ),
+];
+
+/// Any constant shared by all instances: "console" in ASCII.
+const INDEX_LOCK_KEY: i64 = 0x0063_6f6e_736f_6c65;
+
+/// Builds the missing console indexes; `Ok(built)` names those it built.
+pub async fn ensure_indexes(pool: &Pool) -> Result<Vec<&'static str>, StoreError> {
+    let client = pool.get().await?;
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&INDEX_LOCK_KEY])
+        .await?
+        .try_get(0)?;
+    if !locked {
+        return Ok(Vec::new());
+    }
+    let mut built = Vec::new();
+    let result = async {
+        // An index over millions of rows takes longer than any statement timeout.
+        client.batch_execute("SET statement_timeout = 0").await?;
+        for (name, definition) in INDEXES {
+            let valid: Option<bool> = client
+                .query_opt(
+                    "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass($1)",
+                    &[&name],
+                )
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?;
+            if valid == Some(true) {
+                continue;
+            }
+            if valid == Some(false) {
+                client
+                    .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                    .await?;
+            }
+            client
+                .batch_execute(&format!(
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}"
+                ))
+                .await?;
+            built.push(name);
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    client.batch_execute("RESET statement_timeout").await?;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&INDEX_LOCK_KEY])
+        .await?;
+    result.map(|()| built)
+}
+
+/// Whether every console index is built and valid (the page says so while they are not).
+pub async fn indexes_ready(pool: &Pool) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let names: Vec<&str> = INDEXES.iter().map(|(name, _)| *name).collect();
+    let valid: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = ANY($1) AND i.indisvalid",
+            &[&names],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(valid == INDEXES.len() as i64)
+}

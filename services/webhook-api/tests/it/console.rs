@@ -1,0 +1,266 @@
+//! The operators' console in a real browser (Chromium, `tests/browser/console_check.py`):
+//! signed in with a token, it finds deliveries by page, source, delivery id and body, refuses
+//! bad input with a message, replays one (the avatar changes once, audited), refuses a forged
+//! form, and sends an expired session back to sign in. This test seeds the deliveries, ends
+//! the session when the walk asks, and checks what the database and the stream say after.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use webhook_api::config::Secret;
+use webhook_api::verify::hmac;
+
+use crate::helpers::{AppOptions, TestApp, ADMIN_TOKEN, READ_TOKEN};
+
+const GITHUB_SECRET: &str = "console-github-secret";
+const PAGE_SIZE: usize = 10;
+
+fn completion(request_id: &str) -> String {
+    json!({"request_id": request_id, "status": "completed"}).to_string()
+}
+
+async fn post_github(app: &TestApp, delivery: &str, git_ref: &str) -> i64 {
+    let body = json!({
+        "ref": git_ref,
+        "before": "0".repeat(40),
+        "after": "a".repeat(40),
+        "repository": {"full_name": "team/console-test"},
+    })
+    .to_string();
+    let signature = format!(
+        "sha256={}",
+        hmac::sign(&Secret::new(GITHUB_SECRET), body.as_bytes())
+    );
+    let answer = app
+        .post(
+            "/api/v1/webhooks/github",
+            &body,
+            &[
+                ("X-Hub-Signature-256", signature),
+                ("X-GitHub-Event", "push".into()),
+                ("X-GitHub-Delivery", delivery.into()),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+    answer.json["event_id"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .with("CONSOLE_PAGE_SIZE", PAGE_SIZE.to_string())
+            .with("WEBHOOK_SOURCES", "github:github")
+            .with("WEBHOOK_SOURCE_GITHUB_SECRETS", GITHUB_SECRET),
+    )
+    .await;
+    for n in 0..25 {
+        let request_id = format!("console-{n}");
+        app.insert_training_avatar(&request_id).await;
+        let answer = app.post_fal(&completion(&request_id)).await;
+        assert_eq!(answer.result(), "applied");
+    }
+    post_github(&app, "gh-delivery-1", "refs/heads/main").await;
+    let branch_event = post_github(&app, "gh-delivery-2", "refs/heads/release-42").await;
+    post_github(&app, "gh-delivery-3", "refs/heads/main").await;
+    // A completion that came before the bot recorded its request id: kept `unmatched`.
+    let late = "console-late-request";
+    let unmatched = app.post_fal(&completion(late)).await;
+    assert_eq!(unmatched.result(), "unmatched");
+    let unmatched_id = unmatched.json["event_id"].as_i64().unwrap();
+    let avatar = app.insert_training_avatar(late).await;
+    let stream_before = app.stream_len().await;
+
+    let seeded = json!({
+        "token": ADMIN_TOKEN,
+        "token_name": "admin",
+        "read_token": READ_TOKEN,
+        "page_size": PAGE_SIZE,
+        "newest_id": unmatched_id,
+        "github_count": 3,
+        "github_delivery_id": "gh-delivery-2",
+        "branch_ref": "refs/heads/release-42",
+        "branch_event_id": branch_event.to_string(),
+        "unmatched_id": unmatched_id,
+        "unmatched_request_id": late,
+    });
+    let shots = std::env::var("CONSOLE_SCREENSHOTS")
+        .unwrap_or_else(|_| format!("{}/console-screenshots", env!("CARGO_TARGET_TMPDIR")));
+    let python = std::env::var("TEST_BOT_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = format!(
+        "{}/tests/browser/console_check.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut walk = Command::new(python)
+        .args([&script, &app.address, &shots])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python with playwright (scripts/dev/test.sh installs it)");
+    let mut to_walk = walk.stdin.take().unwrap();
+    writeln!(to_walk, "{seeded}").unwrap();
+    let mut lines = BufReader::new(walk.stdout.take().unwrap()).lines();
+    let mut summary = None;
+    let mut expired = false;
+    while let Some(line) = tokio::task::block_in_place(|| lines.next()) {
+        let line = line.unwrap();
+        if line == "WAIT expire-session" {
+            let ended = app
+                .db
+                .execute(
+                    "UPDATE console_sessions SET expires_at = now() - interval '1 second'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(ended, 1, "one session was open");
+            expired = true;
+            writeln!(to_walk, "ok").unwrap();
+        } else if line.starts_with('{') {
+            summary = Some(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    }
+    let status = tokio::task::block_in_place(|| walk.wait()).unwrap();
+    assert!(status.success(), "the browser walk failed: {status}");
+    assert!(expired, "the walk reached the expired session");
+    let summary = summary.expect("the walk's summary");
+    assert_eq!(summary["console_errors"], json!([]), "no script errors");
+    let screenshots = summary["screenshots"].as_array().unwrap();
+    assert_eq!(screenshots.len(), 6);
+    for path in screenshots {
+        let size = std::fs::metadata(path.as_str().unwrap()).unwrap().len();
+        assert!(size > 10_000, "{path} is a real screenshot ({size} bytes)");
+    }
+    eprintln!("console screenshots: {shots}");
+
+    // The replay applied the late completion once; the second was a duplicate.
+    assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
+    let rows = app
+        .db
+        .query(
+            "SELECT outcome, replays FROM webhook_events WHERE fal_request_id = $1",
+            &[&late],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "a replay records no second delivery");
+    assert_eq!(rows[0].get::<_, String>(0), "applied");
+    assert_eq!(rows[0].get::<_, i32>(1), 2);
+    assert_eq!(
+        app.stream_len().await,
+        stream_before + 1,
+        "the change was announced once"
+    );
+    // Audited with the token's name: the two replays (the forged form was refused before it
+    // reached one), and the sign-ins.
+    let audit: Vec<(String, String, i16)> = app
+        .db
+        .query(
+            "SELECT token_name, action, status_code FROM operator_audit ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let replays: Vec<_> = audit
+        .iter()
+        .filter(|(_, action, _)| action == "console_replay")
+        .collect();
+    assert_eq!(replays.len(), 2, "{audit:?}");
+    assert!(replays
+        .iter()
+        .all(|(who, _, status)| who == "admin" && *status == 303));
+    let sign_ins: Vec<&str> = audit
+        .iter()
+        .filter(|(_, action, _)| action == "console_sign_in")
+        .map(|(who, _, _)| who.as_str())
+        .collect();
+    assert_eq!(sign_ins, ["admin", "prometheus"]);
+    // Signing out closed the last session.
+    let open: i64 = app
+        .db
+        .query_one(
+            "SELECT count(*) FROM console_sessions WHERE expires_at > now()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
+}
+
+#[tokio::test]
+async fn the_console_is_a_page_to_sign_in_to_and_never_a_json_error() {
+    let app = TestApp::spawn().await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Without a session every page sends the browser to sign in, even with an API token.
+    let answer = app.http.get(app.url("/console/")).send().await.unwrap();
+    assert!(answer.url().path().ends_with("/console/login"));
+    let page = plain
+        .get(app.url("/console/deliveries/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/console/login");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    // A sign-in from another site is refused, whatever the token.
+    let forged = plain
+        .post(app.url("/console/login"))
+        .header("Origin", "https://evil.example")
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.headers().get("set-cookie").is_none());
+    // Signed in, a search that cannot work says so on the page.
+    let signed_in = plain
+        .post(app.url("/console/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = plain
+        .get(app.url("/console/?body=%5B1%2C"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("the body search is not JSON"));
+    let missing = plain
+        .get(app.url("/console/deliveries/999999"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("There is no delivery 999999"));
+}
