@@ -70,6 +70,8 @@ pub enum CacheError {
 #[derive(Clone)]
 pub struct Cache {
     connection: ConnectionManager,
+    /// For the connections of their own that stream watchers need.
+    client: redis::Client,
     prefix: String,
     status_ttl_secs: u64,
     announced_ttl_secs: u64,
@@ -88,7 +90,8 @@ impl Cache {
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(100));
         Ok(Self {
-            connection: ConnectionManager::new_lazy_with_config(client, manager_config)?,
+            connection: ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?,
+            client,
             prefix: config.key_prefix.clone(),
             status_ttl_secs: config.status_ttl.as_secs().max(1),
             announced_ttl_secs: config.announced_ttl.as_secs().max(1),
@@ -181,6 +184,17 @@ impl Cache {
             .filter(|(_, seen)| !seen)
             .map(|(id, _)| *id)
             .collect())
+    }
+
+    /// A watch on streams for new entries (the console's live tail).
+    pub fn watch(&self, streams: Vec<String>) -> StreamWatch {
+        StreamWatch {
+            client: self.client.clone(),
+            connection: None,
+            last_ids: vec!["$".to_string(); streams.len()],
+            streams,
+            timeout: self.timeout,
+        }
     }
 
     /// `{prefix}webhooks:{source}`: one stream per configured source.
@@ -363,6 +377,64 @@ impl Cache {
             Ok(result) => Ok(result?),
             Err(_) => Err(CacheError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// Waits for new entries on streams, on a connection of its own: `XREAD BLOCK` on the shared
+/// multiplexed connection would hold up every command queued behind it.
+pub struct StreamWatch {
+    client: redis::Client,
+    connection: Option<redis::aio::MultiplexedConnection>,
+    streams: Vec<String>,
+    /// The last entry seen on each stream (`$` at first: only what comes after the watch).
+    last_ids: Vec<String>,
+    timeout: Duration,
+}
+
+impl StreamWatch {
+    /// Whether anything arrived on the streams within `block`.
+    pub async fn wait(&mut self, block: Duration) -> Result<bool, CacheError> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(block + self.timeout));
+                let connection = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                self.connection.insert(connection)
+            }
+        };
+        let reply: Result<Option<redis::streams::StreamReadReply>, _> = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.streams)
+            .arg(&self.last_ids)
+            .query_async(connection)
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                // A new connection next time.
+                self.connection = None;
+                return Err(e.into());
+            }
+        };
+        let Some(reply) = reply else {
+            return Ok(false);
+        };
+        for key in &reply.keys {
+            if let (Some(at), Some(last)) = (
+                self.streams.iter().position(|s| *s == key.key),
+                key.ids.last(),
+            ) {
+                self.last_ids[at] = last.id.clone();
+            }
+        }
+        Ok(true)
     }
 }
 

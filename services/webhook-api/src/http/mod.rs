@@ -37,12 +37,16 @@ use route::Route;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// What the service answers with: a whole body, or one written as it is produced (the
+/// console's live tail and export).
+pub type ServiceBody = http_body_util::Either<Full<Bytes>, http_body_util::Channel<Bytes>>;
+
 /// The service function: never fails, every error becomes a JSON answer.
 pub async fn handle(
     state: Arc<AppState>,
     peer: IpAddr,
     request: Request<Incoming>,
-) -> Result<HttpResponse, Infallible> {
+) -> Result<Response<ServiceBody>, Infallible> {
     let started = Instant::now();
     let request_id = request_id(&request);
     let method = request.method().clone();
@@ -104,7 +108,7 @@ pub async fn handle(
     if answered_route(route) {
         log_answer(&state, &span, status, started);
     }
-    Ok(response)
+    Ok(response.map(http_body_util::Either::Left))
 }
 
 /// `webhook_http_requests_total` and the request's duration.

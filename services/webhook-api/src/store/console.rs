@@ -190,6 +190,15 @@ impl Query {
     }
 }
 
+/// What a page reads of each delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    /// The list's columns.
+    Summary,
+    /// With the headers and the body (the export).
+    Whole,
+}
+
 /// One page of deliveries older than `before`, `limit` of them, in at most `budget`.
 pub async fn deliveries(
     pool: &Pool,
@@ -197,6 +206,7 @@ pub async fn deliveries(
     before: Option<i64>,
     limit: i64,
     budget: Duration,
+    columns: Columns,
 ) -> Result<DeliveryPage, SearchError> {
     let mut query = Query::new(filter);
     let estimate_sql = format!(
@@ -208,10 +218,15 @@ pub async fn deliveries(
         query.push("id <", before);
     }
     query.params.push(Box::new(limit));
-    // `$1`: no headers and no payload in a list.
+    // `$1` of SELECT_EVENTS: whether to read the headers and the payload.
+    let whole = if columns == Columns::Whole {
+        "true"
+    } else {
+        "false"
+    };
     let sql = format!(
         "{} ORDER BY id DESC LIMIT ${}",
-        SELECT_EVENTS.replace("$1", "false"),
+        SELECT_EVENTS.replace("$1", whole),
         query.params.len()
     );
     let sql = sql.replacen(
@@ -261,6 +276,27 @@ pub async fn deliveries(
         next_before,
         estimated_total,
     })
+}
+
+/// Deliveries stored after `after`, oldest first (the live tail).
+pub async fn since(pool: &Pool, after: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            &format!("{SELECT_EVENTS} WHERE id > $2 ORDER BY id LIMIT $3"),
+            &[&false, &after, &limit],
+        )
+        .await?;
+    rows.iter().map(EventRow::from_row).collect()
+}
+
+/// The newest delivery's id (0 when there is none).
+pub async fn newest_id(pool: &Pool) -> Result<i64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_one("SELECT coalesce(max(id), 0) FROM webhook_events", &[])
+        .await?
+        .try_get(0)?)
 }
 
 /// A statement cancelled by its `statement_timeout` (SQLSTATE 57014) is a search too broad.

@@ -126,11 +126,42 @@ def main():
         )
         assert status == 403, status
 
+        # A filter's deliveries as NDJSON, streamed: one line each, with its body.
+        with page.expect_download() as download:
+            page.goto(f"{base}/console/")
+            page.select_option("select[name=source]", "github")
+            page.click("form.filters button[type=submit]")
+            page.click("a.export")
+        lines = open(download.value.path()).read().splitlines()
+        exported = [json.loads(line) for line in lines]
+        assert len(exported) == seeded["github_count"], exported
+        assert all(e["source"] == "github" and e["payload"]["repository"] for e in exported)
+        summary["exported"] = len(exported)
+
         # The audit log names who replayed.
         page.goto(f"{base}/console/audit")
         expect(page.locator("table.audit")).to_contain_text("console_replay")
         expect(page.locator("table.audit")).to_contain_text(seeded["token_name"])
         shot(page, "audit")
+
+        # The live tail: a delivery committed while the page is open appears on top, with Redis
+        # and (read from PostgreSQL, the page says so) without it.
+        page.goto(f"{base}/console/live")
+        status = page.locator("#live-status")
+        expect(status).to_contain_text("live:", timeout=10000)
+        newest = page.locator("#live tbody tr").first
+        wait_for_test("post-live-delivery")
+        expect(newest).to_contain_text("console-live-1", timeout=10000)
+        wait_for_test("cut-redis")
+        expect(status).to_contain_text("Redis is unavailable", timeout=15000)
+        wait_for_test("post-while-redis-down")
+        expect(newest).to_contain_text("console-live-2", timeout=15000)
+        shot(page, "live-without-redis")
+        wait_for_test("restore-redis")
+        expect(status).to_contain_text("live:", timeout=15000)
+        # A reconnect resumes after the last delivery shown (Last-Event-ID): none twice.
+        ids = page.locator("#live tbody tr td:first-child").all_inner_texts()
+        assert len(ids) == len(set(ids)), ids
 
         # A session that ended sends the operator back to sign in, saying why.
         wait_for_test("expire-session")

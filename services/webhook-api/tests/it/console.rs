@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use webhook_api::config::Secret;
 use webhook_api::verify::hmac;
 
-use crate::helpers::{AppOptions, TestApp, ADMIN_TOKEN, READ_TOKEN};
+use crate::helpers::{shared_redis_url, AppOptions, ChaosProxy, TestApp, ADMIN_TOKEN, READ_TOKEN};
 
 const GITHUB_SECRET: &str = "console-github-secret";
 const PAGE_SIZE: usize = 10;
@@ -49,9 +49,25 @@ async fn post_github(app: &TestApp, delivery: &str, git_ref: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
+    // The app reaches Redis through a proxy the test can cut; the test reads it directly.
+    let redis_url = shared_redis_url();
+    let redis_address: std::net::SocketAddr = redis_url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let redis_proxy = ChaosProxy::start(redis_address).await;
     let app = TestApp::spawn_with(
         AppOptions::default()
+            .with(
+                "REDIS_URL",
+                redis_url.replace(&redis_address.to_string(), &redis_proxy.address.to_string()),
+            )
             .with("CONSOLE_PAGE_SIZE", PAGE_SIZE.to_string())
+            .with("ANNOUNCE_INTERVAL_MS", "200")
+            .with("ANNOUNCE_SETTLE_MS", "1000")
             .with("WEBHOOK_SOURCES", "github:github")
             .with("WEBHOOK_SOURCE_GITHUB_SECRETS", GITHUB_SECRET),
     )
@@ -71,7 +87,21 @@ async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
     assert_eq!(unmatched.result(), "unmatched");
     let unmatched_id = unmatched.json["event_id"].as_i64().unwrap();
     let avatar = app.insert_training_avatar(late).await;
-    let stream_before = app.stream_len().await;
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let events = format!("{}avatar:events", app.prefix);
+    let stream_before: usize = redis::cmd("XLEN")
+        .arg(&events)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    for n in 1..=2 {
+        app.insert_training_avatar(&format!("console-live-{n}"))
+            .await;
+    }
 
     let seeded = json!({
         "token": ADMIN_TOKEN,
@@ -106,7 +136,24 @@ async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
     let mut expired = false;
     while let Some(line) = tokio::task::block_in_place(|| lines.next()) {
         let line = line.unwrap();
-        if line == "WAIT expire-session" {
+        let post_live = |n: u32| {
+            let body = completion(&format!("console-live-{n}"));
+            let app = &app;
+            async move { app.post_fal(&body).await.result().to_string() }
+        };
+        if line == "WAIT post-live-delivery" {
+            assert_eq!(post_live(1).await, "applied");
+            writeln!(to_walk, "ok").unwrap();
+        } else if line == "WAIT cut-redis" {
+            redis_proxy.cut();
+            writeln!(to_walk, "ok").unwrap();
+        } else if line == "WAIT post-while-redis-down" {
+            assert_eq!(post_live(2).await, "applied", "committed without Redis");
+            writeln!(to_walk, "ok").unwrap();
+        } else if line == "WAIT restore-redis" {
+            redis_proxy.restore();
+            writeln!(to_walk, "ok").unwrap();
+        } else if line == "WAIT expire-session" {
             let ended = app
                 .db
                 .execute(
@@ -128,7 +175,8 @@ async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
     let summary = summary.expect("the walk's summary");
     assert_eq!(summary["console_errors"], json!([]), "no script errors");
     let screenshots = summary["screenshots"].as_array().unwrap();
-    assert_eq!(screenshots.len(), 6);
+    assert_eq!(screenshots.len(), 7);
+    assert_eq!(summary["exported"], 3);
     for path in screenshots {
         let size = std::fs::metadata(path.as_str().unwrap()).unwrap().len();
         assert!(size > 10_000, "{path} is a real screenshot ({size} bytes)");
@@ -148,11 +196,28 @@ async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
     assert_eq!(rows.len(), 1, "a replay records no second delivery");
     assert_eq!(rows[0].get::<_, String>(0), "applied");
     assert_eq!(rows[0].get::<_, i32>(1), 2);
-    assert_eq!(
-        app.stream_len().await,
-        stream_before + 1,
-        "the change was announced once"
+    // The replayed change and the first live one announced at once; the one committed while
+    // Redis was away, by the late announcer once it is back.
+    let announced = |n: usize| {
+        let (mut redis, events) = (redis.clone(), events.clone());
+        async move {
+            let len: usize = redis::cmd("XLEN")
+                .arg(&events)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            len == n
+        }
+    };
+    assert!(
+        crate::helpers::eventually(std::time::Duration::from_secs(60), || announced(
+            stream_before + 3
+        ))
+        .await,
+        "each change announced"
     );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(announced(stream_before + 3).await, "and only once");
     // Audited with the token's name: the two replays (the forged form was refused before it
     // reached one), and the sign-ins.
     let audit: Vec<(String, String, i16)> = app

@@ -6,17 +6,19 @@
 mod filter;
 mod pages;
 mod session;
+mod stream;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use maud::Markup;
 
 use super::error::{ApiError, HttpResponse};
-use super::{auth, operator, record_audit, AppState};
+use super::{auth, operator, record_audit, AppState, ServiceBody};
 use crate::config::Scope;
 use crate::store::{self, console, event_views};
 use filter::FilterForm;
@@ -35,8 +37,70 @@ const SCRIPT: &str = include_str!("console.js");
 /// The most a console form may send.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
-/// Every `/console` request; always an answer (a page, a redirect), never a JSON error.
+/// Every `/console` request; always an answer (a page, a redirect, a stream), never a JSON
+/// error.
 pub async fn handle(
+    state: &Arc<AppState>,
+    parts: &http::request::Parts,
+    body: Incoming,
+    peer: IpAddr,
+    request_id: &str,
+) -> Response<ServiceBody> {
+    let streams = matches!(
+        (&parts.method, parts.uri.path()),
+        (&Method::GET, "/console/live/stream" | "/console/export")
+    );
+    if !streams {
+        return page(state, parts, body, peer, request_id)
+            .await
+            .map(Either::Left);
+    }
+    let signed_in = match session::presented(state, &parts.headers).await {
+        Ok(Presented::SignedIn(signed_in)) if signed_in.token.allows(Scope::Read) => signed_in,
+        Ok(_) => return status_only(StatusCode::UNAUTHORIZED).map(Either::Left),
+        Err(_) => return status_only(StatusCode::SERVICE_UNAVAILABLE).map(Either::Left),
+    };
+    let query = parts.uri.query();
+    if parts.uri.path() == "/console/live/stream" {
+        // A reconnecting browser says where it was; a new one where its page ended.
+        let after = parts
+            .headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .or_else(|| super::query::optional_number(query, "after").ok().flatten())
+            .unwrap_or(0);
+        return stream::live(state.clone(), after);
+    }
+    let form = FilterForm::from_query(query);
+    let viewer = Viewer {
+        token_name: &signed_in.token.name,
+        csrf: &signed_in.session.csrf,
+        may_replay: signed_in.token.allows(Scope::Replay),
+    };
+    let filter = match form.filter() {
+        Ok((filter, _)) => filter,
+        Err(problem) => return bad_form(&viewer, &problem).map(Either::Left),
+    };
+    let target = format!("/console/export?{}", form.query());
+    record_audit(
+        state,
+        "console_export",
+        &signed_in.token.name,
+        &target,
+        StatusCode::OK,
+        request_id,
+    )
+    .await;
+    let file_name = format!(
+        "deliveries-{}.ndjson",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    );
+    stream::export(state.clone(), filter, file_name)
+}
+
+/// Every `/console` page (not a stream).
+async fn page(
     state: &AppState,
     parts: &http::request::Parts,
     body: Incoming,
@@ -103,6 +167,7 @@ pub async fn handle(
     match (&parts.method, path) {
         (&Method::GET | &Method::HEAD, "/console/") => deliveries(state, &viewer, query).await,
         (&Method::GET | &Method::HEAD, "/console/audit") => audit(state, &viewer, query).await,
+        (&Method::GET | &Method::HEAD, "/console/live") => live(state, &viewer).await,
         (&Method::POST, "/console/logout") => {
             let form = match read_form(parts, body).await {
                 Ok(form) => form,
@@ -221,7 +286,14 @@ async fn deliveries(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) 
     let (status, page) = match form.filter() {
         Err(problem) => (StatusCode::BAD_REQUEST, Err(problem)),
         Ok((filter, before)) => {
-            let search = console::deliveries(&state.pool, &filter, before, limit, budget);
+            let search = console::deliveries(
+                &state.pool,
+                &filter,
+                before,
+                limit,
+                budget,
+                console::Columns::Summary,
+            );
             // The statement's own timeout ends it first; this bounds waiting for a connection.
             match tokio::time::timeout(budget * 2, search).await {
                 Ok(Ok(page)) => (StatusCode::OK, Ok(page)),
@@ -375,6 +447,29 @@ async fn audit(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> Ht
         Ok((rows, next)) => html(StatusCode::OK, pages::audit(viewer, &rows, next)),
         Err(e) => unavailable(Some(viewer), &e.to_string()),
     }
+}
+
+/// The live tail: the newest deliveries, then each new one as it is committed.
+async fn live(state: &AppState, viewer: &Viewer<'_>) -> HttpResponse {
+    let limit = state.config.database.statement_timeout;
+    let newest = match store::within(limit, console::newest_id(&state.pool)).await {
+        Ok(newest) => newest,
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    let recent =
+        match store::within(limit, console::since(&state.pool, (newest - 20).max(0), 20)).await {
+            Ok(rows) => rows,
+            Err(e) => return unavailable(Some(viewer), &e.to_string()),
+        };
+    html(StatusCode::OK, pages::live(viewer, &recent, newest))
+}
+
+/// An answer with no body (a stream a browser may not open).
+fn status_only(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    secure_headers(response.headers_mut());
+    response
 }
 
 /// A form body (`application/x-www-form-urlencoded`), bounded.

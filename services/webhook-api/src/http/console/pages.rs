@@ -35,6 +35,7 @@ fn layout(title: &str, viewer: Option<&Viewer<'_>>, body: Markup) -> Markup {
                     @if let Some(viewer) = viewer {
                         nav {
                             a href="/console/" { "Deliveries" }
+                            a href="/console/live" { "Live" }
                             a href="/console/audit" { "Audit log" }
                         }
                         form.signout method="post" action="/console/logout" {
@@ -142,7 +143,10 @@ pub fn deliveries(
             @match result {
                 Err(problem) => { p.problem role="alert" { (problem) } }
                 Ok(page) => {
-                    p.count { "About " (page.estimated_total) " matching deliveries, newest first." }
+                    p.count {
+                        "About " (page.estimated_total) " matching deliveries, newest first. "
+                        a.export href={ "/console/export?" (form.query()) } { "Export as NDJSON" }
+                    }
                     @if page.rows.is_empty() {
                         p.empty { "No delivery matches." }
                     } @else {
@@ -293,6 +297,36 @@ pub fn audit(viewer: &Viewer<'_>, rows: &[AuditRow], next: Option<i64>) -> Marku
                 } }
             }
             @if let Some(next) = next { nav.pages { a.next href={ "/console/audit?before=" (next) } { "Older »" } } }
+        },
+    )
+}
+
+fn delivery_row(row: &EventRow) -> Markup {
+    html! {
+        tr {
+            td { a href={ "/console/deliveries/" (row.id) } { (row.id) } }
+            td.time { (time(&row.received_at)) }
+            td { (row.source) }
+            td { (row.event) }
+            td { span class={ "outcome " (outcome_class(row.outcome)) } { (row.outcome.as_str()) } }
+            td.mono { (row.delivery_id.as_deref().or(row.fal_request_id.as_deref()).unwrap_or("")) }
+        }
+    }
+}
+
+/// The live tail: the newest deliveries, newest on top; `console.js` adds each new one the
+/// server sends (`/console/live/stream`).
+pub fn live(viewer: &Viewer<'_>, recent: &[EventRow], newest: i64) -> Markup {
+    layout(
+        "Live",
+        Some(viewer),
+        html! {
+            h1 { "Live" }
+            p #live-status.notice role="status" { "Connecting…" }
+            table #live.deliveries data-after=(newest) {
+                thead { tr { th { "id" } th { "received" } th { "source" } th { "event" } th { "outcome" } th { "delivery id / request id" } } }
+                tbody { @for row in recent.iter().rev() { (delivery_row(row)) } }
+            }
         },
     )
 }
