@@ -162,6 +162,20 @@ fn background_tasks(
         state.pool.clone(),
         shutdown.clone(),
     )));
+    tasks.push(tokio::spawn(crate::tasks::console_replays::run(
+        crate::tasks::console_replays::BulkReplays {
+            pool: state.pool.clone(),
+            ingest: state.ingest.clone(),
+            sources: config.sources.clone(),
+            deploy: config.deploy.clone(),
+            instance_id: config.instance_id.clone(),
+            owner: owner.clone(),
+            per_second: config.console.bulk_replays_per_sec,
+            query_timeout: config.console.query_timeout,
+            queued: state.ingest.bulk_replay_queued.clone(),
+        },
+        shutdown.clone(),
+    )));
     tasks.push(tokio::spawn(followups::run(
         Arc::new(FollowupWork {
             pool: state.pool.clone(),

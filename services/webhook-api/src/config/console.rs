@@ -14,6 +14,11 @@ pub struct ConsoleConfig {
     pub query_timeout: Duration,
     /// Deliveries a page (`CONSOLE_PAGE_SIZE`, 50).
     pub page_size: i64,
+    /// Deliveries a bulk replay replays a second, per instance working on it
+    /// (`CONSOLE_BULK_REPLAYS_PER_SEC`, 20): a source's stream is not flooded.
+    pub bulk_replays_per_sec: u32,
+    /// The most deliveries one bulk replay may cover (`CONSOLE_BULK_REPLAY_MAX`, 10 000).
+    pub bulk_replay_max: i32,
 }
 
 impl ConsoleConfig {
@@ -22,6 +27,8 @@ impl ConsoleConfig {
             session: env.seconds("CONSOLE_SESSION_SECS", 8 * 3600, 60..=7 * 24 * 3600)?,
             query_timeout: env.millis("CONSOLE_QUERY_TIMEOUT_MS", 2000, 100..=60_000)?,
             page_size: env.number("CONSOLE_PAGE_SIZE", 50, 10..=500)?,
+            bulk_replays_per_sec: env.number("CONSOLE_BULK_REPLAYS_PER_SEC", 20, 1..=1000)?,
+            bulk_replay_max: env.number("CONSOLE_BULK_REPLAY_MAX", 10_000, 1..=1_000_000)?,
         })
     }
 }

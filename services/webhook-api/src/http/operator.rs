@@ -11,13 +11,9 @@ use serde_json::{json, Value};
 use super::error::{json_response, json_text, ApiError, HttpResponse};
 use super::query::{number, optional_number, param};
 use super::{ok_json, views, AppState};
-use crate::avatar::TrainingType;
 use crate::config::{OperatorToken, Scope};
-use crate::fal;
-use crate::ingest::SourceReplay;
-use crate::store::deliveries::EventOutcome;
-use crate::store::{self, deliveries, deploys, event_views, ingest};
-use crate::verify::FalScheme;
+use crate::ingest::{ReplayContext, ReplayError};
+use crate::store::{self, deploys, event_views};
 
 const MAX_PAGE: i64 = 500;
 
@@ -149,99 +145,21 @@ pub async fn replay_event(
             scope: Scope::Deploy.as_str(),
         });
     }
-    let limit = state.config.database.statement_timeout;
-    let stored = store::within(limit, deliveries::stored_event(&state.pool, id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("event {id}")))?;
-    let Some(payload) = stored
-        .payload
-        .as_deref()
-        .filter(|_| stored.outcome != EventOutcome::Rejected)
-    else {
-        let why = match stored.outcome {
-            EventOutcome::Rejected => "was rejected; nothing verified was kept to replay",
-            _ => "has no payload any more (RETENTION_PAYLOAD_DAYS dropped it)",
-        };
-        return Err(ApiError::Conflict(format!("event {id} {why}")));
+    let context = ReplayContext {
+        sources: &state.config.sources,
+        deploy: state.config.deploy.as_ref(),
+        instance_id: &state.config.instance_id,
     };
-    let body = if stored.source == "fal" {
-        replay_fal(state, id, payload, &stored, request_id).await?
-    } else {
-        let redeploy_by = redeploy.then_some(operator.name.as_str());
-        replay_source(state, payload, &stored, redeploy_by).await?
-    };
-    store::within(limit, deliveries::mark_replayed(&state.pool, id)).await?;
-    tracing::info!(event_id = id, source = %stored.source, "delivery replayed");
-    Ok(body)
-}
-
-/// A FAL callback through the same ingest: a duplicate, or applied now for an `unmatched` one
-/// whose avatar exists.
-async fn replay_fal(
-    state: &AppState,
-    id: i64,
-    payload: &str,
-    stored: &deliveries::StoredEvent,
-    request_id: &str,
-) -> Result<Value, ApiError> {
-    let callback = fal::parse(payload.as_bytes()).map_err(|e| {
-        ApiError::Conflict(format!(
-            "event {id} no longer parses as a FAL callback: {e}"
-        ))
-    })?;
-    let delivery = ingest::Delivery {
-        callback,
-        body: payload.to_string(),
-        scheme: FalScheme::parse(&stored.signature_scheme).unwrap_or(FalScheme::Hmac),
-        http_request_id: request_id.to_string(),
-        instance_id: state.config.instance_id.clone(),
-        training_type: stored
-            .training_type
-            .as_deref()
-            .and_then(TrainingType::parse),
-        received: std::time::Instant::now(),
-    };
-    let ingested = state.ingest.fal_callback(delivery).await?;
-    Ok(json!({
-        "result": ingested.outcome.as_str(),
-        "event_id": ingested.event_id,
-        "source": "fal",
-    }))
-}
-
-/// A source's delivery announced again; a deploy queued only if its commit never had one, or
-/// when an operator asks for another.
-async fn replay_source(
-    state: &AppState,
-    payload: &str,
-    stored: &deliveries::StoredEvent,
-    redeploy_by: Option<&str>,
-) -> Result<Value, ApiError> {
-    let replay = SourceReplay {
-        source: &stored.source,
-        configured: state
-            .config
-            .sources
-            .iter()
-            .find(|s| s.name == stored.source),
-        event_id: stored.id,
-        event_type: &stored.event_type,
-        delivery_id: stored.delivery_id.as_deref(),
-        outcome: stored.outcome,
-        payload,
-        redeploy_by,
-    };
-    let deploy_id = state
+    let redeploy_by = redeploy.then_some(operator.name.as_str());
+    state
         .ingest
-        .replay_source(replay, state.config.deploy.as_ref())
-        .await?;
-    Ok(json!({
-        "result": "replayed",
-        "event_id": stored.id,
-        "source": stored.source,
-        "outcome": stored.outcome.as_str(),
-        "deploy_id": deploy_id,
-    }))
+        .replay_stored(id, &context, redeploy_by, request_id)
+        .await
+        .map_err(|e| match e {
+            ReplayError::NotFound(id) => ApiError::NotFound(format!("event {id}")),
+            ReplayError::Conflict(why) => ApiError::Conflict(why),
+            ReplayError::Store(e) => ApiError::Store(e),
+        })
 }
 
 pub async fn deploy_list(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {

@@ -2,6 +2,7 @@
 //! replay, the reconciler): commit it within the statement timeout, then what follows a commit:
 //! wake the file worker or the deploy runner, announce on Redis. Nothing here is HTTP.
 
+mod replay;
 mod sources;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::store::group::GroupCommitter;
 use crate::store::ingest::{Delivery, Ingested};
 use crate::store::{self, StoreError};
 
+pub use replay::{ReplayContext, ReplayError};
 pub use sources::{push_decision, Push, SourceDelivery, SourceReplay, Taken};
 
 /// Handles the ingest path needs; cheap to clone.
@@ -34,6 +36,8 @@ pub struct Ingest {
     pub job_enqueued: Arc<Notify>,
     /// Wakes this instance's deploy runner when a push queued a deploy.
     pub deploy_queued: Arc<Notify>,
+    /// Wakes this instance's bulk replayer when an operator asked for one.
+    pub bulk_replay_queued: Arc<Notify>,
 }
 
 impl Ingest {
@@ -53,6 +57,7 @@ impl Ingest {
             spool: None,
             job_enqueued: Arc::new(Notify::new()),
             deploy_queued: Arc::new(Notify::new()),
+            bulk_replay_queued: Arc::new(Notify::new()),
         }
     }
 

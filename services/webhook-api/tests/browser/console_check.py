@@ -138,8 +138,32 @@ def main():
         assert all(e["source"] == "github" and e["payload"]["repository"] for e in exported)
         summary["exported"] = len(exported)
 
+        # A filter's deliveries replayed in the background: an estimate first, then progress
+        # to a result.
+        page.goto(f"{base}/console/?source=github")
+        page.click("a.bulk")
+        expect(page.locator("p.estimate")).to_contain_text(f"{seeded['github_count']} deliveries match")
+        page.click("form.bulk button")
+        expect(page).to_have_url(re.compile(r"/console/replays/\d+$"))
+        expect(page.locator("dd.state")).to_contain_text("done", timeout=20000)
+        expect(page.locator("dd.done")).to_have_text(str(seeded["github_count"]))
+        shot(page, "bulk-replay-done")
+        # ... and one cancelled while it runs (this instance replays a few a second).
+        page.goto(f"{base}/console/?source=fal")
+        page.click("a.bulk")
+        page.click("form.bulk button")
+        page.click("form.cancel button")
+        expect(page.locator("dd.state")).to_contain_text("cancelled", timeout=20000)
+        processed = sum(int(page.locator(f"dd.{k}").inner_text().split()[0])
+                        for k in ("done", "skipped", "failed"))
+        assert processed < seeded["fal_count"], processed
+        summary["cancelled_after"] = processed
+        page.goto(f"{base}/console/replays")
+        expect(page.locator("table.bulk tbody tr")).to_have_count(2)
+
         # The audit log names who replayed.
         page.goto(f"{base}/console/audit")
+        expect(page.locator("table.audit")).to_contain_text("console_bulk_cancel")
         expect(page.locator("table.audit")).to_contain_text("console_replay")
         expect(page.locator("table.audit")).to_contain_text(seeded["token_name"])
         shot(page, "audit")

@@ -48,3 +48,9 @@ if (live) {
   });
   stream.onerror = () => { status.textContent = "Disconnected: reconnecting…"; };
 }
+
+// A bulk replay's page follows its progress while it runs.
+const refreshing = document.querySelector("[data-refresh]");
+if (refreshing) {
+  setTimeout(() => window.location.reload(), Number(refreshing.dataset.refresh) * 1000);
+}

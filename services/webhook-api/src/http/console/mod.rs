@@ -164,10 +164,24 @@ async fn page(
     let delivery_id = path
         .strip_prefix("/console/deliveries/")
         .and_then(|id| id.parse::<i64>().ok());
+    let bulk_id = path
+        .strip_prefix("/console/replays/")
+        .and_then(|id| id.parse::<i64>().ok());
+    let bulk_cancel_id = path
+        .strip_prefix("/console/replays/")
+        .and_then(|rest| rest.strip_suffix("/cancel"))
+        .and_then(|id| id.parse::<i64>().ok());
     match (&parts.method, path) {
         (&Method::GET | &Method::HEAD, "/console/") => deliveries(state, &viewer, query).await,
         (&Method::GET | &Method::HEAD, "/console/audit") => audit(state, &viewer, query).await,
         (&Method::GET | &Method::HEAD, "/console/live") => live(state, &viewer).await,
+        (&Method::GET | &Method::HEAD, "/console/replays") => bulk_list(state, &viewer).await,
+        (&Method::GET | &Method::HEAD, "/console/replays/new") => {
+            bulk_new(state, &viewer, query).await
+        }
+        (&Method::POST, "/console/replays") => {
+            bulk_start(state, parts, body, &signed_in, &viewer, request_id).await
+        }
         (&Method::POST, "/console/logout") => {
             let form = match read_form(parts, body).await {
                 Ok(form) => form,
@@ -187,6 +201,14 @@ async fn page(
         (&Method::POST, _) if replay_id.is_some() => {
             let id = replay_id.expect("matched above");
             replay(state, parts, body, &signed_in, &viewer, id, request_id).await
+        }
+        (&Method::GET | &Method::HEAD, _) if bulk_id.is_some() => {
+            let id = bulk_id.expect("matched above");
+            bulk_one(state, &viewer, id).await
+        }
+        (&Method::POST, _) if bulk_cancel_id.is_some() => {
+            let id = bulk_cancel_id.expect("matched above");
+            bulk_cancel(state, parts, body, &signed_in, &viewer, id, request_id).await
         }
         (&Method::GET | &Method::HEAD, _) if delivery_id.is_some() => {
             let id = delivery_id.expect("matched above");
@@ -447,6 +469,183 @@ async fn audit(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> Ht
         Ok((rows, next)) => html(StatusCode::OK, pages::audit(viewer, &rows, next)),
         Err(e) => unavailable(Some(viewer), &e.to_string()),
     }
+}
+
+fn no_replay_scope(viewer: &Viewer<'_>) -> HttpResponse {
+    html(
+        StatusCode::FORBIDDEN,
+        pages::problem(
+            Some(viewer),
+            "Not allowed",
+            &format!("The token {:?} has no replay scope.", viewer.token_name),
+        ),
+    )
+}
+
+/// Before a bulk replay: how many deliveries the filter matches (counted up to the cap).
+async fn bulk_new(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> HttpResponse {
+    if !viewer.may_replay {
+        return no_replay_scope(viewer);
+    }
+    let form = FilterForm::from_query(query);
+    let filter = match form.filter() {
+        Ok((filter, _)) => filter,
+        Err(problem) => return bad_form(viewer, &problem),
+    };
+    let console = &state.config.console;
+    let limit = state.config.database.statement_timeout;
+    let newest = match store::within(limit, console::newest_id(&state.pool)).await {
+        Ok(newest) => newest,
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    let most = i64::from(console.bulk_replay_max) + 1;
+    match console::count_up_to(&state.pool, &filter, newest + 1, most, console.query_timeout).await {
+        Ok(matching) => html(
+            StatusCode::OK,
+            pages::bulk_new(viewer, &form.query(), matching, console.bulk_replay_max),
+        ),
+        Err(console::SearchError::TooSlow(budget)) => html(
+            StatusCode::OK,
+            pages::problem(
+                Some(viewer),
+                "Replay all matching",
+                &format!("Counting what this filter matches took longer than {} ms: narrow it with a source, a time range or an id.", budget.as_millis()),
+            ),
+        ),
+        Err(console::SearchError::Store(e)) => unavailable(Some(viewer), &e.to_string()),
+    }
+}
+
+async fn bulk_start(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: Incoming,
+    signed_in: &SignedIn<'_>,
+    viewer: &Viewer<'_>,
+    request_id: &str,
+) -> HttpResponse {
+    let form = match read_form(parts, body).await {
+        Ok(form) => form,
+        Err(problem) => return bad_form(viewer, &problem),
+    };
+    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
+        return csrf_refused(viewer);
+    }
+    if !viewer.may_replay {
+        return no_replay_scope(viewer);
+    }
+    let filter_query = field(&form, "filter").unwrap_or("");
+    let filter_form = FilterForm::from_query(Some(filter_query));
+    let filter = match filter_form.filter() {
+        Ok((filter, _)) => filter,
+        Err(problem) => return bad_form(viewer, &problem),
+    };
+    let max = state.config.console.bulk_replay_max;
+    let cap = match field(&form, "cap").and_then(|c| c.trim().parse::<i32>().ok()) {
+        Some(cap) if (1..=max).contains(&cap) => cap,
+        _ => {
+            return bad_form(
+                viewer,
+                &format!("The cap must be a whole number from 1 to {max}."),
+            )
+        }
+    };
+    let limit = state.config.database.statement_timeout;
+    let budget = state.config.console.query_timeout;
+    let queued = async {
+        // The set is what is stored now: deliveries that arrive later are not replayed.
+        let cursor = console::newest_id(&state.pool).await? + 1;
+        let estimate = console::count_up_to(&state.pool, &filter, cursor, i64::from(cap), budget)
+            .await
+            .unwrap_or(i64::from(cap));
+        console::queue_replay(
+            &state.pool,
+            &signed_in.token.name,
+            &filter,
+            &filter_form.query(),
+            estimate,
+            cap,
+            cursor,
+        )
+        .await
+    };
+    let id = match store::within(limit + budget, queued).await {
+        Ok(id) => id,
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    state.ingest.bulk_replay_queued.notify_one();
+    let target = format!("/console/replays/{id}?{}", filter_form.query());
+    record_audit(
+        state,
+        "console_bulk_replay",
+        &signed_in.token.name,
+        &target,
+        StatusCode::SEE_OTHER,
+        request_id,
+    )
+    .await;
+    redirect(&format!("/console/replays/{id}"))
+}
+
+async fn bulk_one(state: &AppState, viewer: &Viewer<'_>, id: i64) -> HttpResponse {
+    let limit = state.config.database.statement_timeout;
+    match store::within(limit, console::replay_job(&state.pool, id)).await {
+        Ok(Some(job)) => html(StatusCode::OK, pages::bulk_one(viewer, &job)),
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            pages::problem(
+                Some(viewer),
+                "Not found",
+                &format!("There is no bulk replay {id}."),
+            ),
+        ),
+        Err(e) => unavailable(Some(viewer), &e.to_string()),
+    }
+}
+
+async fn bulk_list(state: &AppState, viewer: &Viewer<'_>) -> HttpResponse {
+    let limit = state.config.database.statement_timeout;
+    match store::within(limit, console::replay_jobs(&state.pool, 100)).await {
+        Ok(jobs) => html(StatusCode::OK, pages::bulk_list(viewer, &jobs)),
+        Err(e) => unavailable(Some(viewer), &e.to_string()),
+    }
+}
+
+async fn bulk_cancel(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: Incoming,
+    signed_in: &SignedIn<'_>,
+    viewer: &Viewer<'_>,
+    id: i64,
+    request_id: &str,
+) -> HttpResponse {
+    let form = match read_form(parts, body).await {
+        Ok(form) => form,
+        Err(problem) => return bad_form(viewer, &problem),
+    };
+    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
+        return csrf_refused(viewer);
+    }
+    if !viewer.may_replay {
+        return no_replay_scope(viewer);
+    }
+    let limit = state.config.database.statement_timeout;
+    let status = match store::within(limit, console::cancel_replay(&state.pool, id)).await {
+        Ok(true) => StatusCode::SEE_OTHER,
+        Ok(false) => StatusCode::CONFLICT,
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    record_audit(
+        state,
+        "console_bulk_cancel",
+        &signed_in.token.name,
+        parts.uri.path(),
+        status,
+        request_id,
+    )
+    .await;
+    redirect(&format!("/console/replays/{id}"))
 }
 
 /// The live tail: the newest deliveries, then each new one as it is committed.
