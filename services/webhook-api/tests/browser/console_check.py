@@ -66,9 +66,21 @@ def main():
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict", cookie
         rows = page.locator("table.deliveries tbody tr")
         expect(rows).to_have_count(seeded["page_size"])
+        # The front page's chart is drawn by the server (an SVG image), not by a script.
+        chart = page.locator("figure.chart img")
+        expect(chart).to_be_visible()
+        page.wait_for_function("document.querySelector('figure.chart img').complete")
+        assert page.evaluate("document.querySelector('figure.chart img').naturalWidth") > 0
         shot(page, "deliveries")
 
+        # Operations: the avatars still in training, with the reconciler's word on each.
+        page.goto(f"{base}/console/operations")
+        expect(page.locator("table.trainings")).to_contain_text("console-live-1")
+        expect(page.locator("p.spool")).to_contain_text("waiting for PostgreSQL")
+        shot(page, "operations")
+
         # Older pages by the cursor, and back.
+        page.goto(f"{base}/console/")
         page.click("a.next")
         expect(page).to_have_url(re.compile(r"before=\d+"))
         assert rows.count() > 0

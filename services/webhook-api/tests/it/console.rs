@@ -177,7 +177,7 @@ async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
     let summary = summary.expect("the walk's summary");
     assert_eq!(summary["console_errors"], json!([]), "no script errors");
     let screenshots = summary["screenshots"].as_array().unwrap();
-    assert_eq!(screenshots.len(), 8);
+    assert_eq!(screenshots.len(), 9);
     assert_eq!(summary["exported"], 3);
     for path in screenshots {
         let size = std::fs::metadata(path.as_str().unwrap()).unwrap().len();

@@ -3,6 +3,7 @@
 //! with an operator token (a session cookie, CSRF on every form); server-rendered pages that
 //! find, read and replay any delivery, and the audit log.
 
+mod chart;
 mod filter;
 mod pages;
 mod session;
@@ -164,6 +165,13 @@ async fn page(
     let delivery_id = path
         .strip_prefix("/console/deliveries/")
         .and_then(|id| id.parse::<i64>().ok());
+    let job_retry_id = path
+        .strip_prefix("/console/jobs/")
+        .and_then(|rest| rest.strip_suffix("/retry"))
+        .and_then(|id| id.parse::<i64>().ok());
+    let deploy_id = path
+        .strip_prefix("/console/deploys/")
+        .and_then(|id| id.parse::<i64>().ok());
     let bulk_id = path
         .strip_prefix("/console/replays/")
         .and_then(|id| id.parse::<i64>().ok());
@@ -175,6 +183,12 @@ async fn page(
         (&Method::GET | &Method::HEAD, "/console/") => deliveries(state, &viewer, query).await,
         (&Method::GET | &Method::HEAD, "/console/audit") => audit(state, &viewer, query).await,
         (&Method::GET | &Method::HEAD, "/console/live") => live(state, &viewer).await,
+        (&Method::GET | &Method::HEAD, "/console/operations") => {
+            operations(state, &signed_in, &viewer).await
+        }
+        (&Method::GET | &Method::HEAD, "/console/charts/deliveries.svg") => {
+            chart(state, &viewer, query).await
+        }
         (&Method::GET | &Method::HEAD, "/console/replays") => bulk_list(state, &viewer).await,
         (&Method::GET | &Method::HEAD, "/console/replays/new") => {
             bulk_new(state, &viewer, query).await
@@ -201,6 +215,14 @@ async fn page(
         (&Method::POST, _) if replay_id.is_some() => {
             let id = replay_id.expect("matched above");
             replay(state, parts, body, &signed_in, &viewer, id, request_id).await
+        }
+        (&Method::POST, _) if job_retry_id.is_some() => {
+            let id = job_retry_id.expect("matched above");
+            job_retry(state, parts, body, &signed_in, &viewer, id, request_id).await
+        }
+        (&Method::GET | &Method::HEAD, _) if deploy_id.is_some() => {
+            let id = deploy_id.expect("matched above");
+            deploy(state, &signed_in, &viewer, id, request_id).await
         }
         (&Method::GET | &Method::HEAD, _) if bulk_id.is_some() => {
             let id = bulk_id.expect("matched above");
@@ -337,9 +359,16 @@ async fn deliveries(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) 
         Ok(page) => Ok(page),
         Err(problem) => Err(problem.as_str()),
     };
+    // The charts on the front page only (an image of its own: the list does not wait for it).
+    let unfiltered = form.query().is_empty() && form.before.is_empty();
+    let span = match query.is_some_and(|q| q.contains("chart=day")) {
+        true => "day",
+        false => "hour",
+    };
+    let chart = unfiltered.then_some(span);
     html(
         status,
-        pages::deliveries(viewer, &sources, &form, result, indexes_ready),
+        pages::deliveries(viewer, &sources, &form, result, indexes_ready, chart),
     )
 }
 
@@ -646,6 +675,159 @@ async fn bulk_cancel(
     )
     .await;
     redirect(&format!("/console/replays/{id}"))
+}
+
+/// `span=hour` (a bar a minute) or `span=day` (a bar each half hour).
+async fn chart(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> HttpResponse {
+    let (span, buckets) = match super::query::param(query, "span") {
+        Some("day") => (chrono::Duration::days(1), 48),
+        _ => (chrono::Duration::hours(1), 60),
+    };
+    let limit = state.config.console.query_timeout;
+    let rows = store::within(
+        limit,
+        console::chart(&state.pool, span.to_std().unwrap_or_default(), buckets),
+    )
+    .await;
+    match rows {
+        Ok(rows) => {
+            let svg = chart::svg(&rows, span, buckets, chrono::Utc::now());
+            let mut response = Response::new(Full::new(Bytes::from(svg)));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("image/svg+xml"),
+            );
+            secure_headers(headers);
+            response
+        }
+        Err(e) => unavailable(Some(viewer), &e.to_string()),
+    }
+}
+
+async fn operations(
+    state: &AppState,
+    signed_in: &SignedIn<'_>,
+    viewer: &Viewer<'_>,
+) -> HttpResponse {
+    let limit = state.config.database.statement_timeout;
+    let read = async {
+        let trainings = console::trainings(&state.pool, &state.avatar_sql, 200).await?;
+        let mut jobs = store::jobs::list(&state.pool, Some("dead"), 100).await?;
+        jobs.extend(store::jobs::list(&state.pool, Some("failed"), 100).await?);
+        jobs.extend(
+            store::jobs::list(&state.pool, None, 50)
+                .await?
+                .into_iter()
+                .filter(|j| !matches!(j.state.as_str(), "dead" | "failed")),
+        );
+        let deploys = match signed_in.token.allows(Scope::Deploy) {
+            true => Some(store::deploys::list(&state.pool, 50).await?),
+            false => None,
+        };
+        Ok::<_, store::StoreError>((trainings, jobs, deploys))
+    };
+    match store::within(limit, read).await {
+        Ok((trainings, jobs, deploys)) => {
+            let spool = state.spool.as_ref().map(|s| {
+                let usage = s.usage();
+                (usage.waiting, usage.bytes, usage.held)
+            });
+            html(
+                StatusCode::OK,
+                pages::operations(
+                    viewer,
+                    &trainings,
+                    &jobs,
+                    spool,
+                    &state.config.instance_id,
+                    deploys.as_deref(),
+                ),
+            )
+        }
+        Err(e) => unavailable(Some(viewer), &e.to_string()),
+    }
+}
+
+async fn job_retry(
+    state: &AppState,
+    parts: &http::request::Parts,
+    body: Incoming,
+    signed_in: &SignedIn<'_>,
+    viewer: &Viewer<'_>,
+    id: i64,
+    request_id: &str,
+) -> HttpResponse {
+    let form = match read_form(parts, body).await {
+        Ok(form) => form,
+        Err(problem) => return bad_form(viewer, &problem),
+    };
+    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
+        return csrf_refused(viewer);
+    }
+    if !viewer.may_replay {
+        return no_replay_scope(viewer);
+    }
+    let limit = state.config.database.statement_timeout;
+    let status = match store::within(limit, store::jobs::requeue(&state.pool, Some(id))).await {
+        Ok(1) => StatusCode::SEE_OTHER,
+        Ok(_) => StatusCode::CONFLICT,
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    state.ingest.job_enqueued.notify_one();
+    record_audit(
+        state,
+        "console_job_retry",
+        &signed_in.token.name,
+        parts.uri.path(),
+        status,
+        request_id,
+    )
+    .await;
+    redirect("/console/operations")
+}
+
+async fn deploy(
+    state: &AppState,
+    signed_in: &SignedIn<'_>,
+    viewer: &Viewer<'_>,
+    id: i64,
+    request_id: &str,
+) -> HttpResponse {
+    if !signed_in.token.allows(Scope::Deploy) {
+        return html(
+            StatusCode::FORBIDDEN,
+            pages::problem(
+                Some(viewer),
+                "Not allowed",
+                &format!("The token {:?} has no deploy scope.", viewer.token_name),
+            ),
+        );
+    }
+    let limit = state.config.database.statement_timeout;
+    let answer = match store::within(limit, store::deploys::get(&state.pool, id)).await {
+        Ok(Some(d)) => html(StatusCode::OK, pages::deploy(viewer, &d)),
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            pages::problem(
+                Some(viewer),
+                "Not found",
+                &format!("There is no deploy {id}."),
+            ),
+        ),
+        Err(e) => return unavailable(Some(viewer), &e.to_string()),
+    };
+    // Deploy output is read like the API's deploys: audited.
+    record_audit(
+        state,
+        "console_deploy",
+        &signed_in.token.name,
+        &format!("/console/deploys/{id}"),
+        answer.status(),
+        request_id,
+    )
+    .await;
+    answer
 }
 
 /// The live tail: the newest deliveries, then each new one as it is committed.
