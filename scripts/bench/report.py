@@ -102,6 +102,16 @@ def main(path):
                    f"(curl, then aws s3 cp) {copy['baseline_seconds']:.2f} s: "
                    f"{copy['baseline_seconds'] / copy['worker_seconds']:.2f}× the baseline's speed.")
 
+    pages = [v for k, v in runs.items() if k.startswith("console ")]
+    if pages:
+        out.append(f"\n## The console's pages over {pages[0]['deliveries']:,} deliveries "
+                   f"(stored in {pages[0]['seeded_s']} s, indexed in {pages[0]['indexed_s']} s)\n")
+        out.append("| page | rows | p50 ms | p95 ms | under 100 ms at p95 |")
+        out.append("|---|---:|---:|---:|:---:|")
+        for page in pages:
+            out.append(f"| {page['page']} | {page['rows']} | {page['p50_ms']:.1f} | "
+                       f"{page['p95_ms']:.1f} | {'yes' if page['p95_ms'] < 100 else 'NO'} |")
+
     benches = {k[len("cargo bench "):]: v["ns"] for k, v in runs.items() if k.startswith("cargo bench ")}
     cg = get("callgrind instance")
     if benches or cg:

@@ -25,12 +25,16 @@ Sections, in order (all by default; about fifteen minutes on 2 cores):
   verify     cargo bench: signature checks and parsing per request
   callgrind  instructions per callback in the instance (valgrind), and where they go
   filecopy   a 200 MB file CDN -> S3, with RSS (scripts/bench/file-copy.sh)
+  console    the console's pages (first, next, filtered, body search) over CONSOLE_ROWS stored
+             deliveries, p50/p95 each (scripts/bench/console.py); not in the default run
 Settings (environment, defaults shown):
   DURATION=$DURATION   measured seconds of each saturation run (fixed-rate runs: the same)
   CONNECTIONS=$CONNECTIONS  concurrent connections of the load generator and pgbench
   OUT=<target/bench/DATE>  where results go
   HOT_REPEATS=$HOT_REPEATS   repetitions of the hot-table pair
   BENCH_API_BIN=<this tree's release build>   the webhook-api binary to measure
+  CONSOLE_ROWS=${CONSOLE_ROWS:-1000000}   deliveries stored before the console's pages are timed
+                 (10000000: about 40 minutes to store and index on 2 cores)
   EVENTS_ROWS=${EVENTS_ROWS:-0}   webhook_events rows the single-instance database starts with (FAL
                  completions of about 1 KB each, received over the last 180 days): the same run
                  beside a large table
@@ -563,6 +567,14 @@ if wants callgrind; then
   cg_requests=$(($(sent "$work/cg-loaded.jsonl") - $(sent "$work/cg-base.jsonl")))
   callgrind_annotate --inclusive=no "$OUT/callgrind.loaded.out" 2>/dev/null | head -60 >"$OUT/callgrind-top.txt" || true
   record "{\"label\":\"callgrind instance\",\"instructions\":$((loaded - base)),\"requests\":$cg_requests}"
+fi
+
+if wants console; then
+  log "console: pages over ${CONSOLE_ROWS:-1000000} stored deliveries"
+  new_database bench_console
+  DATABASE_URL="${admin_url%/*}/bench_console" REDIS_URL=$redis_url MINIO_BUCKET_NAME=bench-files \
+    python3 scripts/bench/console.py --rows "${CONSOLE_ROWS:-1000000}" --json "$results" "$api_bin" \
+    | tee "$OUT/console.txt" >&2
 fi
 
 if wants filecopy; then

@@ -3,8 +3,10 @@
 //! with an operator token (a session cookie, CSRF on every form); server-rendered pages that
 //! find, read and replay any delivery, and the audit log.
 
+mod bulk;
 mod chart;
 mod filter;
+mod operations;
 mod pages;
 mod session;
 mod stream;
@@ -149,14 +151,7 @@ async fn page(
         may_replay: signed_in.token.allows(Scope::Replay),
     };
     if !signed_in.token.allows(Scope::Read) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::problem(
-                Some(&viewer),
-                "Not allowed",
-                &format!("The token {:?} has no read scope.", signed_in.token.name),
-            ),
-        );
+        return no_scope(&viewer, Scope::Read);
     }
     let replay_id = path
         .strip_prefix("/console/deliveries/")
@@ -184,25 +179,21 @@ async fn page(
         (&Method::GET | &Method::HEAD, "/console/audit") => audit(state, &viewer, query).await,
         (&Method::GET | &Method::HEAD, "/console/live") => live(state, &viewer).await,
         (&Method::GET | &Method::HEAD, "/console/operations") => {
-            operations(state, &signed_in, &viewer).await
+            operations::operations(state, &signed_in, &viewer).await
         }
         (&Method::GET | &Method::HEAD, "/console/charts/deliveries.svg") => {
-            chart(state, &viewer, query).await
+            operations::chart(state, &viewer, query).await
         }
-        (&Method::GET | &Method::HEAD, "/console/replays") => bulk_list(state, &viewer).await,
+        (&Method::GET | &Method::HEAD, "/console/replays") => bulk::bulk_list(state, &viewer).await,
         (&Method::GET | &Method::HEAD, "/console/replays/new") => {
-            bulk_new(state, &viewer, query).await
+            bulk::bulk_new(state, &viewer, query).await
         }
         (&Method::POST, "/console/replays") => {
-            bulk_start(state, parts, body, &signed_in, &viewer, request_id).await
+            bulk::bulk_start(state, parts, body, &signed_in, &viewer, request_id).await
         }
         (&Method::POST, "/console/logout") => {
-            let form = match read_form(parts, body).await {
-                Ok(form) => form,
-                Err(problem) => return bad_form(&viewer, &problem),
-            };
-            if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
-                return csrf_refused(&viewer);
+            if let Err(refused) = action_form(parts, body, &signed_in, &viewer, Scope::Read).await {
+                return refused;
             }
             if let Err(e) = session::close(state, &signed_in).await {
                 return unavailable(Some(&viewer), &e.to_string());
@@ -218,19 +209,19 @@ async fn page(
         }
         (&Method::POST, _) if job_retry_id.is_some() => {
             let id = job_retry_id.expect("matched above");
-            job_retry(state, parts, body, &signed_in, &viewer, id, request_id).await
+            operations::job_retry(state, parts, body, &signed_in, &viewer, id, request_id).await
         }
         (&Method::GET | &Method::HEAD, _) if deploy_id.is_some() => {
             let id = deploy_id.expect("matched above");
-            deploy(state, &signed_in, &viewer, id, request_id).await
+            operations::deploy(state, &signed_in, &viewer, id, request_id).await
         }
         (&Method::GET | &Method::HEAD, _) if bulk_id.is_some() => {
             let id = bulk_id.expect("matched above");
-            bulk_one(state, &viewer, id).await
+            bulk::bulk_one(state, &viewer, id).await
         }
         (&Method::POST, _) if bulk_cancel_id.is_some() => {
             let id = bulk_cancel_id.expect("matched above");
-            bulk_cancel(state, parts, body, &signed_in, &viewer, id, request_id).await
+            bulk::bulk_cancel(state, parts, body, &signed_in, &viewer, id, request_id).await
         }
         (&Method::GET | &Method::HEAD, _) if delivery_id.is_some() => {
             let id = delivery_id.expect("matched above");
@@ -430,12 +421,9 @@ async fn replay(
     id: i64,
     request_id: &str,
 ) -> HttpResponse {
-    let form = match read_form(parts, body).await {
-        Ok(form) => form,
-        Err(problem) => return bad_form(viewer, &problem),
-    };
-    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
-        return csrf_refused(viewer);
+    // Read, not replay: a token without the scope is refused below, and audited.
+    if let Err(refused) = action_form(parts, body, signed_in, viewer, Scope::Read).await {
+        return refused;
     }
     let token = signed_in.token;
     let target = parts.uri.path();
@@ -500,334 +488,19 @@ async fn audit(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> Ht
     }
 }
 
-fn no_replay_scope(viewer: &Viewer<'_>) -> HttpResponse {
+fn no_scope(viewer: &Viewer<'_>, scope: Scope) -> HttpResponse {
     html(
         StatusCode::FORBIDDEN,
         pages::problem(
             Some(viewer),
             "Not allowed",
-            &format!("The token {:?} has no replay scope.", viewer.token_name),
-        ),
-    )
-}
-
-/// Before a bulk replay: how many deliveries the filter matches (counted up to the cap).
-async fn bulk_new(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> HttpResponse {
-    if !viewer.may_replay {
-        return no_replay_scope(viewer);
-    }
-    let form = FilterForm::from_query(query);
-    let filter = match form.filter() {
-        Ok((filter, _)) => filter,
-        Err(problem) => return bad_form(viewer, &problem),
-    };
-    let console = &state.config.console;
-    let limit = state.config.database.statement_timeout;
-    let newest = match store::within(limit, console::newest_id(&state.pool)).await {
-        Ok(newest) => newest,
-        Err(e) => return unavailable(Some(viewer), &e.to_string()),
-    };
-    let most = i64::from(console.bulk_replay_max) + 1;
-    match console::count_up_to(&state.pool, &filter, newest + 1, most, console.query_timeout).await {
-        Ok(matching) => html(
-            StatusCode::OK,
-            pages::bulk_new(viewer, &form.query(), matching, console.bulk_replay_max),
-        ),
-        Err(console::SearchError::TooSlow(budget)) => html(
-            StatusCode::OK,
-            pages::problem(
-                Some(viewer),
-                "Replay all matching",
-                &format!("Counting what this filter matches took longer than {} ms: narrow it with a source, a time range or an id.", budget.as_millis()),
+            &format!(
+                "The token {:?} has no {} scope.",
+                viewer.token_name,
+                scope.as_str()
             ),
         ),
-        Err(console::SearchError::Store(e)) => unavailable(Some(viewer), &e.to_string()),
-    }
-}
-
-async fn bulk_start(
-    state: &AppState,
-    parts: &http::request::Parts,
-    body: Incoming,
-    signed_in: &SignedIn<'_>,
-    viewer: &Viewer<'_>,
-    request_id: &str,
-) -> HttpResponse {
-    let form = match read_form(parts, body).await {
-        Ok(form) => form,
-        Err(problem) => return bad_form(viewer, &problem),
-    };
-    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
-        return csrf_refused(viewer);
-    }
-    if !viewer.may_replay {
-        return no_replay_scope(viewer);
-    }
-    let filter_query = field(&form, "filter").unwrap_or("");
-    let filter_form = FilterForm::from_query(Some(filter_query));
-    let filter = match filter_form.filter() {
-        Ok((filter, _)) => filter,
-        Err(problem) => return bad_form(viewer, &problem),
-    };
-    let max = state.config.console.bulk_replay_max;
-    let cap = match field(&form, "cap").and_then(|c| c.trim().parse::<i32>().ok()) {
-        Some(cap) if (1..=max).contains(&cap) => cap,
-        _ => {
-            return bad_form(
-                viewer,
-                &format!("The cap must be a whole number from 1 to {max}."),
-            )
-        }
-    };
-    let limit = state.config.database.statement_timeout;
-    let budget = state.config.console.query_timeout;
-    let queued = async {
-        // The set is what is stored now: deliveries that arrive later are not replayed.
-        let cursor = console::newest_id(&state.pool).await? + 1;
-        let estimate = console::count_up_to(&state.pool, &filter, cursor, i64::from(cap), budget)
-            .await
-            .unwrap_or(i64::from(cap));
-        console::queue_replay(
-            &state.pool,
-            &signed_in.token.name,
-            &filter,
-            &filter_form.query(),
-            estimate,
-            cap,
-            cursor,
-        )
-        .await
-    };
-    let id = match store::within(limit + budget, queued).await {
-        Ok(id) => id,
-        Err(e) => return unavailable(Some(viewer), &e.to_string()),
-    };
-    state.ingest.bulk_replay_queued.notify_one();
-    let target = format!("/console/replays/{id}?{}", filter_form.query());
-    record_audit(
-        state,
-        "console_bulk_replay",
-        &signed_in.token.name,
-        &target,
-        StatusCode::SEE_OTHER,
-        request_id,
     )
-    .await;
-    redirect(&format!("/console/replays/{id}"))
-}
-
-async fn bulk_one(state: &AppState, viewer: &Viewer<'_>, id: i64) -> HttpResponse {
-    let limit = state.config.database.statement_timeout;
-    match store::within(limit, console::replay_job(&state.pool, id)).await {
-        Ok(Some(job)) => html(StatusCode::OK, pages::bulk_one(viewer, &job)),
-        Ok(None) => html(
-            StatusCode::NOT_FOUND,
-            pages::problem(
-                Some(viewer),
-                "Not found",
-                &format!("There is no bulk replay {id}."),
-            ),
-        ),
-        Err(e) => unavailable(Some(viewer), &e.to_string()),
-    }
-}
-
-async fn bulk_list(state: &AppState, viewer: &Viewer<'_>) -> HttpResponse {
-    let limit = state.config.database.statement_timeout;
-    match store::within(limit, console::replay_jobs(&state.pool, 100)).await {
-        Ok(jobs) => html(StatusCode::OK, pages::bulk_list(viewer, &jobs)),
-        Err(e) => unavailable(Some(viewer), &e.to_string()),
-    }
-}
-
-async fn bulk_cancel(
-    state: &AppState,
-    parts: &http::request::Parts,
-    body: Incoming,
-    signed_in: &SignedIn<'_>,
-    viewer: &Viewer<'_>,
-    id: i64,
-    request_id: &str,
-) -> HttpResponse {
-    let form = match read_form(parts, body).await {
-        Ok(form) => form,
-        Err(problem) => return bad_form(viewer, &problem),
-    };
-    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
-        return csrf_refused(viewer);
-    }
-    if !viewer.may_replay {
-        return no_replay_scope(viewer);
-    }
-    let limit = state.config.database.statement_timeout;
-    let status = match store::within(limit, console::cancel_replay(&state.pool, id)).await {
-        Ok(true) => StatusCode::SEE_OTHER,
-        Ok(false) => StatusCode::CONFLICT,
-        Err(e) => return unavailable(Some(viewer), &e.to_string()),
-    };
-    record_audit(
-        state,
-        "console_bulk_cancel",
-        &signed_in.token.name,
-        parts.uri.path(),
-        status,
-        request_id,
-    )
-    .await;
-    redirect(&format!("/console/replays/{id}"))
-}
-
-/// `span=hour` (a bar a minute) or `span=day` (a bar each half hour).
-async fn chart(state: &AppState, viewer: &Viewer<'_>, query: Option<&str>) -> HttpResponse {
-    let (span, buckets) = match super::query::param(query, "span") {
-        Some("day") => (chrono::Duration::days(1), 48),
-        _ => (chrono::Duration::hours(1), 60),
-    };
-    let limit = state.config.console.query_timeout;
-    let rows = store::within(
-        limit,
-        console::chart(&state.pool, span.to_std().unwrap_or_default(), buckets),
-    )
-    .await;
-    match rows {
-        Ok(rows) => {
-            let svg = chart::svg(&rows, span, buckets, chrono::Utc::now());
-            let mut response = Response::new(Full::new(Bytes::from(svg)));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("image/svg+xml"),
-            );
-            secure_headers(headers);
-            response
-        }
-        Err(e) => unavailable(Some(viewer), &e.to_string()),
-    }
-}
-
-async fn operations(
-    state: &AppState,
-    signed_in: &SignedIn<'_>,
-    viewer: &Viewer<'_>,
-) -> HttpResponse {
-    let limit = state.config.database.statement_timeout;
-    let read = async {
-        let trainings = console::trainings(&state.pool, &state.avatar_sql, 200).await?;
-        let mut jobs = store::jobs::list(&state.pool, Some("dead"), 100).await?;
-        jobs.extend(store::jobs::list(&state.pool, Some("failed"), 100).await?);
-        jobs.extend(
-            store::jobs::list(&state.pool, None, 50)
-                .await?
-                .into_iter()
-                .filter(|j| !matches!(j.state.as_str(), "dead" | "failed")),
-        );
-        let deploys = match signed_in.token.allows(Scope::Deploy) {
-            true => Some(store::deploys::list(&state.pool, 50).await?),
-            false => None,
-        };
-        Ok::<_, store::StoreError>((trainings, jobs, deploys))
-    };
-    match store::within(limit, read).await {
-        Ok((trainings, jobs, deploys)) => {
-            let spool = state.spool.as_ref().map(|s| {
-                let usage = s.usage();
-                (usage.waiting, usage.bytes, usage.held)
-            });
-            html(
-                StatusCode::OK,
-                pages::operations(
-                    viewer,
-                    &trainings,
-                    &jobs,
-                    spool,
-                    &state.config.instance_id,
-                    deploys.as_deref(),
-                ),
-            )
-        }
-        Err(e) => unavailable(Some(viewer), &e.to_string()),
-    }
-}
-
-async fn job_retry(
-    state: &AppState,
-    parts: &http::request::Parts,
-    body: Incoming,
-    signed_in: &SignedIn<'_>,
-    viewer: &Viewer<'_>,
-    id: i64,
-    request_id: &str,
-) -> HttpResponse {
-    let form = match read_form(parts, body).await {
-        Ok(form) => form,
-        Err(problem) => return bad_form(viewer, &problem),
-    };
-    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
-        return csrf_refused(viewer);
-    }
-    if !viewer.may_replay {
-        return no_replay_scope(viewer);
-    }
-    let limit = state.config.database.statement_timeout;
-    let status = match store::within(limit, store::jobs::requeue(&state.pool, Some(id))).await {
-        Ok(1) => StatusCode::SEE_OTHER,
-        Ok(_) => StatusCode::CONFLICT,
-        Err(e) => return unavailable(Some(viewer), &e.to_string()),
-    };
-    state.ingest.job_enqueued.notify_one();
-    record_audit(
-        state,
-        "console_job_retry",
-        &signed_in.token.name,
-        parts.uri.path(),
-        status,
-        request_id,
-    )
-    .await;
-    redirect("/console/operations")
-}
-
-async fn deploy(
-    state: &AppState,
-    signed_in: &SignedIn<'_>,
-    viewer: &Viewer<'_>,
-    id: i64,
-    request_id: &str,
-) -> HttpResponse {
-    if !signed_in.token.allows(Scope::Deploy) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::problem(
-                Some(viewer),
-                "Not allowed",
-                &format!("The token {:?} has no deploy scope.", viewer.token_name),
-            ),
-        );
-    }
-    let limit = state.config.database.statement_timeout;
-    let answer = match store::within(limit, store::deploys::get(&state.pool, id)).await {
-        Ok(Some(d)) => html(StatusCode::OK, pages::deploy(viewer, &d)),
-        Ok(None) => html(
-            StatusCode::NOT_FOUND,
-            pages::problem(
-                Some(viewer),
-                "Not found",
-                &format!("There is no deploy {id}."),
-            ),
-        ),
-        Err(e) => return unavailable(Some(viewer), &e.to_string()),
-    };
-    // Deploy output is read like the API's deploys: audited.
-    record_audit(
-        state,
-        "console_deploy",
-        &signed_in.token.name,
-        &format!("/console/deploys/{id}"),
-        answer.status(),
-        request_id,
-    )
-    .await;
-    answer
 }
 
 /// The live tail: the newest deliveries, then each new one as it is committed.
@@ -851,6 +524,27 @@ fn status_only(status: StatusCode) -> HttpResponse {
     *response.status_mut() = status;
     secure_headers(response.headers_mut());
     response
+}
+
+/// The form of an action: read, from this console's own page (its CSRF token), sent by a
+/// token with `scope`; or the page that says why not.
+async fn action_form(
+    parts: &http::request::Parts,
+    body: Incoming,
+    signed_in: &SignedIn<'_>,
+    viewer: &Viewer<'_>,
+    scope: Scope,
+) -> Result<Vec<(String, String)>, HttpResponse> {
+    let form = read_form(parts, body)
+        .await
+        .map_err(|problem| bad_form(viewer, &problem))?;
+    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
+        return Err(csrf_refused(viewer));
+    }
+    if !signed_in.token.allows(scope) {
+        return Err(no_scope(viewer, scope));
+    }
+    Ok(form)
 }
 
 /// A form body (`application/x-www-form-urlencoded`), bounded.
