@@ -116,7 +116,7 @@ def main():
                RETENTION_PAYLOAD_DAYS="0", WEBHOOK_SOURCES="github:github,plane:plane,jobs:hmac",
                WEBHOOK_SOURCE_GITHUB_SECRETS="s", WEBHOOK_SOURCE_PLANE_SECRETS="s",
                WEBHOOK_SOURCE_JOBS_SECRETS="s", OPERATOR_TOKENS=f"bench:read+replay:{TOKEN}",
-               CONSOLE_QUERY_TIMEOUT_MS="5000")
+               CONSOLE_QUERY_TIMEOUT_MS="5000", RETENTION_REJECTED_DAYS="3650")
     subprocess.run([args.binary, "migrate"], env=env, check=True)
     started = time.time()
     print(f"seeding {args.rows} deliveries", file=sys.stderr)
@@ -185,6 +185,7 @@ def measure(database, rows, repeats):
         ("avatar id", {"avatar_id": psql(database, f"SELECT md5('a' || {mid - mid % 100 + 1})::uuid")}),
         ("one hour", {"since": day, "until": hour_end}),
         ("one day", {"since": day, "until": day_end}),
+        ("one day, next page (middle)", {"since": day, "until": day_end, "before": mid + rows // 360}),
         ("one day, source github", {"since": day, "until": day_end, "source": "github"}),
         ("body: a rare push", {"body": json.dumps({"ref": f"refs/heads/release-{release}"})}),
         ("body: common", {"body": json.dumps({"status": "OK"})}),

@@ -195,10 +195,30 @@ pub async fn deliveries(
         query.sql
     );
     let estimate_params = query.refs().len();
+    // Within a time range the page follows the time (its index finds the range's newest at
+    // once; ids and times agree but for a delivery that waited in a spool, and PostgreSQL
+    // cannot know they agree); otherwise the id, the order of arrival. The cursor is an id
+    // either way.
+    let by_time = filter.since.is_some() || filter.until.is_some();
     if let Some(before) = before {
-        query.push("id <", before);
+        if by_time {
+            query.params.push(Box::new(before));
+            let n = query.params.len();
+            let _ = write!(
+                query.sql,
+                " AND (received_at, id) < (coalesce((SELECT received_at FROM webhook_events \
+                   WHERE id = ${n}), 'infinity'), ${n})"
+            );
+        } else {
+            query.push("id <", before);
+        }
     }
     query.params.push(Box::new(limit));
+    let order = if by_time {
+        "received_at DESC, id DESC"
+    } else {
+        "id DESC"
+    };
     // `$1` of SELECT_EVENTS: whether to read the headers and the payload.
     let whole = if columns == Columns::Whole {
         "true"
@@ -206,7 +226,7 @@ pub async fn deliveries(
         "false"
     };
     let sql = format!(
-        "{} ORDER BY id DESC LIMIT ${}",
+        "{} ORDER BY {order} LIMIT ${}",
         SELECT_EVENTS.replace("$1", whole),
         query.params.len()
     );
@@ -217,25 +237,47 @@ pub async fn deliveries(
     );
     let params = query.refs();
     let mut client = pool.get().await.map_err(StoreError::from)?;
-    let transaction = client.transaction().await.map_err(StoreError::from)?;
-    transaction
-        .batch_execute(&format!(
-            "SET LOCAL statement_timeout = {}",
-            budget.as_millis()
-        ))
-        .await
-        .map_err(StoreError::from)?;
-    let rows = transaction
-        .query(&sql, &params)
-        .await
-        .map_err(|e| timed_out(e, budget))?;
-    let plan: serde_json::Value = transaction
-        .query_one(&estimate_sql, &params[..estimate_params])
-        .await
-        .map_err(|e| timed_out(e, budget))?
-        .try_get(0)
-        .map_err(StoreError::from)?;
-    transaction.commit().await.map_err(StoreError::from)?;
+    // A body search along the primary key finds a common body at once and a rare one only at
+    // the end of the table; the bodies' index the other way round, and PostgreSQL cannot tell
+    // which it is. So the key's plan gets a short try, and the index's plan the rest.
+    let mut plans = vec![(budget, None)];
+    if filter.body_contains.is_some() && budget > BODY_FIRST_TRY {
+        plans = vec![
+            (BODY_FIRST_TRY, None),
+            (
+                budget - BODY_FIRST_TRY,
+                Some("SET LOCAL enable_indexscan = off"),
+            ),
+        ];
+    }
+    let mut found = None;
+    for (i, (limit_ms, setting)) in plans.iter().enumerate() {
+        let transaction = client.transaction().await.map_err(StoreError::from)?;
+        transaction
+            .batch_execute(&format!(
+                "SET LOCAL statement_timeout = {}; {}",
+                limit_ms.as_millis(),
+                setting.unwrap_or("")
+            ))
+            .await
+            .map_err(StoreError::from)?;
+        let rows = match transaction.query(&sql, &params).await {
+            Ok(rows) => rows,
+            // Dropped, the transaction rolls back.
+            Err(e) if i + 1 < plans.len() && is_cancelled(&e) => continue,
+            Err(e) => return Err(timed_out(e, budget)),
+        };
+        let plan: serde_json::Value = transaction
+            .query_one(&estimate_sql, &params[..estimate_params])
+            .await
+            .map_err(|e| timed_out(e, budget))?
+            .try_get(0)
+            .map_err(StoreError::from)?;
+        transaction.commit().await.map_err(StoreError::from)?;
+        found = Some((rows, plan));
+        break;
+    }
+    let (rows, plan) = found.expect("the last plan answers or fails");
     let rows = rows
         .iter()
         .map(EventRow::from_row)
@@ -317,9 +359,17 @@ pub async fn count_up_to(
     Ok(count)
 }
 
-/// A statement cancelled by its `statement_timeout` (SQLSTATE 57014) is a search too broad.
+/// How long a body search may follow the primary key before the bodies' index is asked.
+const BODY_FIRST_TRY: Duration = Duration::from_millis(30);
+
+/// Whether `statement_timeout` cancelled the statement (SQLSTATE 57014).
+fn is_cancelled(e: &tokio_postgres::Error) -> bool {
+    e.code().map(|c| c.code()) == Some("57014")
+}
+
+/// A statement cancelled by its `statement_timeout` is a search too broad.
 fn timed_out(e: tokio_postgres::Error, budget: Duration) -> SearchError {
-    if e.code().map(|c| c.code()) == Some("57014") {
+    if is_cancelled(&e) {
         SearchError::TooSlow(budget)
     } else {
         SearchError::Store(e.into())

@@ -375,3 +375,90 @@ async fn the_console_is_a_page_to_sign_in_to_and_never_a_json_error() {
         .unwrap()
         .contains("There is no delivery 999999"));
 }
+
+/// A time range follows the time: a delivery that waited in a spool (stored later, so with a
+/// later id, than deliveries received after it) is listed where its time is, and paging by the
+/// cursor shows every delivery of the range once.
+#[tokio::test]
+async fn a_time_range_lists_each_delivery_once_in_time_order_spooled_ones_too() {
+    let app = TestApp::spawn().await;
+    // Ten deliveries a minute apart, then one received with the 4th but stored last (it waited
+    // in a spool): its id is the highest.
+    for minute in (0..10i32).chain([3]) {
+        app.db
+            .execute(
+                "INSERT INTO webhook_events (source, delivery_key, event, outcome, \
+                   signature_scheme, payload, received_at) \
+                 VALUES ('github', 'github:t' || $1::int || '-' || gen_random_uuid(), 'push', \
+                   'accepted', 'github', '{}', \
+                   timestamptz '2026-12-01 10:00:30+00' + make_interval(mins => $1::int))",
+                &[&minute],
+            )
+            .await
+            .unwrap();
+    }
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = plain
+        .post(app.url("/console/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let session = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let ids_of = |page: &str| -> Vec<i64> {
+        page.split("<tr><td><a href=\"/console/deliveries/")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    // From 10:02 to 10:08: minutes 2..=7 and the spooled one, in pages of 10 (the least).
+    let mut seen = Vec::new();
+    let mut query = "since=2026-12-01T10:02&until=2026-12-01T10:08".to_string();
+    loop {
+        let page = plain
+            .get(app.url(&format!("/console/?{query}")))
+            .header("Cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let ids = ids_of(&page);
+        seen.extend(ids.iter().copied());
+        match page.split("class=\"next\" href=\"/console/?").nth(1) {
+            Some(rest) => query = rest.split('"').next().unwrap().replace("&amp;", "&"),
+            None => break,
+        }
+        assert!(seen.len() < 50, "paging ends");
+    }
+    let expected: Vec<i64> = app
+        .db
+        .query(
+            "SELECT id FROM webhook_events WHERE received_at >= '2026-12-01 10:02+00' \
+               AND received_at < '2026-12-01 10:08+00' ORDER BY received_at DESC, id DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(expected.len(), 7);
+    assert_eq!(seen, expected, "each once, newest received first");
+    let spooled = *expected.iter().max().unwrap();
+    // Received in the same second as the 4th minute's: after the three newer ones.
+    assert_eq!(
+        expected[4], spooled,
+        "the spooled one stands where its time is"
+    );
+}

@@ -65,10 +65,14 @@ pub(super) async fn bulk_start(
     };
     let filter_query = field(&form, "filter").unwrap_or("");
     let filter_form = FilterForm::from_query(Some(filter_query));
-    let filter = match filter_form.filter() {
+    let mut filter = match filter_form.filter() {
         Ok((filter, _)) => filter,
         Err(problem) => return bad_form(viewer, &problem),
     };
+    // A time range is read in time order, so an open one ends now: the set stays fixed.
+    if filter.since.is_some() && filter.until.is_none() {
+        filter.until = Some(chrono::Utc::now());
+    }
     let max = state.config.console.bulk_replay_max;
     let cap = match field(&form, "cap").and_then(|c| c.trim().parse::<i32>().ok()) {
         Some(cap) if (1..=max).contains(&cap) => cap,
