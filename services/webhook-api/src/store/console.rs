@@ -29,6 +29,10 @@ pub async fn open_session(
     session: &Session,
 ) -> Result<(), StoreError> {
     let client = pool.get().await?;
+    // Each sign-in sweeps the sessions that ended (they are few: one a sign-in).
+    client
+        .execute("DELETE FROM console_sessions WHERE expires_at < now()", &[])
+        .await?;
     client
         .execute(
             "INSERT INTO console_sessions (id_sha256, token_name, token_sha256, csrf, expires_at) \

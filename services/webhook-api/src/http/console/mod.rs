@@ -66,13 +66,25 @@ pub async fn handle(
     let query = parts.uri.query();
     if parts.uri.path() == "/console/live/stream" {
         // A reconnecting browser says where it was; a new one where its page ended.
-        let after = parts
+        let asked = parts
             .headers
             .get("last-event-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i64>().ok())
-            .or_else(|| super::query::optional_number(query, "after").ok().flatten())
-            .unwrap_or(0);
+            .or_else(|| super::query::optional_number(query, "after").ok().flatten());
+        // Without a place to start, from now on (not from the first delivery ever stored).
+        let after = match asked {
+            Some(after) => after,
+            None => match store::within(
+                state.config.database.statement_timeout,
+                console::newest_id(&state.pool),
+            )
+            .await
+            {
+                Ok(newest) => newest,
+                Err(_) => return status_only(StatusCode::SERVICE_UNAVAILABLE).map(Either::Left),
+            },
+        };
         return stream::live(state.clone(), after);
     }
     let form = FilterForm::from_query(query);
