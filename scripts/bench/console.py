@@ -3,7 +3,7 @@
 next, unfiltered, filtered and searched by body, as an operator's browser asks for them.
 
     DATABASE_URL=postgresql://…/<scratch database> REDIS_URL=… MINIO_*=… \\
-      scripts/bench/console.py [--rows 1000000] [--repeats 40] [--json OUT] target/release/webhook-api
+      scripts/bench/console.py [--rows 1000000] [--repeats 40] [--json OUT] [--reuse] target/release/webhook-api
 
 The database must be a fresh scratch one. The script migrates it with the binary, stores ROWS
 deliveries as the cluster would have over 180 days (ids in arrival order: FAL completions
@@ -108,6 +108,8 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--json", help="append one JSON line per page here")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the pages of a database this script seeded before")
     args = parser.parse_args()
     database = os.environ["DATABASE_URL"]
     env = dict(os.environ, PORT=str(PORT), HOST="127.0.0.1", LOG_LEVEL="warn",
@@ -119,8 +121,11 @@ def main():
                CONSOLE_QUERY_TIMEOUT_MS="5000", RETENTION_REJECTED_DAYS="3650")
     subprocess.run([args.binary, "migrate"], env=env, check=True)
     started = time.time()
-    print(f"seeding {args.rows} deliveries", file=sys.stderr)
-    seed(database, args.rows)
+    if args.reuse:
+        args.rows = int(psql(database, "SELECT count(*) FROM webhook_events"))
+    else:
+        print(f"seeding {args.rows} deliveries", file=sys.stderr)
+        seed(database, args.rows)
     seeded = time.time() - started
     instance = subprocess.Popen([args.binary, "serve"], env=env)
     try:

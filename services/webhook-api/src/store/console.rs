@@ -257,9 +257,11 @@ pub async fn deliveries(
     let mut found = None;
     for (i, (limit_ms, setting)) in plans.iter().enumerate() {
         let transaction = client.transaction().await.map_err(StoreError::from)?;
+        // No parallel workers: starting them takes longer than an indexed page (80 ms against
+        // 0.3 ms for a rare body over 10 million rows, measured).
         transaction
             .batch_execute(&format!(
-                "SET LOCAL statement_timeout = {}; {}",
+                "SET LOCAL statement_timeout = {}; SET LOCAL max_parallel_workers_per_gather = 0; {}",
                 limit_ms.as_millis(),
                 setting.unwrap_or("")
             ))
