@@ -192,6 +192,18 @@ pub fn decide(current: Current, event: &TrainingEvent) -> Decision {
     }
 }
 
+/// The status a stored delivery of this kind (`TrainingEvent::kind`) set when it was applied
+/// (the operators' console tells a delivery's before and after by it).
+pub fn status_set_by(kind: &str) -> Option<AvatarStatus> {
+    match kind {
+        "queued" | "in_progress" => Some(AvatarStatus::Training),
+        "completed" => Some(AvatarStatus::Completed),
+        "failed" => Some(AvatarStatus::Error),
+        "cancelled" => Some(AvatarStatus::Cancelled),
+        _ => None,
+    }
+}
+
 /// What a finished training leads to after its commit (`tasks::followups` does each): the owner
 /// hears of it in Telegram, and the training photos are removed as the bot removed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +276,15 @@ mod tests {
             Decision::Apply(change) => Some(change.status),
             Decision::Ignore(_) => None,
         }
+    }
+
+    #[test]
+    fn each_kind_names_the_status_its_applied_event_sets() {
+        for event in events() {
+            let applied = new_status(&decide(at(ReadyForTraining, 0), &event));
+            assert_eq!(status_set_by(event.kind()), applied, "{}", event.kind());
+        }
+        assert_eq!(status_set_by("unverified"), None);
     }
 
     fn events() -> Vec<TrainingEvent> {

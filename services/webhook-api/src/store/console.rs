@@ -387,6 +387,8 @@ fn timed_out(e: tokio_postgres::Error, budget: Duration) -> SearchError {
 pub struct Consequences {
     /// The avatar as it is now: its status and name.
     pub avatar: Option<(String, Option<String>)>,
+    /// The kind of the avatar's applied delivery before this one (`None`: this was its first).
+    pub previous_change: Option<String>,
     pub file_jobs: Vec<(i64, String, i32, Option<String>)>,
     /// Follow-ups of the change: kind, state, result or last error.
     pub followups: Vec<(String, String, Option<String>)>,
@@ -407,6 +409,15 @@ pub async fn consequences(pool: &Pool, event: &EventRow) -> Result<Consequences,
             )
             .await?
             .map(|row| Ok::<_, StoreError>((row.try_get(0)?, row.try_get(1)?)))
+            .transpose()?;
+        found.previous_change = client
+            .query_opt(
+                "SELECT event FROM webhook_events WHERE avatar_id = $1 AND id < $2 \
+                   AND outcome = 'applied' ORDER BY avatar_id, id DESC LIMIT 1",
+                &[&avatar_id, &event.id],
+            )
+            .await?
+            .map(|row| row.try_get(0))
             .transpose()?;
         for row in client
             .query(

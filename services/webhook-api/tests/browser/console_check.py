@@ -122,8 +122,11 @@ def main():
         expect(page.locator("dl.facts")).to_contain_text("unmatched")
         expect(page.locator("#body")).to_contain_text(seeded["unmatched_request_id"])
         expect(page.locator("#curl")).to_contain_text(f"/events/{seeded['unmatched_id']}/replay")
+        expect(page.locator("p.change")).to_contain_text("this delivery changed nothing")
         page.click("form.replay button")
         expect(page.locator("p.notice")).to_contain_text("Replayed: applied")
+        # Applied now: the avatar's status before (as the bot submitted it) and after.
+        expect(page.locator("p.change")).to_contain_text("TRAINING → COMPLETED by this delivery; now COMPLETED")
         expect(page.locator("table.actions")).to_contain_text("console_replay")
         shot(page, "delivery-replayed")
         page.click("form.replay button")

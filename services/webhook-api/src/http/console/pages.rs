@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 
 use super::filter::FilterForm;
+use crate::avatar::{status_set_by, AvatarStatus};
 use crate::store::console::{AuditRow, BulkReplay, Consequences, DeliveryPage, Training};
 use crate::store::deliveries::EventOutcome;
 use crate::store::deploys::DeployRow;
@@ -251,10 +252,23 @@ pub fn delivery(
                 dt { "replays" } dd { (event.replays) @if let Some(at) = &event.last_replayed_at { ", last " (time(at)) } }
             }
             h2 { "What it changed" }
-            @match (event.avatar_id, &caused.avatar) {
-                (Some(id), Some((status, name))) => p { "Avatar " a.mono href={ "/console/?avatar_id=" (id) } { (id) } @if let Some(name) = name { " (" (name) ")" } " is now " strong { (status) } "." }
-                (Some(id), None) => p { "Avatar " span.mono { (id) } " no longer exists." }
-                (None, _) => p { "No avatar." }
+            @if let Some(id) = event.avatar_id {
+                p.change {
+                    "Avatar " a.mono href={ "/console/?avatar_id=" (id) } { (id) }
+                    @if let Some((_, Some(name))) = &caused.avatar { " (" (name) ")" }
+                    ": "
+                    @match applied_change(event, caused) {
+                        Some((before, after)) => { strong.before { (before) } " → " strong.after { (after) } " by this delivery" }
+                        None => { "this delivery changed nothing" }
+                    }
+                    @match &caused.avatar {
+                        Some((status, _)) => { "; now " strong.now { (status) } "." }
+                        None => { "; it no longer exists." }
+                    }
+                }
+                p.hint { "Before: what the avatar's previous delivery left it at (TRAINING, as the bot submits it, when this was its first)." }
+            } @else {
+                p { "No avatar." }
             }
             @if !caused.file_jobs.is_empty() {
                 table { thead { tr { th { "file job" } th { "state" } th { "attempts" } th { "last error" } } }
@@ -297,6 +311,19 @@ pub fn delivery(
             @match body { Some(b) => pre.json #body { (b) }, None => p { "Not kept (refused before it was verified, or dropped by retention)." } }
         },
     )
+}
+
+/// The status an applied delivery found and the one it set, as its deliveries tell them.
+fn applied_change(event: &EventRow, caused: &Consequences) -> Option<(String, &'static str)> {
+    if event.outcome != EventOutcome::Applied {
+        return None;
+    }
+    let after = status_set_by(&event.event)?;
+    let before = match &caused.previous_change {
+        Some(kind) => status_set_by(kind).map_or("?", AvatarStatus::as_str),
+        None => AvatarStatus::Training.as_str(),
+    };
+    Some((before.to_string(), after.as_str()))
 }
 
 pub fn audit(viewer: &Viewer<'_>, rows: &[AuditRow], next: Option<i64>) -> Markup {
