@@ -122,7 +122,7 @@ def main():
         expect(page.locator("dl.facts")).to_contain_text("unmatched")
         expect(page.locator("#body")).to_contain_text(seeded["unmatched_request_id"])
         expect(page.locator("#curl")).to_contain_text(f"/events/{seeded['unmatched_id']}/replay")
-        expect(page.locator("p.change")).to_contain_text("this delivery changed nothing")
+        expect(page.locator("p.change")).to_contain_text("No avatar had its request id when it arrived")
         page.click("form.replay button")
         expect(page.locator("p.notice")).to_contain_text("Replayed: applied")
         # Applied now: the avatar's status before (as the bot submitted it) and after.
@@ -213,7 +213,7 @@ def main():
         page.click("button[type=submit]")
         page.goto(f"{base}/console/deliveries/{seeded['unmatched_id']}")
         expect(page.locator("form.replay")).to_have_count(0)
-        expect(page.locator("p.hint")).to_contain_text("no replay scope")
+        expect(page.get_by_text("Your token has no replay scope")).to_be_visible()
         # Signing out ends the session.
         page.click("form.signout button")
         expect(page).to_have_url(re.compile(r"signed_out=1"))

@@ -267,8 +267,10 @@ pub fn delivery(
                     }
                 }
                 p.hint { "Before: what the avatar's previous delivery left it at (TRAINING, as the bot submits it, when this was its first)." }
+            } @else if event.outcome == EventOutcome::Unmatched {
+                p.change { "No avatar had its request id when it arrived (unmatched): a replay applies it once the bot has recorded the training." }
             } @else {
-                p { "No avatar." }
+                p.change { "No avatar." }
             }
             @if !caused.file_jobs.is_empty() {
                 table { thead { tr { th { "file job" } th { "state" } th { "attempts" } th { "last error" } } }
