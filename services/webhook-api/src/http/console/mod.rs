@@ -165,88 +165,108 @@ async fn page(
     if !signed_in.token.allows(Scope::Read) {
         return no_scope(&viewer, Scope::Read);
     }
-    let replay_id = path
-        .strip_prefix("/console/deliveries/")
-        .and_then(|rest| rest.strip_suffix("/replay"))
-        .and_then(|id| id.parse::<i64>().ok());
-    let delivery_id = path
-        .strip_prefix("/console/deliveries/")
-        .and_then(|id| id.parse::<i64>().ok());
-    let job_retry_id = path
-        .strip_prefix("/console/jobs/")
-        .and_then(|rest| rest.strip_suffix("/retry"))
-        .and_then(|id| id.parse::<i64>().ok());
-    let deploy_id = path
-        .strip_prefix("/console/deploys/")
-        .and_then(|id| id.parse::<i64>().ok());
-    let bulk_id = path
-        .strip_prefix("/console/replays/")
-        .and_then(|id| id.parse::<i64>().ok());
-    let bulk_cancel_id = path
-        .strip_prefix("/console/replays/")
-        .and_then(|rest| rest.strip_suffix("/cancel"))
-        .and_then(|id| id.parse::<i64>().ok());
-    match (&parts.method, path) {
-        (&Method::GET | &Method::HEAD, "/console/") => deliveries(state, &viewer, query).await,
-        (&Method::GET | &Method::HEAD, "/console/audit") => audit(state, &viewer, query).await,
-        (&Method::GET | &Method::HEAD, "/console/live") => live(state, &viewer).await,
-        (&Method::GET | &Method::HEAD, "/console/operations") => {
-            operations::operations(state, &signed_in, &viewer).await
-        }
-        (&Method::GET | &Method::HEAD, "/console/charts/deliveries.svg") => {
-            operations::chart(state, &viewer, query).await
-        }
-        (&Method::GET | &Method::HEAD, "/console/replays") => bulk::bulk_list(state, &viewer).await,
-        (&Method::GET | &Method::HEAD, "/console/replays/new") => {
-            bulk::bulk_new(state, &viewer, query).await
-        }
-        (&Method::POST, "/console/replays") => {
-            bulk::bulk_start(state, parts, body, &signed_in, &viewer, request_id).await
-        }
-        (&Method::POST, "/console/logout") => {
-            if let Err(refused) = action_form(parts, body, &signed_in, &viewer, Scope::Read).await {
-                return refused;
-            }
-            if let Err(e) = session::close(state, &signed_in).await {
-                return unavailable(Some(&viewer), &e.to_string());
-            }
-            let mut response = redirect("/console/login?signed_out=1");
-            let secure = session::over_tls(&parts.headers);
-            set_cookie(&mut response, &session::set_cookie(None, 0, secure));
-            response
-        }
-        (&Method::POST, _) if replay_id.is_some() => {
-            let id = replay_id.expect("matched above");
-            replay(state, parts, body, &signed_in, &viewer, id, request_id).await
-        }
-        (&Method::POST, _) if job_retry_id.is_some() => {
-            let id = job_retry_id.expect("matched above");
-            operations::job_retry(state, parts, body, &signed_in, &viewer, id, request_id).await
-        }
-        (&Method::GET | &Method::HEAD, _) if deploy_id.is_some() => {
-            let id = deploy_id.expect("matched above");
-            operations::deploy(state, &signed_in, &viewer, id, request_id).await
-        }
-        (&Method::GET | &Method::HEAD, _) if bulk_id.is_some() => {
-            let id = bulk_id.expect("matched above");
-            bulk::bulk_one(state, &viewer, id).await
-        }
-        (&Method::POST, _) if bulk_cancel_id.is_some() => {
-            let id = bulk_cancel_id.expect("matched above");
-            bulk::bulk_cancel(state, parts, body, &signed_in, &viewer, id, request_id).await
-        }
-        (&Method::GET | &Method::HEAD, _) if delivery_id.is_some() => {
-            let id = delivery_id.expect("matched above");
-            delivery(state, parts, &viewer, id).await
-        }
-        _ => html(
+    let Some(page) = Page::resolve(&parts.method, path) else {
+        return html(
             StatusCode::NOT_FOUND,
             pages::problem(
                 Some(&viewer),
                 "Not found",
                 &format!("No console page at {path}."),
             ),
-        ),
+        );
+    };
+    let (signed_in, viewer) = (&signed_in, &viewer);
+    match page {
+        Page::Deliveries => deliveries(state, viewer, query).await,
+        Page::Audit => audit(state, viewer, query).await,
+        Page::Live => live(state, viewer).await,
+        Page::Operations => operations::operations(state, signed_in, viewer).await,
+        Page::Chart => operations::chart(state, viewer, query).await,
+        Page::BulkList => bulk::bulk_list(state, viewer).await,
+        Page::BulkNew => bulk::bulk_new(state, viewer, query).await,
+        Page::BulkStart => {
+            bulk::bulk_start(state, parts, body, signed_in, viewer, request_id).await
+        }
+        Page::Bulk(id) => bulk::bulk_one(state, viewer, id).await,
+        Page::BulkCancel(id) => {
+            bulk::bulk_cancel(state, parts, body, signed_in, viewer, id, request_id).await
+        }
+        Page::Delivery(id) => delivery(state, parts, viewer, id).await,
+        Page::Replay(id) => replay(state, parts, body, signed_in, viewer, id, request_id).await,
+        Page::JobRetry(id) => {
+            operations::job_retry(state, parts, body, signed_in, viewer, id, request_id).await
+        }
+        Page::Deploy(id) => operations::deploy(state, signed_in, viewer, id, request_id).await,
+        Page::Logout => {
+            if let Err(refused) = action_form(parts, body, signed_in, viewer, Scope::Read).await {
+                return refused;
+            }
+            if let Err(e) = session::close(state, signed_in).await {
+                return unavailable(Some(viewer), &e.to_string());
+            }
+            let mut response = redirect("/console/login?signed_out=1");
+            let secure = session::over_tls(&parts.headers);
+            set_cookie(&mut response, &session::set_cookie(None, 0, secure));
+            response
+        }
+    }
+}
+
+/// The console's pages behind the sign-in, by method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    Deliveries,
+    Audit,
+    Live,
+    Operations,
+    Chart,
+    BulkList,
+    BulkNew,
+    BulkStart,
+    Bulk(i64),
+    BulkCancel(i64),
+    Delivery(i64),
+    Replay(i64),
+    JobRetry(i64),
+    Deploy(i64),
+    Logout,
+}
+
+impl Page {
+    fn resolve(method: &Method, path: &str) -> Option<Page> {
+        let id = |prefix: &str, suffix: &str| -> Option<i64> {
+            path.strip_prefix(prefix)?
+                .strip_suffix(suffix)?
+                .parse()
+                .ok()
+        };
+        let read = matches!(*method, Method::GET | Method::HEAD);
+        if *method == Method::POST {
+            return match path {
+                "/console/replays" => Some(Page::BulkStart),
+                "/console/logout" => Some(Page::Logout),
+                _ => None
+                    .or(id("/console/deliveries/", "/replay").map(Page::Replay))
+                    .or(id("/console/replays/", "/cancel").map(Page::BulkCancel))
+                    .or(id("/console/jobs/", "/retry").map(Page::JobRetry)),
+            };
+        }
+        if !read {
+            return None;
+        }
+        match path {
+            "/console/" => Some(Page::Deliveries),
+            "/console/audit" => Some(Page::Audit),
+            "/console/live" => Some(Page::Live),
+            "/console/operations" => Some(Page::Operations),
+            "/console/charts/deliveries.svg" => Some(Page::Chart),
+            "/console/replays" => Some(Page::BulkList),
+            "/console/replays/new" => Some(Page::BulkNew),
+            _ => None
+                .or(id("/console/deliveries/", "").map(Page::Delivery))
+                .or(id("/console/replays/", "").map(Page::Bulk))
+                .or(id("/console/deploys/", "").map(Page::Deploy)),
+        }
     }
 }
 
@@ -680,4 +700,47 @@ fn asset(text: &'static str, content_type: &'static str) -> HttpResponse {
         HeaderValue::from_static("private, max-age=300"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_page_is_found_by_its_method_and_path_and_nothing_else() {
+        for (method, path, page) in [
+            (Method::GET, "/console/", Some(Page::Deliveries)),
+            (Method::HEAD, "/console/audit", Some(Page::Audit)),
+            (
+                Method::GET,
+                "/console/deliveries/42",
+                Some(Page::Delivery(42)),
+            ),
+            (
+                Method::POST,
+                "/console/deliveries/42/replay",
+                Some(Page::Replay(42)),
+            ),
+            (Method::GET, "/console/deliveries/42/replay", None),
+            (Method::POST, "/console/deliveries/42", None),
+            (Method::GET, "/console/replays/new", Some(Page::BulkNew)),
+            (Method::GET, "/console/replays/7", Some(Page::Bulk(7))),
+            (
+                Method::POST,
+                "/console/replays/7/cancel",
+                Some(Page::BulkCancel(7)),
+            ),
+            (
+                Method::POST,
+                "/console/jobs/3/retry",
+                Some(Page::JobRetry(3)),
+            ),
+            (Method::GET, "/console/deploys/9", Some(Page::Deploy(9))),
+            (Method::GET, "/console/deliveries/x", None),
+            (Method::DELETE, "/console/", None),
+            (Method::POST, "/console/logout", Some(Page::Logout)),
+        ] {
+            assert_eq!(Page::resolve(&method, path), page, "{method} {path}");
+        }
+    }
 }
