@@ -106,7 +106,7 @@ if [[ $# -eq 0 ]]; then
   step "cargo test on the bot's live schema (TEST_AVATARS_SCHEMA=bot-live)"
   TEST_AVATARS_SCHEMA=bot-live cargo test -p webhook-api --test it --locked -- \
     status_update:: batch:: resilience:: reconcile:: status_command:: files:: avatar_status:: \
-    retention:: backup:: forget:: failover::
+    retention:: backup:: forget:: failover:: console::
 fi
 
 step "alert rules (promtool check + test rules)"

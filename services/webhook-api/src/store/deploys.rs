@@ -1,5 +1,5 @@
 //! The `deploys` queue: queued with the push that asked for it (`store::deliveries`), run one
-//! at a time across instances by `crate::tasks::deploy`.
+//! at a time across instances by `tasks::deploy`.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;

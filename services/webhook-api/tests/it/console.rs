@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 use webhook_api::config::Secret;
 use webhook_api::verify::hmac;
 
-use crate::helpers::{shared_redis_url, AppOptions, ChaosProxy, TestApp, ADMIN_TOKEN, READ_TOKEN};
+use crate::helpers::{
+    bot_orm, shared_redis_url, AppOptions, AvatarsSchema, ChaosProxy, TestApp, ADMIN_TOKEN,
+    READ_TOKEN,
+};
 
 const GITHUB_SECRET: &str = "console-github-secret";
 const PAGE_SIZE: usize = 10;
@@ -187,6 +190,17 @@ async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
 
     // The replay applied the late completion once; the second was a duplicate.
     assert_eq!(app.avatar(avatar).await.status, "COMPLETED");
+    // On the bot's own tables, its ORM loads every avatar the console's replays wrote.
+    if AvatarsSchema::from_env() != AvatarsSchema::Own {
+        let loaded: Vec<Value> =
+            serde_json::from_str(&bot_orm(&["load", &app.database.url])).unwrap();
+        let replayed = loaded
+            .iter()
+            .find(|a| a["id"] == avatar.to_string())
+            .expect("the bot's ORM loads the replayed avatar");
+        assert_eq!(replayed["status"], "COMPLETED");
+        assert_eq!(loaded.len(), 28, "every avatar of the test loads");
+    }
     let rows = app
         .db
         .query(
