@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Response};
 use http_body_util::{Channel, Either};
 use serde_json::json;
 
@@ -185,6 +185,5 @@ pub fn export(
             }
         }
     });
-    *response.status_mut() = StatusCode::OK;
     response
 }
