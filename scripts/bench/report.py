@@ -173,32 +173,45 @@ def slow_seconds_beside_disk(label, run, disk):
 
 
 def hot(out, runs):
-    """The target's row: pgbench and one instance on the hot table, each repeated on fresh
-    databases; the ratio is median to median, and each side's max ÷ min shows its spread."""
+    """The target's rows: pgbench (the minimal durable transaction, and the service's own) and
+    one instance on the hot table, each repeated on fresh databases; ratios are median to
+    median, max ÷ min shows each side's spread, and cores busy whether it kept both at work."""
     def repeated(prefix):
         return [r for label, r in sorted(runs.items()) if label.startswith(prefix + " #")
                 and not label.endswith(" cpu")]
-    pgbench, single = repeated("hot pgbench"), repeated("hot single saturation hmac")
-    if not pgbench and not single:
+
+    def cores_busy(run):
+        cpu = runs.get(run["label"] + " cpu")
+        if not cpu:
+            return None
+        return cpu["machine"] / cpu["ticks_per_second"] / (run["seconds"] + run.get("warmup", WARMUP_SECONDS))
+
+    sides = [("pgbench, the minimal transaction", repeated("hot pgbench minimal")),
+             ("pgbench, the service's transaction", repeated("hot pgbench")),
+             ("one instance, signed completions", repeated("hot single saturation hmac"))]
+    sides = [(name, rows) for name, rows in sides if rows]
+    if not sides:
         return
+    medians = {name: statistics.median(r["throughput"] for r in rows) for name, rows in sides}
+    minimal = medians.get("pgbench, the minimal transaction")
+    service = medians.get("pgbench, the service's transaction")
     out.append("## The hot table (fits in memory), repeated on fresh databases\n")
-    out.append("| measurement | runs | avatars | min | median | max | max ÷ min | median ratio |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-    medians = {}
-    for name, rows in (("pgbench, the ingest transaction", pgbench), ("one instance, signed completions", single)):
-        if not rows:
-            continue
+    out.append("| measurement | runs | avatars | min | median | max | max ÷ min | cores busy "
+               "| ÷ minimal pgbench | ÷ service's pgbench |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, rows in sides:
         values = sorted(r["throughput"] for r in rows)
-        medians[name] = statistics.median(values)
-        ratio = f"{medians[name] / medians['pgbench, the ingest transaction']:.2f}×" \
-            if "pgbench, the ingest transaction" in medians else "–"
+        busy = sorted(b for b in map(cores_busy, rows) if b is not None)
+        busy_text = f"{busy[0]:.2f}–{busy[-1]:.2f}" if busy else "–"
+        ratio = lambda base: f"{medians[name] / base:.2f}×" if base else "–"
         # The instance's runs use as many avatars as the pgbench runs beside them.
-        avatars = rows[0].get("avatars") or (pgbench[0].get("avatars", "") if pgbench else "")
+        avatars = rows[0].get("avatars") or sides[0][1][0].get("avatars", "")
         out.append(f"| {name} | {len(values)} | {avatars} | {values[0]:.0f} | {medians[name]:.0f} | "
-                   f"{values[-1]:.0f} | {values[-1] / values[0]:.2f} | {ratio} |")
-    for r in single:
+                   f"{values[-1]:.0f} | {values[-1] / values[0]:.2f} | {busy_text} | {ratio(minimal)} | "
+                   f"{ratio(service)} |")
+    for r in repeated("hot single saturation hmac"):
         l = r["latency_ms"]
-        out.append(f"| {r['label']}: p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms | | | | | | | |")
+        out.append(f"| {r['label']}: p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms | | | | | | | | | |")
     out.append("")
 
 

@@ -13,9 +13,10 @@ Sections, in order (all by default; about fifteen minutes on 2 cores):
   disk       the disk alone: an 8 KiB write and fdatasync 200 times a second (what a commit
              waits for), its slowest of each second; every fixed-rate run also probes the disk
              beside it (scripts/bench/fsync_probe.py)
-  hot        the table that fits in memory (the bot's is small): pgbench and one instance on
-             the same number of avatars, each on a fresh database, repeated HOT_REPEATS times
-             (the target's row: median to median, and the spread of each)
+  hot        the table that fits in memory (the bot's is small): pgbench (the minimal durable
+             transaction, scripts/bench/minimal.pgbench.sql, and the service's own) and one
+             instance on the same number of avatars, each on a fresh database, repeated
+             HOT_REPEATS times (the target's rows: median to median, and the spread of each)
   pgbench    the ingest transaction in pgbench, $CONNECTIONS connections (durable-write ceiling)
   single     one instance: saturation (HMAC, ED25519, HTTP/2, redeliveries, bad signatures),
              latency at half the saturation rate, CPU per request by process, RSS
@@ -312,8 +313,8 @@ table_avatars=$((6 * avatars_for_run))
 # pgbench with the CPU split as measured_run's: pgbench's own (its rusage), and PostgreSQL:
 # the rest of the machine's (its backends exit with pgbench's connections, before they could
 # be read).
-pgbench_run() { # LABEL DB AVATARS: the ingest transaction on avatars pgb-1..pgb-AVATARS
-  local m0 m1 pgbench_seconds postgres_ticks
+pgbench_run() { # LABEL DB AVATARS [SCRIPT]: SCRIPT (the ingest transaction) on avatars pgb-1..pgb-AVATARS
+  local script=${4:-scripts/bench/ingest.pgbench.sql} m0 m1 pgbench_seconds postgres_ticks
   settle
   m0=$(machine_ticks)
   pgbench_seconds=$(python3 -c 'import resource, subprocess, sys
@@ -322,7 +323,7 @@ with open(sys.argv[1], "w") as out:
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(usage.ru_utime + usage.ru_stime)' "$OUT/$2.txt" \
     pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$DURATION" -D avatars="$3" \
-    -f scripts/bench/ingest.pgbench.sql "${admin_url%/*}/$2")
+    -f "$script" "${admin_url%/*}/$2")
   m1=$(machine_ticks)
   postgres_ticks=$(python3 -c "print(round($((m1 - m0)) - $pgbench_seconds * $(getconf CLK_TCK)))")
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$OUT/$2.txt")
@@ -379,6 +380,9 @@ fi
 if wants hot; then
   for rep in $(seq 1 "$HOT_REPEATS"); do
     log "hot table, run $rep of $HOT_REPEATS: $avatars_for_run avatars"
+    new_database bench_hot_minimal
+    seed_avatars bench_hot_minimal pgb- "$avatars_for_run"
+    pgbench_run "hot pgbench minimal #$rep" bench_hot_minimal "$avatars_for_run" scripts/bench/minimal.pgbench.sql
     new_database bench_hot_pgbench
     seed_avatars bench_hot_pgbench pgb- "$avatars_for_run"
     pgbench_run "hot pgbench #$rep" bench_hot_pgbench "$avatars_for_run"
