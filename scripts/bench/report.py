@@ -66,6 +66,8 @@ def main(path):
 
     latency_under_steady_load(out, runs)
 
+    end_to_end(out, runs.get("cluster end-to-end"))
+
     out.append("\n## Where the CPU goes (ms of CPU per request, during the saturation runs)\n")
     out.append("| run | instance(s) | PostgreSQL | Redis | nginx | rest (load generator) | machine | cores busy |")
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -142,7 +144,8 @@ def latency_under_steady_load(out, runs):
                    f"| {f['p99']:.2f} | | {f['max']:.2f} | {f['p99'] / f['p50']:.2f} | "
                    f"{alone['stalled_seconds']} of {len(alone['slowest_per_second_ms'])} | {f['max']:.2f} |")
     seconds_lines = []
-    for label in ("pgbench half-rate", "single half-rate hmac", "cluster half-rate hmac"):
+    for label in ("pgbench half-rate", "single half-rate hmac", "cluster half-rate hmac",
+                  "pgbench at the cluster's half-rate"):
         run = runs.get(label)
         if not run:
             continue
@@ -160,6 +163,23 @@ def latency_under_steady_load(out, runs):
                    "second is one whose slowest answer took over 3× the run's p50; a stall, an fsync over "
                    f"{stall_ms:.0f} ms in that second or next to it.\n")
         out.extend(seconds_lines)
+
+
+def end_to_end(out, run):
+    """What a bot's user waits for, from a completion's arrival through the cluster."""
+    if not run:
+        return
+    out.append(f"\n## End to end through the cluster, {run['rate']:.0f} completions a second\n")
+    out.append(f"{run['acknowledged']} of {run['sent']} acknowledged; rows never read COMPLETED: "
+               f"{run['rows_missing']}, stream entries missing: {run['entries_missing']} (rows read "
+               f"every {run['poll_ms']:g} ms: each row is timed at the start of the read that found it).\n")
+    out.append("| from sending the completion to | p50 ms | p90 ms | p99 ms | max ms |")
+    out.append("|---|---:|---:|---:|---:|")
+    for name, key in (("its answer (200)", "answer_ms"), ("the avatar's row reading COMPLETED", "row_completed_ms"),
+                      ("its entry on the bot's stream", "stream_entry_ms")):
+        p = run.get(key)
+        if p:
+            out.append(f"| {name} | {p['p50']:.2f} | {p['p90']:.2f} | {p['p99']:.2f} | {p['max']:.2f} |")
 
 
 def slow_seconds_beside_disk(label, run, disk):

@@ -22,7 +22,9 @@ Sections, in order (all by default; about fifteen minutes on 2 cores):
              latency at half the saturation rate, CPU per request by process, RSS
   payload    one instance at saturation with larger callbacks
   rows       progress updates against 1 thousand vs 1 million avatars
-  cluster    nginx static 200 (the proxy's ceiling) vs the cluster through nginx TLS
+  cluster    nginx static 200 (the proxy's ceiling) vs the cluster through nginx TLS; its tail
+             at half its saturation beside pgbench's at the same rate; end-to-end time at
+             E2E_RATE completions a second (answer, avatar row COMPLETED, stream entry)
   verify     cargo bench: signature checks and parsing per request
   callgrind  instructions per callback in the instance (valgrind), and where they go
   filecopy   a 200 MB file CDN -> S3, with RSS (scripts/bench/file-copy.sh)
@@ -32,7 +34,8 @@ Settings (environment, defaults shown):
   DURATION=$DURATION   measured seconds of each saturation run (fixed-rate runs: the same)
   CONNECTIONS=$CONNECTIONS  concurrent connections of the load generator and pgbench
   OUT=<target/bench/DATE>  where results go
-  HOT_REPEATS=$HOT_REPEATS   repetitions of the hot-table pair
+  HOT_REPEATS=$HOT_REPEATS   repetitions of the hot-table runs
+  E2E_RATE=$E2E_RATE     completions a second of the cluster's end-to-end run
   BENCH_API_BIN=<this tree's release build>   the webhook-api binary to measure
   CONSOLE_ROWS=${CONSOLE_ROWS:-1000000}   deliveries stored before the console's pages are timed
                  (10000000: about 40 minutes to store and index on 2 cores)
@@ -50,9 +53,11 @@ USAGE
 DURATION=${DURATION:-15}
 CONNECTIONS=${CONNECTIONS:-32}
 HOT_REPEATS=${HOT_REPEATS:-3}
+E2E_RATE=${E2E_RATE:-100}
 AVATARS_SCHEMA=${AVATARS_SCHEMA:-own}
 EVENTS_ROWS=${EVENTS_ROWS:-0}
 [[ "$EVENTS_ROWS" =~ ^[0-9]+$ ]] || { echo "run.sh: EVENTS_ROWS must be a number" >&2; exit 2; }
+[[ "$E2E_RATE" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: E2E_RATE must be a whole number above 0" >&2; exit 2; }
 case "$AVATARS_SCHEMA" in
   own|bot-live) ;;
   *) echo "run.sh: AVATARS_SCHEMA=$AVATARS_SCHEMA: expected own or bot-live" >&2; exit 2 ;;
@@ -519,6 +524,18 @@ NGINX
   half=$(( $(saturation_of "cluster saturation hmac") / 2 ))
   fixed_rate_run "cluster half-rate hmac" "$cluster_url" --ca-cert "$ca" --rate "$half" \
     --prefix clrate- --avatars "$avatars_for_run"
+  # The same rate in pgbench, on the same disk: the tail a durable transaction has there anyway.
+  new_database bench_cluster_pgbench
+  seed_avatars bench_cluster_pgbench pgb- "$avatars_for_run"
+  pgbench_rate_run "pgbench at the cluster's half-rate" bench_cluster_pgbench "$avatars_for_run" "$half"
+  # What a bot's user waits for: a completion's arrival to the avatar's row reading COMPLETED
+  # and to its entry on the bot's stream, at a rate production sees.
+  e2e_count=$((E2E_RATE * DURATION))
+  seed_avatars bench_cluster e2e- "$e2e_count"
+  settle
+  "$loadgen" end-to-end "$cluster_url" --ca-cert "$ca" --prefix e2e- --count "$e2e_count" \
+    --rate "$E2E_RATE" --database-url "${admin_url%/*}/bench_cluster" --redis-url "$redis_url" \
+    --stream bench:cluster:avatar:events --label "cluster end-to-end" --json "$results" >&2
   CLUSTER_DIR=$cluster_dir scripts/dev/cluster.sh down 2>/dev/null
   cluster_dir=""
 fi

@@ -5,6 +5,7 @@
 mod callbacks;
 mod client;
 mod deliver;
+mod end_to_end;
 mod run;
 
 use std::net::SocketAddr;
@@ -32,6 +33,9 @@ enum Command {
     /// Each completion once, at a steady rate, retried on a 5xx or a broken connection as FAL
     /// retries; prints a JSON summary (sent, ok, failed, retries, 5xx answers, results).
     Deliver(DeliverArgs),
+    /// Completions at a steady rate, each timed from its sending to its answer, to its
+    /// avatar's row reading COMPLETED and to its entry on the bot's stream; prints JSON.
+    EndToEnd(EndToEndArgs),
     /// Serve the JWKS of the ED25519 signing key (point the service's FAL_JWKS_URL here).
     Jwks {
         #[arg(long, default_value = "127.0.0.1:18490")]
@@ -138,11 +142,53 @@ struct DeliverArgs {
     stop_file: Option<PathBuf>,
 }
 
+#[derive(Parser)]
+struct EndToEndArgs {
+    /// The callback URL, e.g. https://localhost:8443/api/v1/avatar/status_update.
+    url: String,
+    #[arg(long, value_enum, default_value = "hmac")]
+    scheme: FalScheme,
+    #[arg(long, default_value = "webhook-loadgen")]
+    seed: String,
+    /// Certificate (PEM) to trust for an https URL.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Avatars `{prefix}1` ..= `{prefix}{count}` exist in `training` before the run; one
+    /// completion each.
+    #[arg(long)]
+    prefix: String,
+    #[arg(long)]
+    count: u64,
+    /// Completions sent a second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// The database the avatars are in (read-only here).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: String,
+    /// The bot's stream: the instances' REDIS_KEY_PREFIX, then `avatar:events`.
+    #[arg(long, default_value = "avatar:events")]
+    stream: String,
+    /// Milliseconds between reads of the pending avatars' rows.
+    #[arg(long, default_value_t = 1.0)]
+    poll_ms: f64,
+    /// Seconds to wait for the last row and entry once every completion was sent.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    #[arg(long, default_value = "end-to-end")]
+    label: String,
+    /// Also append the report as one JSON line here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => run_load(args).await,
         Command::Deliver(args) => deliver(args).await,
+        Command::EndToEnd(args) => end_to_end(args).await,
         Command::Jwks { listen, seed } => {
             let jwks = Signer::ed25519_from_seed(&seed)
                 .jwks()
@@ -183,6 +229,44 @@ async fn deliver(args: DeliverArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn end_to_end(args: EndToEndArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rate > 0.0, "--rate must be above 0");
+    anyhow::ensure!(args.count > 0, "--count must be at least 1");
+    anyhow::ensure!(args.poll_ms > 0.0, "--poll-ms must be above 0");
+    let signer = signer(args.scheme, &args.seed)?;
+    let mix = "new=1".parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let generator = Generator::new(args.prefix, args.count, mix, signer, 0);
+    let target = Target::new(&args.url, Protocol::Http1, args.ca_cert.as_deref())?;
+    let plan = end_to_end::Plan {
+        label: args.label,
+        count: args.count,
+        rate: args.rate,
+        database_url: args.database_url,
+        redis_url: args.redis_url,
+        stream: args.stream,
+        poll: Duration::from_secs_f64(args.poll_ms / 1000.0),
+        timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let report = end_to_end::run(Arc::new(target), Arc::new(generator), plan).await?;
+    let line = serde_json::to_string(&report)?;
+    println!("{line}");
+    if let Some(path) = args.json {
+        append_line(&path, &line)?;
+    }
+    Ok(())
+}
+
+fn append_line(path: &std::path::Path, line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(file, "{line}")?;
+    Ok(())
+}
+
 async fn run_load(args: RunArgs) -> anyhow::Result<()> {
     let signer = signer(args.scheme, &args.seed)?;
     anyhow::ensure!(args.avatars > 0, "--avatars must be at least 1");
@@ -206,13 +290,7 @@ async fn run_load(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = args.json {
-        use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        writeln!(file, "{}", serde_json::to_string(&report)?)?;
+        append_line(&path, &serde_json::to_string(&report)?)?;
     }
     Ok(())
 }
