@@ -116,27 +116,38 @@ impl Cache {
     }
 
     /// Write-through after a committed change, in one round trip: remember `mark` as
-    /// announced, refresh the cached status, announce the change. (The announcer only looks at
-    /// changes settled long after this ran, so no check is needed.)
+    /// announced, refresh the cached status, announce the change. (The late announcer only
+    /// looks at changes settled long after this ran, so no check is needed.)
     pub async fn publish_committed_change(
         &self,
         view: &AvatarView,
         event: &str,
         mark: Announced,
     ) -> Result<(), CacheError> {
-        let json = serde_json::to_string(view).expect("AvatarView serializes");
+        self.publish_committed_changes([(view, event, mark)]).await
+    }
+
+    /// Several committed changes in one round trip, in order, each as
+    /// `publish_committed_change` writes it.
+    pub async fn publish_committed_changes<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a AvatarView, &'a str, Announced)>,
+    ) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
-        pipe.set_ex(self.announced_key(mark), 1, self.announced_ttl_secs)
-            .ignore()
-            .set_ex(self.status_key(view.avatar_id), json, self.status_ttl_secs)
-            .ignore()
-            .xadd_maxlen(
-                self.events_stream(),
-                redis::streams::StreamMaxlen::Approx(self.stream_maxlen),
-                "*",
-                &stream_fields(view, event),
-            )
-            .ignore();
+        for (view, event, mark) in changes {
+            let json = serde_json::to_string(view).expect("AvatarView serializes");
+            pipe.set_ex(self.announced_key(mark), 1, self.announced_ttl_secs)
+                .ignore()
+                .set_ex(self.status_key(view.avatar_id), json, self.status_ttl_secs)
+                .ignore()
+                .xadd_maxlen(
+                    self.events_stream(),
+                    redis::streams::StreamMaxlen::Approx(self.stream_maxlen),
+                    "*",
+                    &stream_fields(view, event),
+                )
+                .ignore();
+        }
         self.run(|mut conn| async move { pipe.query_async::<()>(&mut conn).await })
             .await
     }

@@ -77,6 +77,7 @@ impl Application {
             cache.clone(),
             config.database.statement_timeout,
             metrics.redis_errors.clone(),
+            config.announce.settle,
         )
         .with_spool(spool.clone());
         let rejections = RejectionLog::start(

@@ -1,7 +1,9 @@
 //! The one path of a verified delivery, whoever brings it (a webhook handler, an operator's
 //! replay, the reconciler): commit it within the statement timeout, then what follows a commit:
-//! wake the file worker or the deploy runner, announce on Redis. Nothing here is HTTP.
+//! wake the file worker or the deploy runner, announce on Redis (after the answer: `announce`).
+//! Nothing here is HTTP.
 
+mod announce;
 mod replay;
 mod sources;
 
@@ -18,6 +20,7 @@ use crate::spool::Spool;
 use crate::store::group::GroupCommitter;
 use crate::store::ingest::{Delivery, Ingested};
 use crate::store::{self, StoreError};
+use announce::Announcer;
 
 pub use replay::{ReplayContext, ReplayError};
 pub use sources::{push_decision, Push, SourceDelivery, SourceReplay, Taken};
@@ -28,6 +31,7 @@ pub struct Ingest {
     pool: Pool,
     committer: GroupCommitter,
     cache: Cache,
+    announcer: Announcer,
     statement_timeout: Duration,
     redis_errors: IntCounterVec,
     /// Where deliveries of the sources that spool wait while PostgreSQL is away.
@@ -47,10 +51,12 @@ impl Ingest {
         cache: Cache,
         statement_timeout: Duration,
         redis_errors: IntCounterVec,
+        announce_settle: Duration,
     ) -> Self {
         Self {
             pool,
             committer,
+            announcer: Announcer::start(cache.clone(), redis_errors.clone(), announce_settle),
             cache,
             statement_timeout,
             redis_errors,
@@ -67,29 +73,21 @@ impl Ingest {
     }
 
     /// A FAL callback (or FAL's answer the reconciler fetched): committed with whatever else is
-    /// queued, then the file worker woken and the change announced.
+    /// queued, then the file worker woken and the change queued for its announcement.
     pub async fn fal_callback(&self, delivery: Delivery) -> Result<Ingested, StoreError> {
+        let arrived = delivery.received;
         let ingested =
             store::within(self.statement_timeout, self.committer.ingest(delivery)).await?;
         if ingested.file_job.is_some() {
             self.job_enqueued.notify_one();
         }
         if let Some(avatar) = &ingested.changed {
-            let announced = self
-                .cache
-                .publish_committed_change(
-                    avatar,
-                    STATUS_CHANGED,
-                    Announced::Event(ingested.event_id),
-                )
-                .await;
-            if let Err(e) = announced {
-                self.redis_failed(
-                    "publish",
-                    &e,
-                    "committed change not announced on Redis yet; the announcer retries",
-                );
-            }
+            self.announcer.announce(
+                avatar.clone(),
+                STATUS_CHANGED,
+                Announced::Event(ingested.event_id),
+                arrived,
+            );
         }
         Ok(ingested)
     }

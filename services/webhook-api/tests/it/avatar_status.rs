@@ -32,8 +32,9 @@ async fn status_is_read_from_postgres_then_served_from_the_cache() {
     let second = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
     assert_eq!(second.json["progress"], 10);
 
-    // A committed callback refreshes the cache (write-through).
+    // A committed callback refreshes the cache (write-through, just after its answer).
     app.post_fal(&fixture("legacy_completed.json")).await;
+    assert_eq!(app.stream_len().await, 1);
     let third = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
     assert_eq!(third.json["status"], "COMPLETED");
     assert_eq!(third.json["progress"], 100);

@@ -97,11 +97,9 @@ async fn an_operator_finds_reads_and_replays_deliveries_in_a_real_browser() {
         .await
         .unwrap();
     let events = format!("{}avatar:events", app.prefix);
-    let stream_before: usize = redis::cmd("XLEN")
-        .arg(&events)
-        .query_async(&mut redis)
+    let stream_before = crate::helpers::stream_entries(&mut redis, &events)
         .await
-        .unwrap();
+        .len();
     for n in 1..=2 {
         app.insert_training_avatar(&format!("console-live-{n}"))
             .await;

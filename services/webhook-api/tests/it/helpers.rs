@@ -552,7 +552,8 @@ impl TestApp {
             .get(0)
     }
 
-    /// The entries of this app's events stream, oldest first.
+    /// The entries of this app's events stream, oldest first, once it settled (see
+    /// `stream_entries`).
     pub async fn stream_entries(&self) -> Vec<redis::streams::StreamId> {
         stream_entries(
             &mut self.redis.clone(),
@@ -561,13 +562,9 @@ impl TestApp {
         .await
     }
 
+    /// How many entries this app's events stream holds, once it settled.
     pub async fn stream_len(&self) -> usize {
-        let mut redis = self.redis.clone();
-        redis::cmd("XLEN")
-            .arg(format!("{}avatar:events", self.prefix))
-            .query_async(&mut redis)
-            .await
-            .unwrap()
+        self.stream_entries().await.len()
     }
 }
 
@@ -883,8 +880,26 @@ impl Drop for Instance {
     }
 }
 
-/// A stream's entries, oldest first.
+/// A stream's entries, oldest first, once no entry came for `STREAM_SETTLED`: the service
+/// announces a committed change just after its answer, not before.
 pub async fn stream_entries(
+    redis: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> Vec<redis::streams::StreamId> {
+    const STREAM_SETTLED: Duration = Duration::from_millis(300);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = read_stream(redis, stream).await;
+    loop {
+        tokio::time::sleep(STREAM_SETTLED).await;
+        let now = read_stream(redis, stream).await;
+        if now.len() == seen.len() || tokio::time::Instant::now() > deadline {
+            return now;
+        }
+        seen = now;
+    }
+}
+
+async fn read_stream(
     redis: &mut redis::aio::MultiplexedConnection,
     stream: &str,
 ) -> Vec<redis::streams::StreamId> {

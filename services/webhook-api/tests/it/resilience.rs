@@ -88,13 +88,15 @@ async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded()
     let status = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
     assert_eq!(status.status, 200);
     assert_eq!(status.json["status"], "COMPLETED");
-    let metrics = app.get("/metrics").await;
-    let text = metrics.json.as_str().unwrap_or_default().to_string();
-    assert!(
+    // The announcement, after the answer, found Redis gone.
+    let publish_failed = eventually(Duration::from_secs(5), || async {
+        let metrics = app.get("/metrics").await;
+        let text = metrics.json.as_str().unwrap_or_default().to_string();
         text.lines()
-            .any(|l| l.starts_with("webhook_redis_errors_total{operation=\"publish\"} 1")),
-        "Redis failures are counted"
-    );
+            .any(|l| l.starts_with("webhook_redis_errors_total{operation=\"publish\"} 1"))
+    })
+    .await;
+    assert!(publish_failed, "Redis failures are counted");
 
     // Redis comes back: the committed change is announced, once, from PostgreSQL.
     let back = OwnRedis::start_on(redis.port).await;
@@ -122,6 +124,58 @@ async fn with_redis_stopped_webhooks_are_still_accepted_and_health_is_degraded()
     );
     let cached = app.get(&format!("/api/v1/avatar/{avatar}/status")).await;
     assert_eq!(cached.json["status"], "COMPLETED");
+}
+
+#[tokio::test]
+async fn a_hung_redis_holds_up_no_callback_and_its_changes_are_announced_once_it_answers() {
+    let redis = OwnRedis::start().await;
+    let proxy = ChaosProxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let app = TestApp::spawn_with(
+        AppOptions::default()
+            .with("REDIS_URL", format!("redis://{}/0", proxy.address))
+            .with("REDIS_TIMEOUT_MS", "5000")
+            .with("ANNOUNCE_INTERVAL_MS", "100")
+            .with("ANNOUNCE_SETTLE_MS", "300"),
+    )
+    .await;
+    let request_ids = ["hung-redis-1", "hung-redis-2", "hung-redis-3"];
+    for request_id in request_ids {
+        app.insert_training_avatar(request_id).await;
+    }
+
+    proxy.stall();
+    for request_id in request_ids {
+        let body = fixture("legacy_completed.json").replace("test-123", request_id);
+        let started = std::time::Instant::now();
+        let answer = app.post_fal(&body).await;
+        assert_eq!(answer.result(), "applied", "{:?}", answer.json);
+        // Announcing waits up to REDIS_TIMEOUT_MS on a hung Redis; the answer does not.
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "answered after {:?}",
+            started.elapsed()
+        );
+    }
+    proxy.restore();
+
+    let stream = format!("{}avatar:events", app.prefix);
+    let mut direct = redis::Client::open(redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let announced = eventually(Duration::from_secs(20), || {
+        let (mut direct, stream) = (direct.clone(), stream.clone());
+        async move { stream_entries(&mut direct, &stream).await.len() >= 3 }
+    })
+    .await;
+    assert!(announced, "the changes were announced once Redis answered");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let entries = stream_entries(&mut direct, &stream).await;
+    assert_eq!(entries.len(), 3, "each once");
+    assert!(entries
+        .iter()
+        .all(|e| e.get::<String>("status").as_deref() == Some("COMPLETED")));
 }
 
 #[tokio::test]

@@ -30,7 +30,8 @@ async fn signed_fal_callback_moves_avatar_from_training_to_completed_with_files(
     assert!(row.completed_at.is_some());
     assert!(row.has_response_data);
 
-    // After commit: cached status and one stream entry for the bot.
+    // Just after the answer: one stream entry for the bot, and the cached status.
+    let entries = app.stream_entries().await;
     let mut redis = app.redis.clone();
     let cached: String = redis::cmd("GET")
         .arg(format!("{}avatar:{avatar}", app.prefix))
@@ -46,7 +47,6 @@ async fn signed_fal_callback_moves_avatar_from_training_to_completed_with_files(
         .await
         .unwrap();
     assert!(ttl > 0, "cached status has a TTL");
-    let entries = app.stream_entries().await;
     assert_eq!(entries.len(), 1);
     let entry = &entries[0];
     let field = |name: &str| -> String { entry.get(name).unwrap_or_else(|| panic!("{name}")) };
