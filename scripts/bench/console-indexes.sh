@@ -66,7 +66,7 @@ indexes() { # create | drop
 webhook_events_source_event_idx|webhook_events (source, event, id)
 webhook_events_delivery_id_idx|webhook_events (delivery_id) WHERE delivery_id IS NOT NULL
 webhook_events_avatar_idx|webhook_events (avatar_id, id) WHERE avatar_id IS NOT NULL
-webhook_events_payload_idx|webhook_events USING gin (payload jsonb_path_ops)
+webhook_events_payload_idx|webhook_events USING gin (payload jsonb_path_ops) WITH (fastupdate = off)
 INDEXES
 }
 run() { # LABEL → transactions per second

@@ -460,7 +460,7 @@ if wants cluster; then
   seed_avatars bench_cluster clrate- "$avatars_for_run"
   log "cluster: two instances behind nginx (TLS), rate limit lifted for the benchmark"
   CLUSTER_DIR=$cluster_dir CLUSTER_DB=bench_cluster API_PORT_1=18421 API_PORT_2=18422 \
-    NGINX_HTTP_PORT=18480 NGINX_HTTPS_PORT=18443 NGINX_WEBHOOK_PORT=18444 NGINX_CONSOLE_PORT=18445 \
+    NGINX_HTTP_PORT=18480 NGINX_HTTPS_PORT=18443 NGINX_WEBHOOK_PORT=18444 NGINX_CONSOLE_PORT=18448 \
     WEBHOOK_RATE_LIMIT=1000000r/s WEBHOOK_RATE_BURST=1000000 ENVIRONMENT=production LOG_LEVEL=info \
     FAL_WEBHOOK_SECRET=$WEBHOOK_SECRET REDIS_KEY_PREFIX=bench:cluster: MINIO_BUCKET_NAME=bench-files \
     FILE_WORKERS=0 WEBHOOK_API_BIN=$api_bin scripts/dev/cluster.sh up 2>"$OUT/cluster.log"

@@ -474,3 +474,68 @@ async fn a_time_range_lists_each_delivery_once_in_time_order_spooled_ones_too() 
         "the spooled one stands where its time is"
     );
 }
+
+/// The console's indexes as PostgreSQL holds them: by name, valid, and storage options.
+async fn console_indexes(db: &tokio_postgres::Client) -> Vec<(String, bool, Vec<String>)> {
+    db.query(
+        "SELECT c.relname::text, i.indisvalid, COALESCE(c.reloptions, '{}') \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE c.relname IN ('webhook_events_source_event_idx', 'webhook_events_delivery_id_idx', \
+                             'webhook_events_avatar_idx', 'webhook_events_payload_idx') \
+         ORDER BY 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1), row.get(2)))
+    .collect()
+}
+
+// Several threads: `wait_ready` blocks on the `healthcheck` command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_body_index_is_built_without_a_pending_list_and_rebuilt_if_it_has_one() {
+    let database = crate::helpers::TestDatabase::create().await;
+    let db = crate::helpers::pg_connect(&database.url).await;
+    let built = || async {
+        let indexes = console_indexes(&db).await;
+        indexes.len() == 4 && indexes.iter().all(|(_, valid, _)| *valid)
+    };
+    let mut instance = crate::helpers::Instance::start(&database.url);
+    instance.wait_ready().await;
+    assert!(
+        crate::helpers::eventually(std::time::Duration::from_secs(30), built).await,
+        "{:?}",
+        console_indexes(&db).await
+    );
+    let payload = |indexes: Vec<(String, bool, Vec<String>)>| {
+        indexes
+            .into_iter()
+            .find(|(name, _, _)| name == "webhook_events_payload_idx")
+            .map(|(_, _, options)| options)
+    };
+    // A pending list's merge holds the insert that fills it for a tenth of a second or more.
+    assert_eq!(
+        payload(console_indexes(&db).await),
+        Some(vec!["fastupdate=off".to_string()])
+    );
+    instance.stop();
+
+    // As an earlier build made it: with the pending list. The next start builds it again.
+    db.batch_execute(
+        "DROP INDEX webhook_events_payload_idx; \
+         CREATE INDEX webhook_events_payload_idx ON webhook_events USING gin (payload jsonb_path_ops)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(payload(console_indexes(&db).await), Some(vec![]));
+    let mut instance = crate::helpers::Instance::start(&database.url);
+    instance.wait_ready().await;
+    let rebuilt = crate::helpers::eventually(std::time::Duration::from_secs(30), || async {
+        payload(console_indexes(&db).await) == Some(vec!["fastupdate=off".to_string()])
+    })
+    .await;
+    assert!(rebuilt, "{:?}", console_indexes(&db).await);
+    assert!(built().await, "{:?}", console_indexes(&db).await);
+    instance.stop();
+}
