@@ -91,10 +91,10 @@ async fn announce(
                 "committed changes left to the late announcer",
             );
         }
-        let changes = batch.iter().map(|q| (&q.view, q.event, q.mark));
         if batch.is_empty() {
             continue;
         }
+        let changes = batch.iter().map(|q| (&q.view, q.event, q.mark));
         if let Err(e) = cache.publish_committed_changes(changes).await {
             metrics::redis_failed(
                 &redis_errors,

@@ -169,13 +169,11 @@ pub fn bot_orm(args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-/// Inserts an avatar as the bot would, with every column the bot's table requires (a user of
-/// its own when the bot's `users` exists). `status` and `training_type` as the bot spells them.
 /// Content PostgreSQL refuses (SQLSTATE class 22, as a type's limit would): any webhook event
 /// whose payload contains `marker`. The service stores a NUL as U+FFFD, so tests that need a
 /// delivery the database cannot store make one this way.
 pub async fn refuse_payloads_containing(db: &tokio_postgres::Client, marker: &str) {
-    db.batch_execute(&format!(
+    let sql = format!(
         "CREATE FUNCTION refuse_marked_payload() RETURNS trigger LANGUAGE plpgsql AS $$ \
          BEGIN \
            IF NEW.payload::text LIKE '%{marker}%' THEN \
@@ -185,11 +183,26 @@ pub async fn refuse_payloads_containing(db: &tokio_postgres::Client, marker: &st
          END $$; \
          CREATE TRIGGER refuse_marked_payload BEFORE INSERT ON webhook_events \
            FOR EACH ROW EXECUTE FUNCTION refuse_marked_payload();"
-    ))
-    .await
-    .expect("trigger created");
+    );
+    // The instance builds the console's indexes concurrently after start; PostgreSQL may end
+    // that build's wait for this transaction as a deadlock, and this transaction with it.
+    for attempt in 1.. {
+        match db.batch_execute(&sql).await {
+            Ok(()) => return,
+            Err(e)
+                if attempt < 20
+                    && e.code()
+                        == Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED) =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("trigger created: {e:?}"),
+        }
+    }
 }
 
+/// Inserts an avatar as the bot would, with every column the bot's table requires (a user of
+/// its own when the bot's `users` exists). `status` and `training_type` as the bot spells them.
 pub async fn insert_avatar(
     db: &tokio_postgres::Client,
     fal_request_id: &str,
