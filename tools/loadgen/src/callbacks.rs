@@ -198,6 +198,8 @@ fn value(s: String) -> HeaderValue {
 
 pub struct Prepared {
     pub kind: Kind,
+    /// FAL's request id in the body.
+    pub request_id: String,
     pub body: Bytes,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -259,6 +261,7 @@ impl Generator {
             .headers(&request_id, body.as_bytes(), kind == Kind::BadSignature);
         Prepared {
             kind,
+            request_id,
             body: Bytes::from(body),
             headers,
         }

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http::{Method, Request};
 use http_body_util::Full;
@@ -135,7 +134,7 @@ pub async fn run(
         ticks.tick().await;
         let prepared = generator.next(&mut rng);
         debug_assert_eq!(prepared.kind, Kind::New);
-        let request_id = request_id_in(&prepared.body)?;
+        let request_id = prepared.request_id;
         times
             .lock()
             .expect("not poisoned")
@@ -198,14 +197,6 @@ pub async fn run(
         entries_missing: (times.sent.len() - times.entry.len()) as u64,
         poll_ms: plan.poll.as_secs_f64() * 1000.0,
     })
-}
-
-fn request_id_in(body: &Bytes) -> anyhow::Result<String> {
-    let value: serde_json::Value = serde_json::from_slice(body)?;
-    value["request_id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("a completion without a request_id"))
 }
 
 /// Reads the pending avatars' rows every `poll`; a row reading `COMPLETED` is timed at the

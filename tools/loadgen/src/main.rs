@@ -54,9 +54,10 @@ enum FalScheme {
     Ed25519,
 }
 
-#[derive(Parser)]
-struct RunArgs {
-    /// The callback URL, e.g. http://127.0.0.1:8001/api/v1/avatar/status_update.
+/// Where callbacks go and how they are signed: the same for every subcommand that sends.
+#[derive(clap::Args)]
+struct Destination {
+    /// The callback URL, e.g. https://localhost:8443/api/v1/avatar/status_update.
     url: String,
     #[arg(long, value_enum, default_value = "hmac")]
     scheme: FalScheme,
@@ -65,6 +66,22 @@ struct RunArgs {
     /// Certificate (PEM) to trust for an https URL.
     #[arg(long)]
     ca_cert: Option<PathBuf>,
+}
+
+impl Destination {
+    fn signer(&self) -> anyhow::Result<Signer> {
+        signer(self.scheme, &self.seed)
+    }
+
+    fn target(&self, protocol: Protocol) -> anyhow::Result<Target> {
+        Target::new(&self.url, protocol, self.ca_cert.as_deref())
+    }
+}
+
+#[derive(Parser)]
+struct RunArgs {
+    #[command(flatten)]
+    to: Destination,
     #[arg(long, value_enum, default_value = "http1")]
     protocol: Protocol,
     /// Concurrent requests: one kept-alive connection each over HTTP/1.1.
@@ -108,15 +125,8 @@ struct RunArgs {
 
 #[derive(Parser)]
 struct DeliverArgs {
-    /// The callback URL, e.g. https://localhost:8443/api/v1/avatar/status_update.
-    url: String,
-    #[arg(long, value_enum, default_value = "hmac")]
-    scheme: FalScheme,
-    #[arg(long, default_value = "webhook-loadgen")]
-    seed: String,
-    /// Certificate (PEM) to trust for an https URL.
-    #[arg(long)]
-    ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    to: Destination,
     /// Request ids `{prefix}1` ..= `{prefix}{count}`.
     #[arg(long)]
     prefix: String,
@@ -144,15 +154,8 @@ struct DeliverArgs {
 
 #[derive(Parser)]
 struct EndToEndArgs {
-    /// The callback URL, e.g. https://localhost:8443/api/v1/avatar/status_update.
-    url: String,
-    #[arg(long, value_enum, default_value = "hmac")]
-    scheme: FalScheme,
-    #[arg(long, default_value = "webhook-loadgen")]
-    seed: String,
-    /// Certificate (PEM) to trust for an https URL.
-    #[arg(long)]
-    ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    to: Destination,
     /// Avatars `{prefix}1` ..= `{prefix}{count}` exist in `training` before the run; one
     /// completion each.
     #[arg(long)]
@@ -212,8 +215,8 @@ fn signer(scheme: FalScheme, seed: &str) -> anyhow::Result<Signer> {
 async fn deliver(args: DeliverArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0.0, "--rate must be above 0");
     anyhow::ensure!(args.tries > 0, "--tries must be at least 1");
-    let signer = signer(args.scheme, &args.seed)?;
-    let target = Target::new(&args.url, Protocol::Http1, args.ca_cert.as_deref())?;
+    let signer = args.to.signer()?;
+    let target = args.to.target(Protocol::Http1)?;
     let plan = deliver::Plan {
         prefix: args.prefix,
         count: args.count,
@@ -233,10 +236,10 @@ async fn end_to_end(args: EndToEndArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0.0, "--rate must be above 0");
     anyhow::ensure!(args.count > 0, "--count must be at least 1");
     anyhow::ensure!(args.poll_ms > 0.0, "--poll-ms must be above 0");
-    let signer = signer(args.scheme, &args.seed)?;
+    let signer = args.to.signer()?;
     let mix = "new=1".parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let generator = Generator::new(args.prefix, args.count, mix, signer, 0);
-    let target = Target::new(&args.url, Protocol::Http1, args.ca_cert.as_deref())?;
+    let target = args.to.target(Protocol::Http1)?;
     let plan = end_to_end::Plan {
         label: args.label,
         count: args.count,
@@ -268,11 +271,11 @@ fn append_line(path: &std::path::Path, line: &str) -> anyhow::Result<()> {
 }
 
 async fn run_load(args: RunArgs) -> anyhow::Result<()> {
-    let signer = signer(args.scheme, &args.seed)?;
+    let signer = args.to.signer()?;
     anyhow::ensure!(args.avatars > 0, "--avatars must be at least 1");
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     let generator = Generator::new(args.prefix, args.avatars, args.mix, signer, args.padding);
-    let target = Target::new(&args.url, args.protocol, args.ca_cert.as_deref())?;
+    let target = args.to.target(args.protocol)?;
     let plan = run::Plan {
         connections: args.connections,
         h2_connections: args.h2_connections,
