@@ -81,7 +81,7 @@ def main(path):
         requests = run["throughput"] * seconds
         per = lambda ticks: ticks / cpu["ticks_per_second"] * 1000 / requests
         rest = cpu["machine"] - cpu["instance"] - cpu["postgres"] - cpu["redis"] - cpu["nginx"]
-        busy = cpu["machine"] / cpu["ticks_per_second"] / seconds
+        busy = cores_busy(run, cpu)
         out.append(f"| {run['label']} | {per(cpu['instance']):.3f} | {per(cpu['postgres']):.3f} | "
                    f"{per(cpu['redis']):.3f} | {per(cpu['nginx']):.3f} | {per(rest):.3f} | "
                    f"{per(cpu['machine']):.3f} | {busy:.2f} |")
@@ -200,12 +200,6 @@ def hot(out, runs):
         return [r for label, r in sorted(runs.items()) if label.startswith(prefix + " #")
                 and not label.endswith(" cpu")]
 
-    def cores_busy(run):
-        cpu = runs.get(run["label"] + " cpu")
-        if not cpu:
-            return None
-        return cpu["machine"] / cpu["ticks_per_second"] / (run["seconds"] + run.get("warmup", WARMUP_SECONDS))
-
     sides = [("pgbench, the minimal transaction", repeated("hot pgbench minimal")),
              ("pgbench, the service's transaction", repeated("hot pgbench")),
              ("one instance, signed completions", repeated("hot single saturation hmac"))]
@@ -221,7 +215,7 @@ def hot(out, runs):
     out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, rows in sides:
         values = sorted(r["throughput"] for r in rows)
-        busy = sorted(b for b in map(cores_busy, rows) if b is not None)
+        busy = sorted(cores_busy(r, runs[r["label"] + " cpu"]) for r in rows if r["label"] + " cpu" in runs)
         busy_text = f"{busy[0]:.2f}–{busy[-1]:.2f}" if busy else "–"
         ratio = lambda base: f"{medians[name] / base:.2f}×" if base else "–"
         # The instance's runs use as many avatars as the pgbench runs beside them.
@@ -233,6 +227,13 @@ def hot(out, runs):
         l = r["latency_ms"]
         out.append(f"| {r['label']}: p50 {l['p50']:.2f} ms, p99 {l['p99']:.2f} ms | | | | | | | | | |")
     out.append("")
+
+
+def cores_busy(run, cpu):
+    """How many of the machine's cores were at work, on average, over the run (warm-up included,
+    as its CPU was counted)."""
+    seconds = run["seconds"] + run.get("warmup", WARMUP_SECONDS)
+    return cpu["machine"] / cpu["ticks_per_second"] / seconds
 
 
 def row(out, name, run, ratio_text, base_name):

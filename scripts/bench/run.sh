@@ -318,7 +318,7 @@ table_avatars=$((6 * avatars_for_run))
 # pgbench with the CPU split as measured_run's: pgbench's own (its rusage), and PostgreSQL:
 # the rest of the machine's (its backends exit with pgbench's connections, before they could
 # be read).
-pgbench_run() { # LABEL DB AVATARS [SCRIPT]: SCRIPT (the ingest transaction) on avatars pgb-1..pgb-AVATARS
+pgbench_run() { # LABEL DB AVATARS [SCRIPT]: SCRIPT (default: the ingest transaction) on avatars pgb-1..pgb-AVATARS
   local script=${4:-scripts/bench/ingest.pgbench.sql} m0 m1 pgbench_seconds postgres_ticks
   settle
   m0=$(machine_ticks)
