@@ -7,7 +7,9 @@
 //! own mark (`aisha:v2:avatar:notification:<id>`) is asked for, which this worker sets right
 //! after Telegram's answer, before it records the message as sent. An instance that dies
 //! between the answer and the mark leaves the follow-up to the next lease holder, which sends
-//! it again: at most one duplicate, never a lost message.
+//! it again: at most one duplicate, never a lost message. A graceful shutdown (SIGTERM, every
+//! deploy) is not a death: a message still waiting for its turn is released, one in flight is
+//! answered and recorded first, so no duplicate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,14 +117,14 @@ impl Sender {
 
     async fn process(&self, followup: ClaimedFollowup, owner: &str, shutdown: &CancellationToken) {
         let pool = &self.state.pool;
-        let attempt = tokio::select! {
-            attempt = self.perform(&followup) => attempt,
-            () = shutdown.cancelled() => {
-                if let Err(e) = store::release(pool, &followup, owner).await {
-                    tracing::warn!(error = %e, "follow-up not released; its lease runs out");
-                }
-                return;
+        // A shutdown stops a follow-up only before its request leaves: one in flight finishes
+        // (bounded by its timeout) and its outcome is recorded, so a deploy's SIGTERM never
+        // hands a message that was sent to the other instance to send again.
+        let Some(attempt) = self.perform(&followup, shutdown).await else {
+            if let Err(e) = store::release(pool, &followup, owner).await {
+                tracing::warn!(error = %e, "follow-up not released; its lease runs out");
             }
+            return;
         };
         let settled = self.settled(&followup, attempt);
         let result = match &settled {
@@ -169,26 +171,43 @@ impl Sender {
         }
     }
 
-    async fn perform(&self, followup: &ClaimedFollowup) -> Attempt {
+    /// The attempt, or `None` when the instance began shutting down before anything was
+    /// sent or deleted.
+    async fn perform(
+        &self,
+        followup: &ClaimedFollowup,
+        shutdown: &CancellationToken,
+    ) -> Option<Attempt> {
+        if shutdown.is_cancelled() {
+            return None;
+        }
         match followup.kind {
-            Followup::DeletePhotos => self.delete_photos(followup.avatar_id).await,
+            Followup::DeletePhotos => Some(self.delete_photos(followup.avatar_id).await),
             Followup::NotifyReady | Followup::NotifyFailed => match &self.bot {
-                Some(bot) => self.notify(bot, followup).await,
-                None => Attempt::Again("this instance has no TELEGRAM_TOKEN".into()),
+                Some(bot) => self.notify(bot, followup, shutdown).await,
+                None => Some(Attempt::Again("this instance has no TELEGRAM_TOKEN".into())),
             },
         }
     }
 
-    async fn notify(&self, bot: &Paced, followup: &ClaimedFollowup) -> Attempt {
+    /// `None`: the instance began shutting down while the message waited for its turn.
+    async fn notify(
+        &self,
+        bot: &Paced,
+        followup: &ClaimedFollowup,
+        shutdown: &CancellationToken,
+    ) -> Option<Attempt> {
         let state = &self.state;
         let telegram = &bot.config;
         let recipient = match store::recipient(&state.pool, followup.avatar_id).await {
             Ok(Some(recipient)) => recipient,
-            Ok(None) => return Attempt::Done("skipped: the avatar is gone".into()),
-            Err(e) => return Attempt::Again(format!("reading the avatar's owner: {e}")),
+            Ok(None) => return Some(Attempt::Done("skipped: the avatar is gone".into())),
+            Err(e) => return Some(Attempt::Again(format!("reading the avatar's owner: {e}"))),
         };
         let Some(telegram_id) = recipient.telegram_id.filter(|id| !id.trim().is_empty()) else {
-            return Attempt::Refused("the avatar's owner has no telegram_id".into());
+            return Some(Attempt::Refused(
+                "the avatar's owner has no telegram_id".into(),
+            ));
         };
         let mark = format!(
             "{}notification:{}",
@@ -196,7 +215,11 @@ impl Sender {
         );
         // Redis down: send anyway (the bot does too); our row still says it was sent.
         match state.cache.notification_marked(&mark).await {
-            Ok(true) => return Attempt::Done("skipped: the bot's mark says it was sent".into()),
+            Ok(true) => {
+                return Some(Attempt::Done(
+                    "skipped: the bot's mark says it was sent".into(),
+                ))
+            }
             Ok(false) => {}
             Err(e) => metrics::redis_failed(
                 &state.redis_errors,
@@ -215,7 +238,8 @@ impl Sender {
             Followup::NotifyFailed => telegram::failed_message(chat, &about),
             _ => telegram::ready_message(chat, &about),
         };
-        match bot.send(&telegram_id, &message).await {
+        let answer = bot.send(&telegram_id, &message, shutdown).await?;
+        Some(match answer {
             telegram::Answer::Sent => {
                 if let Err(e) = state
                     .cache
@@ -234,7 +258,7 @@ impl Sender {
             telegram::Answer::RetryAfter(after, error) => Attempt::Wait(after, error),
             telegram::Answer::Refused(error) => Attempt::Refused(error),
             telegram::Answer::Unavailable(error) => Attempt::Again(error),
-        }
+        })
     }
 
     /// As the bot did after a training: every photo of the avatar but the first by
@@ -338,7 +362,15 @@ impl Paced {
         }
     }
 
-    async fn send(&self, chat: &str, message: &telegram::SendMessage) -> telegram::Answer {
+    /// Waits for this message's turn, then sends it; `None` when `shutdown` came first (nothing
+    /// was sent). Once the request leaves it is not cancelled: it ends within
+    /// `TELEGRAM_REQUEST_TIMEOUT_SECS`, and its answer is recorded.
+    async fn send(
+        &self,
+        chat: &str,
+        message: &telegram::SendMessage,
+        shutdown: &CancellationToken,
+    ) -> Option<telegram::Answer> {
         let spacing = Duration::from_secs_f64(1.0 / self.config.messages_per_second);
         let slot = {
             let mut next = self.next_slot.lock().await;
@@ -346,15 +378,17 @@ impl Paced {
             *next = slot + spacing;
             slot
         };
-        tokio::time::sleep_until(slot.into()).await;
         let chat_free = {
             let mut last = self.last_to_chat.lock().await;
             last.retain(|_, at| at.elapsed() < Duration::from_secs(60));
-            let free = last.get(chat).map_or(Instant::now(), |at| *at + PER_CHAT);
-            last.insert(chat.to_string(), free.max(Instant::now()));
+            let free = last.get(chat).map_or(slot, |at| (*at + PER_CHAT).max(slot));
+            last.insert(chat.to_string(), free);
             free
         };
-        tokio::time::sleep_until(chat_free.into()).await;
-        self.api.send(message).await
+        tokio::select! {
+            () = tokio::time::sleep_until(chat_free.into()) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        Some(self.api.send(message).await)
     }
 }

@@ -743,3 +743,53 @@ async fn an_instance_killed_while_sending_loses_no_message() {
         "the token leaked"
     );
 }
+
+/// A deploy is a SIGTERM: the message in flight is answered and recorded before the instance
+/// exits, so the instance that takes over sends nothing again (before: released at SIGTERM
+/// and sent a second time).
+#[tokio::test]
+async fn a_graceful_shutdown_finishes_the_message_in_flight_and_sends_it_once() {
+    let db = live_database().await;
+    let bot_api = FakeBotApi::start().await;
+    let marks = mark_prefix();
+    let db_client = pg_connect(&db.url).await;
+    let env = [
+        ("TELEGRAM_TOKEN", TOKEN.to_string()),
+        ("TELEGRAM_API_URL", bot_api.url.clone()),
+        ("NOTIFY_REDIS_KEY_PREFIX", marks.clone()),
+        ("FOLLOWUP_POLL_MS", "50".to_string()),
+        ("FOLLOWUP_LEASE_SECS", "2".to_string()),
+        ("SHUTDOWN_GRACE_SECS", "1".to_string()),
+    ];
+    let mut first = Instance::start_logged(&db.url, &env);
+    first.wait_ready().await;
+    let (avatar, chat) = owned_avatar(&db_client, "req-sigterm", "Anna", "PORTRAIT").await;
+    // Telegram answers three seconds after the request arrives; SIGTERM comes meanwhile.
+    bot_api.hold_next(Duration::from_secs(3));
+    assert_eq!(first.post_hmac(&completion("req-sigterm")).await, 200);
+    let taken = eventually(Duration::from_secs(10), || async {
+        !bot_api.sent_to(chat).is_empty()
+    })
+    .await;
+    assert!(taken, "the first instance never sent");
+    first.signal("TERM");
+    let status = first.exited(Duration::from_secs(15)).await;
+    let logs = first.logs();
+    assert!(status.success(), "{status:?}");
+    // Recorded before the instance exited: read once, no waiting.
+    let states = followup_states(&db_client, avatar).await;
+    let notify = states.iter().find(|(kind, _, _)| kind == "notify_ready");
+    assert!(
+        notify
+            .is_some_and(|(_, state, result)| state == "done" && result.as_deref() == Some("sent")),
+        "{states:?}\n{logs}"
+    );
+
+    // The next instance (past the first's lease) finds nothing to send.
+    let mut second = Instance::start_with(&db.url, &env);
+    second.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.stop();
+    let sent = bot_api.sent_to(chat);
+    assert_eq!(sent.len(), 1, "one message, not two: {sent:?}");
+}

@@ -880,6 +880,19 @@ impl Instance {
         }
     }
 
+    /// `wait_exit` that lets the test's own servers (a fake Bot API, a CDN) go on answering
+    /// meanwhile: they run on the test's runtime, which a blocking wait would stall.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn stop(&mut self) {
         self.signal("TERM");
         self.wait_exit(Duration::from_secs(10));
