@@ -12,6 +12,8 @@ this script. Settings (environment, defaults shown are the container's):
   NGINX_HTTP_PORT=${NGINX_HTTP_PORT:-80}  NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}  NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
   NGINX_CONSOLE_PORT=${NGINX_CONSOLE_PORT:-9444}   the operators' console (TLS); publish it on a private address only
   NGINX_CONSOLE_LOGIN_RATE=${NGINX_CONSOLE_LOGIN_RATE:-10r/m}   console sign-ins per client address
+  NGINX_CONSOLE_CONN_PER_IP=${NGINX_CONSOLE_CONN_PER_IP:-64}   the console port's requests in progress per
+                 client address (an open live tail is one), counted apart from NGINX_CONN_PER_IP
   WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
   WEBHOOK_UPSTREAM_2=${WEBHOOK_UPSTREAM_2:-aisha-webhook-api-2:8000}
   WEBHOOK_UPSTREAM_DNS=${WEBHOOK_UPSTREAM_DNS:-}   instead of the two: a name with every instance's
@@ -22,7 +24,7 @@ this script. Settings (environment, defaults shown are the container's):
   NGINX_METRICS_ALLOW="${NGINX_METRICS_ALLOW:-10.0.0.0/8 172.16.0.0/12 192.168.0.0/16}"   networks allowed /metrics and /nginx_status
   WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}  WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}  per client address
   WEBHOOK_MAX_BODY=${WEBHOOK_MAX_BODY:-1m}
-  NGINX_CONN_PER_IP=${NGINX_CONN_PER_IP:-128}   requests in progress per client address, every server
+  NGINX_CONN_PER_IP=${NGINX_CONN_PER_IP:-128}   requests in progress per client address, webhook servers
   NGINX_HEALTH_RATE_LIMIT=${NGINX_HEALTH_RATE_LIMIT:-10r/s}  NGINX_HEALTH_RATE_BURST=${NGINX_HEALTH_RATE_BURST:-20}   /health per client address
   NGINX_WORKER_CONNECTIONS=${NGINX_WORKER_CONNECTIONS:-16384}   per worker process
   NGINX_WORKER_NOFILE=<2 x NGINX_WORKER_CONNECTIONS + 1024>   open files per worker
@@ -44,6 +46,7 @@ export NGINX_HTTPS_PORT=${NGINX_HTTPS_PORT:-443}
 export NGINX_WEBHOOK_PORT=${NGINX_WEBHOOK_PORT:-8443}
 export NGINX_CONSOLE_PORT=${NGINX_CONSOLE_PORT:-9444}
 export NGINX_CONSOLE_LOGIN_RATE=${NGINX_CONSOLE_LOGIN_RATE:-10r/m}
+export NGINX_CONSOLE_CONN_PER_IP=${NGINX_CONSOLE_CONN_PER_IP:-64}
 export WEBHOOK_UPSTREAM_1=${WEBHOOK_UPSTREAM_1:-aisha-webhook-api-1:8000}
 export WEBHOOK_UPSTREAM_2=${WEBHOOK_UPSTREAM_2:-aisha-webhook-api-2:8000}
 export NGINX_TLS_CERT=${NGINX_TLS_CERT:-/etc/nginx/tls/fullchain.pem}
@@ -70,7 +73,7 @@ export NGINX_METRICS_ALLOW_RULES=$rules
 
 # Only these names are substituted; nginx's own $variables pass through untouched.
 # shellcheck disable=SC2016 # the names are for envsubst, not for this shell
-names='${NGINX_HTTP_PORT} ${NGINX_HTTPS_PORT} ${NGINX_WEBHOOK_PORT} ${NGINX_CONSOLE_PORT} ${NGINX_CONSOLE_LOGIN_RATE} ${WEBHOOK_UPSTREAM_1}
+names='${NGINX_HTTP_PORT} ${NGINX_HTTPS_PORT} ${NGINX_WEBHOOK_PORT} ${NGINX_CONSOLE_PORT} ${NGINX_CONSOLE_LOGIN_RATE} ${NGINX_CONSOLE_CONN_PER_IP} ${WEBHOOK_UPSTREAM_1}
 ${WEBHOOK_UPSTREAM_2} ${NGINX_TLS_CERT} ${NGINX_TLS_KEY} ${WEBHOOK_RATE_LIMIT} ${WEBHOOK_RATE_BURST}
 ${WEBHOOK_MAX_BODY} ${NGINX_LOG_DIR} ${NGINX_STATE_DIR} ${NGINX_PID_FILE} ${NGINX_ACME_ROOT}
 ${NGINX_MIME_TYPES} ${NGINX_CONF_DIR} ${NGINX_METRICS_ALLOW_RULES} ${NGINX_CONN_PER_IP}
@@ -124,6 +127,11 @@ upstream webhook_api {
     # Passive health: an instance that fails 3 times in 10 s is left alone for 10 s.
     server $WEBHOOK_UPSTREAM_1 max_fails=3 fail_timeout=10s;
     server $WEBHOOK_UPSTREAM_2 max_fails=3 fail_timeout=10s;
+    # The same two again, never marked failed: when one instance went down seconds after the
+    # other came back (still marked failed), nginx tries them rather than answer "no live
+    # upstreams" with an instance up (proxy_next_upstream_tries 4 reaches them).
+    server $WEBHOOK_UPSTREAM_1 backup max_fails=0;
+    server $WEBHOOK_UPSTREAM_2 backup max_fails=0;
     keepalive 64;
     keepalive_requests 10000;
     # Below the instances' idle keep-alive close (HTTP_READ_TIMEOUT_SECS, 30 s): nginx always

@@ -29,6 +29,7 @@ pub mod files;
 pub mod http;
 pub mod ingest;
 pub mod limits;
+pub mod live_tails;
 pub mod metrics;
 pub mod secret;
 pub mod senders;

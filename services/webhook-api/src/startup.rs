@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::http::server;
 use crate::ingest::Ingest;
 use crate::limits::PerMinute;
+use crate::live_tails::LiveTails;
 use crate::metrics::Metrics;
 use crate::spool::Spool;
 use crate::state::AppState;
@@ -85,7 +86,18 @@ impl Application {
             metrics.rejections_dropped.clone(),
             &config.rejections,
         );
+        // The console's live tails wake on the bot's stream and every source's.
+        let streams = std::iter::once(cache.events_stream())
+            .chain(config.sources.iter().map(|s| cache.source_stream(&s.name)))
+            .collect();
+        let live_tails = Arc::new(LiveTails::new(
+            cache.clone(),
+            streams,
+            config.console.live_tails_per_session,
+            config.console.live_tails,
+        ));
         let state = Arc::new(AppState {
+            live_tails,
             refusal_log: RefusalLog::new(config.log.refusals_per_sec),
             refused_operators: PerMinute::new(config.operator_limits.refusals_per_minute),
             replays: PerMinute::new(config.operator_limits.replays_per_minute),

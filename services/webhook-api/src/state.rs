@@ -10,6 +10,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::limits::PerMinute;
+use crate::live_tails::LiveTails;
 use crate::metrics::Metrics;
 use crate::spool::Spool;
 use crate::store::rejections::RejectionLog;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub refused_operators: PerMinute<std::net::IpAddr>,
     /// Replays by token name.
     pub replays: PerMinute<String>,
+    /// The console's open live tails, sharing one watch on Redis.
+    pub live_tails: Arc<LiveTails>,
 }
 
 impl AppState {

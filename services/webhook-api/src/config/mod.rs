@@ -13,6 +13,7 @@ mod followups;
 mod github;
 mod log;
 mod operators;
+mod proxies;
 mod reconcile;
 mod redis;
 mod retention;
@@ -32,6 +33,7 @@ pub use followups::{FollowupsConfig, PhotosConfig, TelegramConfig, DEFAULT_TELEG
 pub use github::{GithubApiConfig, GithubRedeliver};
 pub use log::{LogConfig, LogFormat};
 pub use operators::{token_digest, OperatorLimits, OperatorToken, Scope};
+pub use proxies::TrustedProxies;
 pub use reconcile::ReconcileConfig;
 pub use redis::{AnnounceConfig, RedisConfig};
 pub use retention::RetentionConfig;
@@ -113,6 +115,8 @@ pub struct Config {
     pub operator_tokens: Vec<OperatorToken>,
     /// Refused calls per address and replays per token, a minute.
     pub operator_limits: OperatorLimits,
+    /// Whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`: nginx).
+    pub trusted_proxies: TrustedProxies,
     /// Asking FAL about trainings no callback finished; `None` without `FAL_API_KEY`.
     pub reconcile: Option<ReconcileConfig>,
     /// The operators' console in the browser.
@@ -213,6 +217,7 @@ impl Config {
             deploy: deploy::from_env(env)?,
             operator_tokens: operators::from_env(env)?,
             operator_limits: OperatorLimits::from_env(env)?,
+            trusted_proxies: TrustedProxies::from_env(env)?,
             reconcile: reconcile::from_env(env)?,
             console: ConsoleConfig::from_env(env)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20, 0..=600)?,

@@ -70,7 +70,8 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     if path == console::PREFIX || path.starts_with("/console/") {
-        let mut response = console::handle(&state, &parts, body, peer, &request_id)
+        let client = client_address(&state, peer, &parts.headers);
+        let mut response = console::handle(&state, &parts, body, client, &request_id)
             .instrument(span)
             .await;
         count_answer(&state, "console", &method, response.status(), started);
@@ -236,6 +237,7 @@ async fn authorize<'a>(
             .with_label_values(&[status.as_str()])
             .inc()
     };
+    let peer = client_address(state, peer, &parts.headers);
     let limits = &state.refused_operators;
     if let Some(retry_after) = limits.exhausted(&peer) {
         count(StatusCode::TOO_MANY_REQUESTS);
@@ -262,6 +264,20 @@ async fn authorize<'a>(
         tracing::warn!(%peer, limit = limits.limit(), "refused operator calls from this address reached OPERATOR_REFUSALS_PER_MINUTE: it is answered 429 until its minute is over");
     }
     Err(refusal)
+}
+
+/// Who sent the request: the TCP peer, or behind nginx (a `TRUSTED_PROXIES` address) the
+/// client nginx heard from, so one address's refusals never lock every operator out.
+fn client_address(state: &AppState, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    state
+        .config
+        .trusted_proxies
+        .client_address(peer, &forwarded)
 }
 
 /// The operators' API, once the token is checked.

@@ -59,7 +59,7 @@ pub(super) async fn bulk_start(
     viewer: &Viewer<'_>,
     request_id: &str,
 ) -> HttpResponse {
-    let form = match action_form(parts, body, signed_in, viewer, Scope::Replay).await {
+    let form = match action_form(state, parts, body, signed_in, viewer, Scope::Replay).await {
         Ok(form) => form,
         Err(refused) => return refused,
     };
@@ -153,7 +153,7 @@ pub(super) async fn bulk_cancel(
     id: i64,
     request_id: &str,
 ) -> HttpResponse {
-    if let Err(refused) = action_form(parts, body, signed_in, viewer, Scope::Replay).await {
+    if let Err(refused) = action_form(state, parts, body, signed_in, viewer, Scope::Replay).await {
         return refused;
     }
     let limit = state.config.database.statement_timeout;

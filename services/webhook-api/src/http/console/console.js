@@ -46,7 +46,17 @@ if (live) {
   stream.addEventListener("status", (event) => {
     status.textContent = JSON.parse(event.data).message;
   });
-  stream.onerror = () => { status.textContent = "Disconnected: reconnecting…"; };
+  // The session ended (signed out, expired, its token removed): no more reconnects.
+  stream.addEventListener("ended", (event) => {
+    stream.close();
+    status.textContent = JSON.parse(event.data).message;
+  });
+  stream.onerror = () => {
+    // A browser gives up on an answer that is not a stream: a refused tail or no session.
+    status.textContent = stream.readyState === EventSource.CLOSED
+      ? "The live tail was refused: too many are open (close another live tab), or your session ended (reload to sign in)."
+      : "Disconnected: reconnecting…";
+  };
 }
 
 // A bulk replay's page follows its progress while it runs.

@@ -85,7 +85,10 @@ pub async fn handle(
                 Err(_) => return status_only(StatusCode::SERVICE_UNAVAILABLE).map(Either::Left),
             },
         };
-        return stream::live(state.clone(), after);
+        return match state.live_tails.open(signed_in.id_sha256) {
+            Ok(tail) => stream::live(state.clone(), tail, after),
+            Err(refused) => tail_refused(&refused).map(Either::Left),
+        };
     }
     let form = FilterForm::from_query(query);
     let viewer = Viewer {
@@ -198,7 +201,9 @@ async fn page(
         }
         Page::Deploy(id) => operations::deploy(state, signed_in, viewer, id, request_id).await,
         Page::Logout => {
-            if let Err(refused) = action_form(parts, body, signed_in, viewer, Scope::Read).await {
+            if let Err(refused) =
+                action_form(state, parts, body, signed_in, viewer, Scope::Read).await
+            {
                 return refused;
             }
             if let Err(e) = session::close(state, signed_in).await {
@@ -292,7 +297,10 @@ async fn sign_in(
         Ok(form) => form,
         Err(problem) => return html(StatusCode::BAD_REQUEST, pages::login(None, Some(&problem))),
     };
-    if !session::same_origin(&parts.headers) {
+    if !session::same_origin(
+        &parts.headers,
+        state.config.console.public_origin.as_deref(),
+    ) {
         return html(
             StatusCode::FORBIDDEN,
             pages::login(
@@ -423,25 +431,47 @@ async fn delivery(
     let flash = parts.uri.query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(name, _)| name == "replayed")
-            .map(|(_, result)| format!("Replayed: {result}."))
+            .and_then(|(_, code)| replay_notice(&code))
     });
-    let host = parts
-        .headers
+    let curl = format!(
+        "curl -fsS -X POST -H \"Authorization: Bearer $OPERATOR_TOKEN\" \\\n  {}/api/v1/webhooks/events/{id}/replay",
+        operators_origin(state, &parts.headers)
+    );
+    html(
+        StatusCode::OK,
+        pages::delivery(viewer, &event, &caused, flash, &curl),
+    )
+}
+
+/// What a replay came to, in the console's own words: the link after a replay carries a
+/// code, and text from a URL is never shown.
+fn replay_notice(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "applied" => "Replayed: applied.",
+        "duplicate" => "Replayed: duplicate (the avatar already had this change).",
+        "unmatched" => "Replayed: unmatched (still no avatar with its request id).",
+        "ignored" => "Replayed: ignored (a progress report changes nothing).",
+        "replayed" => "Replayed: announced again on the source's stream.",
+        _ => return None,
+    })
+}
+
+/// Where the operator's browser reached this console (nginx's console port, an SSH tunnel
+/// to it, or the instance's own port), which serves the operators' API too.
+fn operators_origin(state: &AppState, headers: &http::HeaderMap) -> String {
+    if let Some(public) = &state.config.console.public_origin {
+        return public.clone();
+    }
+    let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost:8001");
-    let scheme = if session::over_tls(&parts.headers) {
+    let scheme = if session::over_tls(headers) {
         "https"
     } else {
         "http"
     };
-    let curl = format!(
-        "curl -fsS -X POST -H \"Authorization: Bearer $OPERATOR_TOKEN\" \\\n  {scheme}://{host}/api/v1/webhooks/events/{id}/replay"
-    );
-    html(
-        StatusCode::OK,
-        pages::delivery(viewer, &event, &caused, flash.as_deref(), &curl),
-    )
+    format!("{scheme}://{host}")
 }
 
 async fn replay(
@@ -454,7 +484,7 @@ async fn replay(
     request_id: &str,
 ) -> HttpResponse {
     // Read, not replay: a token without the scope is refused below, and audited.
-    if let Err(refused) = action_form(parts, body, signed_in, viewer, Scope::Read).await {
+    if let Err(refused) = action_form(state, parts, body, signed_in, viewer, Scope::Read).await {
         return refused;
     }
     let token = signed_in.token;
@@ -488,8 +518,8 @@ async fn replay(
     .await;
     match answer {
         Ok(result) => {
-            let said = result["result"].as_str().unwrap_or("done");
-            redirect(&format!("/console/deliveries/{id}?replayed={said}"))
+            let code = result["result"].as_str().unwrap_or("applied");
+            redirect(&format!("/console/deliveries/{id}?replayed={code}"))
         }
         Err(e) => html(
             e.status(),
@@ -550,6 +580,21 @@ async fn live(state: &AppState, viewer: &Viewer<'_>) -> HttpResponse {
     html(StatusCode::OK, pages::live(viewer, &recent, newest))
 }
 
+/// A live tail past its bounds: 429 with the reason (a browser's EventSource stops trying and
+/// the page says so).
+fn tail_refused(refused: &crate::live_tails::Refused) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{refused}\n"))));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    secure_headers(headers);
+    response
+}
+
 /// An answer with no body (a stream a browser may not open).
 fn status_only(status: StatusCode) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::new()));
@@ -561,6 +606,7 @@ fn status_only(status: StatusCode) -> HttpResponse {
 /// The form of an action: read, from this console's own page (its CSRF token), sent by a
 /// token with `scope`; or the page that says why not.
 async fn action_form(
+    state: &AppState,
     parts: &http::request::Parts,
     body: Incoming,
     signed_in: &SignedIn<'_>,
@@ -570,7 +616,13 @@ async fn action_form(
     let form = read_form(parts, body)
         .await
         .map_err(|problem| bad_form(viewer, &problem))?;
-    if !session::csrf_ok(&signed_in.session, field(&form, "csrf"), &parts.headers) {
+    let public_origin = state.config.console.public_origin.as_deref();
+    if !session::csrf_ok(
+        &signed_in.session,
+        field(&form, "csrf"),
+        &parts.headers,
+        public_origin,
+    ) {
         return Err(csrf_refused(viewer));
     }
     if !signed_in.token.allows(scope) {

@@ -99,7 +99,7 @@ pub(super) async fn job_retry(
     id: i64,
     request_id: &str,
 ) -> HttpResponse {
-    if let Err(refused) = action_form(parts, body, signed_in, viewer, Scope::Replay).await {
+    if let Err(refused) = action_form(state, parts, body, signed_in, viewer, Scope::Replay).await {
         return refused;
     }
     let limit = state.config.database.statement_timeout;

@@ -11,7 +11,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::OperatorToken;
+use crate::config::{OperatorToken, Scope};
 use crate::state::AppState;
 use crate::store::{self, console::Session, StoreError};
 
@@ -89,6 +89,21 @@ pub async fn presented<'a>(
     Ok(signed_in.map_or(Presented::Expired, Presented::SignedIn))
 }
 
+/// Whether the session `id_sha256` still stands: not signed out, not expired, its token still
+/// configured (an open live tail asks every few seconds).
+pub async fn still_open(state: &AppState, id_sha256: &[u8; 32]) -> Result<bool, StoreError> {
+    let session = store::within(
+        state.config.database.statement_timeout,
+        store::console::session(&state.pool, id_sha256),
+    )
+    .await?;
+    Ok(session.is_some_and(|session| {
+        state.config.operator_tokens.iter().any(|t| {
+            t.sha256.as_slice() == session.token_sha256.as_slice() && t.allows(Scope::Read)
+        })
+    }))
+}
+
 pub async fn close(state: &AppState, signed_in: &SignedIn<'_>) -> Result<(), StoreError> {
     store::within(
         state.config.database.statement_timeout,
@@ -128,34 +143,44 @@ pub fn set_cookie(value: Option<&str>, max_age_secs: u64, secure: bool) -> Strin
     }
 }
 
-/// A state-changing request must carry the session's CSRF token, and, when the browser
-/// says where it comes from, come from this very site.
-pub fn csrf_ok(session: &Session, sent: Option<&str>, headers: &HeaderMap) -> bool {
-    let same_origin = match (headers.get(ORIGIN), headers.get(HOST)) {
-        (None, _) => true,
-        (Some(origin), Some(host)) => {
-            let origin = origin.to_str().unwrap_or("");
-            let host = host.to_str().unwrap_or("");
-            origin
-                .split_once("://")
-                .is_some_and(|(_, authority)| authority == host)
-        }
-        (Some(_), None) => false,
-    };
+/// A state-changing request must carry the session's CSRF token and come from this console's
+/// own page.
+pub fn csrf_ok(
+    session: &Session,
+    sent: Option<&str>,
+    headers: &HeaderMap,
+    public_origin: Option<&str>,
+) -> bool {
     let token_ok =
         sent.is_some_and(|sent| bool::from(sent.as_bytes().ct_eq(session.csrf.as_bytes())));
-    same_origin && token_ok
+    same_origin(headers, public_origin) && token_ok
 }
 
-/// Whether a form's sign-in came from this site (no session yet: only the origin can say).
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    let session = Session {
-        token_name: String::new(),
-        token_sha256: Vec::new(),
-        csrf: "x".into(),
-        expires_at: Utc::now(),
+/// Whether a form came from this console's own page, when the browser says where it comes
+/// from (browsers always do on a POST; a client that does not is not a browser another site
+/// can steer). This console's origin is the one the browser addressed, as nginx passes it on
+/// (`Host` with its port, `X-Forwarded-Proto`), so it holds through nginx's console port, an
+/// SSH tunnel to any local port and the instance's own port alike; behind a proxy that
+/// rewrites `Host`, `CONSOLE_PUBLIC_ORIGIN` names it. Any other origin is refused.
+pub fn same_origin(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return true;
     };
-    csrf_ok(&session, Some("x"), headers)
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if public_origin.is_some_and(|public| public.eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let scheme = if over_tls(headers) { "https" } else { "http" };
+    origin
+        .split_once("://")
+        .is_some_and(|(sent_scheme, authority)| {
+            sent_scheme.eq_ignore_ascii_case(scheme) && authority.eq_ignore_ascii_case(host)
+        })
 }
 
 #[cfg(test)]
@@ -206,19 +231,61 @@ mod tests {
             csrf: "secret-csrf".into(),
             expires_at: Utc::now(),
         };
+        // Through nginx's console port: Host with the port as the browser sent it, over TLS.
         let here = headers(&[
-            ("host", "ops.example:9443"),
-            ("origin", "https://ops.example:9443"),
+            ("host", "ops.example:9444"),
+            ("x-forwarded-proto", "https"),
+            ("origin", "https://ops.example:9444"),
         ]);
-        assert!(csrf_ok(&session, Some("secret-csrf"), &here));
-        assert!(!csrf_ok(&session, Some("secret-csrx"), &here));
-        assert!(!csrf_ok(&session, None, &here));
-        let elsewhere = headers(&[
-            ("host", "ops.example:9443"),
-            ("origin", "https://evil.example"),
+        assert!(csrf_ok(&session, Some("secret-csrf"), &here, None));
+        assert!(!csrf_ok(&session, Some("secret-csrx"), &here, None));
+        assert!(!csrf_ok(&session, None, &here, None));
+        // An SSH tunnel to another local port, and the instance's own plain port.
+        for (host, origin, proto) in [
+            ("localhost:10444", "https://localhost:10444", "https"),
+            ("127.0.0.1:8001", "http://127.0.0.1:8001", ""),
+        ] {
+            let h = headers(&[
+                ("host", host),
+                ("origin", origin),
+                ("x-forwarded-proto", proto),
+            ]);
+            assert!(same_origin(&h, None), "{origin}");
+        }
+        for foreign in [
+            "https://evil.example",
+            "https://ops.example:9445",
+            "http://ops.example:9444",
+            "null",
+        ] {
+            let h = headers(&[
+                ("host", "ops.example:9444"),
+                ("x-forwarded-proto", "https"),
+                ("origin", foreign),
+            ]);
+            assert!(!same_origin(&h, None), "{foreign}");
+            assert!(
+                !csrf_ok(&session, Some("secret-csrf"), &h, None),
+                "{foreign}"
+            );
+            assert!(
+                !same_origin(&h, Some("https://ops.example.com")),
+                "{foreign}"
+            );
+        }
+        // Behind a proxy that rewrites Host: the configured public origin, and only it.
+        let proxied = headers(&[
+            ("host", "aisha-nginx-webhook"),
+            ("x-forwarded-proto", "https"),
+            ("origin", "https://ops.example.com"),
         ]);
-        assert!(!csrf_ok(&session, Some("secret-csrf"), &elsewhere));
-        assert!(csrf_ok(&session, Some("secret-csrf"), &HeaderMap::new()));
-        assert!(!same_origin(&elsewhere) && same_origin(&here));
+        assert!(!same_origin(&proxied, None));
+        assert!(same_origin(&proxied, Some("https://ops.example.com")));
+        assert!(csrf_ok(
+            &session,
+            Some("secret-csrf"),
+            &HeaderMap::new(),
+            None
+        ));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response};
@@ -12,13 +12,14 @@ use http_body_util::{Channel, Either};
 use serde_json::json;
 
 use super::super::{views, AppState, ServiceBody};
+use super::session;
+use crate::live_tails::{Tail, WAKE};
 use crate::store::{self, console};
 
 /// Deliveries read at once.
 const BATCH: i64 = 200;
-/// How long one wait on Redis's streams blocks: also how late a delivery that is on no
-/// stream (a duplicate, a refused request) appears.
-const WAKE: Duration = Duration::from_secs(2);
+/// How often an open tail asks whether its session still stands.
+const SESSION_CHECK: Duration = Duration::from_secs(3);
 /// A comment line this often keeps proxies from closing a quiet stream.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -43,28 +44,34 @@ fn streamed(
 }
 
 /// `text/event-stream` of the deliveries stored after `after` (or the `Last-Event-ID` the
-/// browser sends on a reconnect), each an event with its id; woken by Redis's streams, read
-/// from PostgreSQL (so none is missed, whatever Redis does). When Redis cannot be watched the
-/// stream says so and reads PostgreSQL every few seconds instead.
-pub fn live(state: Arc<AppState>, after: i64) -> Response<ServiceBody> {
+/// browser sends on a reconnect), each an event with its id; woken by the instance's shared
+/// watch on Redis's streams, read from PostgreSQL (so none is missed, whatever Redis does).
+/// When Redis cannot be watched the stream says so and reads PostgreSQL every few seconds
+/// instead. It ends, saying why, within seconds of its session ending (signed out, expired,
+/// its token removed) and when the instance drains.
+pub fn live(state: Arc<AppState>, mut tail: Tail, after: i64) -> Response<ServiceBody> {
     let (mut sender, response) = streamed("text/event-stream; charset=utf-8");
     tokio::spawn(async move {
-        let mut streams = vec![state.cache.events_stream()];
-        streams.extend(
-            state
-                .config
-                .sources
-                .iter()
-                .map(|s| state.cache.source_stream(&s.name)),
-        );
-        let mut watch = state.cache.watch(streams);
         let mut last = after;
         let mut redis_up: Option<bool> = None;
         let mut quiet = Duration::ZERO;
+        let mut checked = Instant::now();
         let limit = state.config.database.statement_timeout;
         loop {
             if state.draining.load(Ordering::Relaxed) {
                 return;
+            }
+            if checked.elapsed() >= SESSION_CHECK {
+                checked = Instant::now();
+                // PostgreSQL away: the tail cannot read deliveries either; asked again later.
+                if let Ok(false) = session::still_open(&state, tail.session()).await {
+                    let said = Bytes::from(format!(
+                        "event: ended\ndata: {}\n\n",
+                        json!({"message": "Your session has ended: sign in again to follow new deliveries."})
+                    ));
+                    let _ = sender.send_data(said).await;
+                    return;
+                }
             }
             match store::within(limit, console::since(&state.pool, last, BATCH)).await {
                 Ok(rows) => {
@@ -96,11 +103,16 @@ pub fn live(state: Arc<AppState>, after: i64) -> Response<ServiceBody> {
                     }
                 }
             }
-            let woken = watch.wait(WAKE).await;
-            let up = woken.is_ok();
-            if redis_up != Some(up) {
-                redis_up = Some(up);
-                let said = if up {
+            let waited = Instant::now();
+            // Woken by a new entry, or read again after WAKE whatever happened.
+            if let Ok(Err(_)) = tokio::time::timeout(WAKE, tail.wake.changed()).await {
+                // The watch is gone (cannot be while this tail counts): read on a timer.
+                tokio::time::sleep(WAKE).await;
+            }
+            let up = tail.wake.borrow_and_update().redis_up;
+            if up.is_some() && redis_up != up {
+                redis_up = up;
+                let said = if up == Some(true) {
                     status_event("redis", "live: new deliveries appear as they are committed")
                 } else {
                     status_event(
@@ -112,10 +124,7 @@ pub fn live(state: Arc<AppState>, after: i64) -> Response<ServiceBody> {
                     return;
                 }
             }
-            if !up {
-                tokio::time::sleep(WAKE).await;
-            }
-            quiet += WAKE;
+            quiet += waited.elapsed();
             if quiet >= HEARTBEAT {
                 quiet = Duration::ZERO;
                 if sender
