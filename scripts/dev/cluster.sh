@@ -6,7 +6,7 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-Usage: scripts/dev/cluster.sh up|down|status|logs [NAME]|stop-api N [SIGNAL]|start-api N
+Usage: scripts/dev/cluster.sh up|env|down|status|logs [NAME]|stop-api N [SIGNAL]|start-api N
 
   up            start everything (builds the release binary unless WEBHOOK_API_BIN is set)
   down          stop the instances and nginx (PostgreSQL, Redis, S3 keep running)
@@ -22,13 +22,15 @@ Settings (environment, defaults shown):
   NGINX_CONSOLE_PORT=${NGINX_CONSOLE_PORT:-9444}   the operators' console (https://localhost:9444/console/)
   CLUSTER_DB=${CLUSTER_DB:-webhook_cluster}        database (created when missing)
   INSTANCE_PREFIX=${INSTANCE_PREFIX:-}            prefix of the instances' INSTANCE_ID (api-1, api-2)
-  MINIO_BUCKET_NAME=${MINIO_BUCKET_NAME:-cluster-avatars}
+  MINIO_BUCKET_NAME=${MINIO_BUCKET_NAME:-cluster-avatars}  ENVIRONMENT=${ENVIRONMENT:-development}  LOG_LEVEL=${LOG_LEVEL:-info}
   FAL_WEBHOOK_SECRET=<development default>   HMAC secret of the callbacks
   WEBHOOK_RATE_LIMIT=${WEBHOOK_RATE_LIMIT:-50r/s}  WEBHOOK_RATE_BURST=${WEBHOOK_RATE_BURST:-100}
   WEBHOOK_API_BIN=<cargo release build>       the binary to run
   OPERATOR_TOKENS=   more operators' tokens (name:scope+scope:token); the cluster's own, with every
                      scope, is made once in CLUSTER_DIR/operator.token
-Any other variable of prod.env.example set here reaches the instances.
+  env           write CLUSTER_DIR/api.env, the instances' environment, as up does; start nothing
+Every other variable of prod.env.example set here reaches the instances (the local
+PostgreSQL, Redis and S3 server's addresses and keys come from scripts/dev/deps.sh).
 USAGE
 }
 
@@ -80,6 +82,49 @@ start_api() {
   log "api-$n ready on 127.0.0.1:$port"
 }
 
+# The names of prod.env.example (set or commented out there), and the per-source and _FILE
+# forms of its names: every one set in this environment reaches the instances.
+example_names() {
+  grep -oE '^#? ?[A-Z][A-Z0-9_]*=' "$repo/prod.env.example" | tr -d '# =' | sort -u
+}
+
+# The instances' environment, CLUSTER_DIR/api.env (development secrets only; mode 600): the
+# local dependencies (deps.sh) and the cluster's defaults, then every variable of
+# prod.env.example set here. PORT, INSTANCE_ID and SPOOL_DIR are each instance's own.
+write_env() { # DEPS_ENV DATABASE_URL
+  local deps_env=$1 database_url=$2 names name line
+  mkdir -p "$CLUSTER_DIR"
+  umask 077
+  [[ -s "$CLUSTER_DIR/operator.token" ]] || openssl rand -hex 32 >"$CLUSTER_DIR/operator.token"
+  names=$(example_names)
+  # Sourced with `set -a`, so every value is written quoted (%q): a DEPLOY_COMMAND with an
+  # argument stays one value, not a command.
+  {
+    entry OPERATOR_TOKENS "cluster:read+replay+deploy:$(cat "$CLUSTER_DIR/operator.token")${OPERATOR_TOKENS:+,$OPERATOR_TOKENS}"
+    entry HOST 127.0.0.1
+    entry ENVIRONMENT development
+    entry LOG_FORMAT json
+    entry LOG_LEVEL info
+    entry MINIO_BUCKET_NAME cluster-avatars
+    entry FAL_WEBHOOK_SECRET local-development-secret
+    entry REDIS_KEY_PREFIX aisha:
+    while IFS= read -r name; do
+      case "$name" in
+        OPERATOR_TOKENS | PORT | INSTANCE_ID | SPOOL_DIR | DATABASE_URL | REDIS_URL | MINIO_ENDPOINT | MINIO_ACCESS_KEY | MINIO_SECRET_KEY) continue ;;
+      esac
+      entry "$name" "${!name}"
+    done < <(compgen -e | while IFS= read -r name; do
+      if grep -qx "$name" <<<"$names" || [[ "$name" =~ ^WEBHOOK_SOURCE_[A-Z0-9_]+$ ]] ||
+        { [[ "$name" == *_FILE ]] && grep -qx "${name%_FILE}" <<<"$names"; }; then
+        echo "$name"
+      fi
+    done)
+    while IFS= read -r line; do entry "${line%%=*}" "${line#*=}"; done < <(grep '^REDIS_URL=\|^MINIO_' <<<"$deps_env")
+    entry DATABASE_URL "$database_url"
+  } >"$CLUSTER_DIR/api.env"
+  umask 022
+}
+
 up() {
   mkdir -p "$CLUSTER_DIR"/{logs,tls,conf,nginx,acme}
   local deps_env
@@ -101,28 +146,7 @@ up() {
   psql -qtA "$admin_url" -c "SELECT 1 FROM pg_database WHERE datname = '$CLUSTER_DB'" | grep -q 1 ||
     psql -q "$admin_url" -c "CREATE DATABASE $CLUSTER_DB" >/dev/null
 
-  # The instances' environment (development secrets only; mode 600).
-  umask 077
-  [[ -s "$CLUSTER_DIR/operator.token" ]] || openssl rand -hex 32 >"$CLUSTER_DIR/operator.token"
-  # Sourced with `set -a`, so every value is written quoted (%q): a DEPLOY_COMMAND with an
-  # argument stays one value, not a command.
-  {
-    entry OPERATOR_TOKENS "cluster:read+replay+deploy:$(cat "$CLUSTER_DIR/operator.token")${OPERATOR_TOKENS:+,$OPERATOR_TOKENS}"
-    local line
-    while IFS= read -r line; do entry "${line%%=*}" "${line#*=}"; done < <(grep '^REDIS_URL=\|^MINIO_' <<<"$deps_env")
-    entry DATABASE_URL "$database_url"
-    entry HOST 127.0.0.1
-    entry ENVIRONMENT "${ENVIRONMENT:-development}"
-    entry LOG_FORMAT json
-    entry LOG_LEVEL "${LOG_LEVEL:-info}"
-    entry MINIO_BUCKET_NAME "${MINIO_BUCKET_NAME:-cluster-avatars}"
-    entry FAL_WEBHOOK_SECRET "${FAL_WEBHOOK_SECRET:-local-development-secret}"
-    entry REDIS_KEY_PREFIX "${REDIS_KEY_PREFIX:-aisha:}"
-    local name
-    while IFS= read -r name; do entry "$name" "${!name}"; done < <(compgen -e |
-      grep -E '^(FAL_JWKS_URL|FILE_[A-Z_]+|DB_[A-Z_]+|HTTP_[A-Z_]+|SHUTDOWN_GRACE_SECS|WEBHOOK_MAX_BODY_BYTES|WEBHOOK_ALLOW_UNSIGNED|WEBHOOK_SOURCES|WEBHOOK_SOURCE_[A-Z0-9_]+|SPOOL_MAX_BYTES|DEPLOY_[A-Z_]+|ANNOUNCE_[A-Z_]+)$' || true)
-  } >"$CLUSTER_DIR/api.env"
-  umask 022
+  write_env "$deps_env" "$database_url"
 
   if [[ ! -s "$CLUSTER_DIR/tls/fullchain.pem" ]]; then
     # A local CA and a localhost certificate it signs: clients trust tls/ca.pem.
@@ -189,6 +213,11 @@ status() {
 
 case "${1:-}" in
   up) up ;;
+  env)
+    deps_env=$("$repo/scripts/dev/deps.sh")
+    admin_url=$(sed -n 's/^DATABASE_URL=//p' <<<"$deps_env")
+    write_env "$deps_env" "${admin_url%/*}/$CLUSTER_DB"
+    echo "$CLUSTER_DIR/api.env" ;;
   down) down ;;
   status) status ;;
   logs)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+mod front_door;
 #[path = "../support/mod.rs"]
 mod support;
 use support::{admin_database_url, drop_database, free_port};
@@ -406,15 +407,31 @@ async fn the_console_is_on_the_operators_port_and_never_on_the_public_ones() {
         let public = cluster.https.get(cluster.url(path)).send().await.unwrap();
         assert_eq!(public.status(), 404, "{path} on the webhook port");
     }
-    let other = no_redirects
+    // The operators' API is on the operators' port too, never without a token, never on the
+    // public ports.
+    let api = no_redirects
         .get(format!("{console}/api/v1/webhooks/failures"))
         .send()
         .await
         .unwrap();
+    assert_eq!(api.status(), 401);
+    let public = cluster
+        .https
+        .get(cluster.url("/api/v1/webhooks/failures"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404);
+    let elsewhere = no_redirects
+        .get(format!("{console}/nginx_status"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        other.status(),
+        elsewhere.status(),
         404,
-        "the console port serves the console only"
+        "the operators' port serves nothing else"
     );
 }
 
