@@ -209,6 +209,15 @@ roll_cluster() {
     roll_instance "$service" || { report_running; die "update to $TAG failed on $service; nothing else was changed"; }
   done
   ((PULL)) && compose pull "$NGINX_SERVICE"
+  # Replacing nginx refuses connections for a moment (a sender that does not retry, GitHub or
+  # Plane, loses what it sent then): done only when its image really changed. The same image
+  # under a new tag keeps running; the reload after each instance gave it their addresses.
+  local new_nginx
+  new_nginx=$(docker image inspect -f '{{.Id}}' "$REGISTRY/nginx-webhook:$TAG" 2>/dev/null || true)
+  if [[ "$DRY_RUN" != 1 && -n "$new_nginx" && "$new_nginx" == "$(running_image "$NGINX_SERVICE" || true)" ]]; then
+    log "$NGINX_SERVICE: image unchanged (${new_nginx:7:12}), not restarted"
+    return 0
+  fi
   compose up -d --no-deps --force-recreate "$NGINX_SERVICE"
   wait_healthy "$NGINX_SERVICE" || { report_running; die "nginx-webhook:$TAG is not healthy"; }
 }

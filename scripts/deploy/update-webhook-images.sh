@@ -15,7 +15,8 @@ touched), then replaces aisha-webhook-api-1 and then aisha-webhook-api-2. While 
 restarts, nginx sends every callback to the other. Each new instance must pass its health
 check before the next is touched; if it does not, it gets back the image it ran before (by
 image ID, whatever the tags say) and the env file it ran with, and the script fails saying what
-each container runs. nginx is updated last; then latest, the version and the git revision tags
+each container runs. nginx is replaced last, and only when its image changed (a new nginx
+refuses connections for a moment); then latest, the version and the git revision tags
 move to the new images.
 Without TAG (or with TAG=latest) a build is tagged <version>-<git revision>-<UTC time>.
   --dry-run    print what would be done

@@ -184,6 +184,33 @@ docker exec "$DEPS" test -s "/srv/s3/avatars/$key" || die "object $key not in th
   die "the bot's avatar is not COMPLETED: $(psql_deps "SELECT status FROM avatars WHERE id = '$avatar'")"
 log "file copied: $key ($size bytes, sha256 $stored_sha)"
 
+phase "the console through nginx's console port, in Chromium"
+# As an operator through `ssh -L 9444:127.0.0.1:9444`: sign in, replay, bulk replay, a live
+# tail that ends with its session, sign out; the "Replay with curl" line works where it says.
+delivery=$(psql_deps "SELECT max(id) FROM webhook_events")
+walk=$(printf '{"token":"%s","token_name":"containers","delivery_id":%s}\n' "$OPERATOR_TOKEN" "$delivery" |
+  "${TEST_BOT_PYTHON:-python3}" services/webhook-api/tests/browser/console_front_door.py \
+    https://localhost:9444 "$work/console-screenshots") || die "the browser's walk through nginx failed: $walk"
+summary=$(tail -1 <<<"$walk")
+python3 -c 'import json,sys; s=json.load(sys.stdin); assert not s["errors"] and set(s["origins"]) == {"https://localhost:9444"}, s' <<<"$summary" ||
+  die "the browser's walk: $summary"
+curl_url=$(grep -o 'https://[^ ]*/replay' <<<"$summary")
+[[ "$curl_url" == "https://localhost:9444/api/v1/webhooks/events/$delivery/replay" ]] || die "the curl line names $curl_url"
+health -X POST "$curl_url" >/dev/null || die "the console's curl line does not work through nginx"
+log "the console through nginx: signed in, replayed, bulk-replayed, live tail ended with its session, signed out"
+
+phase "two instances restarted 3 s apart under load: nginx answers no 5xx"
+load_start apart 5000
+started=$SECONDS
+docker restart aisha-webhook-api-1 >/dev/null
+sleep $((3 - (SECONDS - started) > 0 ? 3 - (SECONDS - started) : 0))
+docker restart aisha-webhook-api-2 >/dev/null
+for c in aisha-webhook-api-1 aisha-webhook-api-2; do
+  TAG=t1 HEALTH_TIMEOUT=60 bash -c "source scripts/deploy/common.sh && wait_healthy $c"
+done
+load_finish apart
+no_5xx apart
+
 phase "GitHub deliveries through a PostgreSQL outage and a restart"
 # GitHub never resends a failed delivery: while PostgreSQL is down each is kept in the
 # instance's spool volume (202), across a restart of both containers, and stored when it is back.
@@ -228,6 +255,7 @@ phase "rolling update to t2 under load"
 load_start rolling 5000
 TAG=t2 HEALTH_TIMEOUT=90 scripts/deploy/update-webhook-images.sh
 load_finish rolling
+no_5xx rolling
 for port in 8001 8002; do
   operator_get "http://127.0.0.1:$port/health" | grep -q '"build":"t2+' || die "instance on $port does not report t2"
 done

@@ -135,3 +135,11 @@ load_finish() { # NAME → checks: none failed, every sent one applied exactly o
   ((applied == sent)) || die "$1: $sent sent but $applied applied"
   ((completed == sent)) || die "$1: $sent sent but $completed avatars completed"
 }
+# What a sender that never retries (GitHub, Plane) would have lost: no answer >= 500 and no
+# broken connection in the load NAME.
+no_5xx() { # NAME
+  local summary
+  summary=$(cat "$work/$1.json")
+  [[ $(summary_field answers_5xx <<<"$summary") == 0 && $(summary_field connection_errors <<<"$summary") == 0 ]] ||
+    die "$1: a sender that does not retry lost deliveries: $summary"
+}
