@@ -435,7 +435,8 @@ async fn delivery(
     });
     let curl = format!(
         "curl -fsS -X POST -H \"Authorization: Bearer $OPERATOR_TOKEN\" \\\n  {}/api/v1/webhooks/events/{id}/replay",
-        operators_origin(state, &parts.headers)
+        // The operators' API answers where the console does (nginx's console port too).
+        session::console_origin(&parts.headers, state.config.console.public_origin.as_deref())
     );
     html(
         StatusCode::OK,
@@ -454,24 +455,6 @@ fn replay_notice(code: &str) -> Option<&'static str> {
         "replayed" => "Replayed: announced again on the source's stream.",
         _ => return None,
     })
-}
-
-/// Where the operator's browser reached this console (nginx's console port, an SSH tunnel
-/// to it, or the instance's own port), which serves the operators' API too.
-fn operators_origin(state: &AppState, headers: &http::HeaderMap) -> String {
-    if let Some(public) = &state.config.console.public_origin {
-        return public.clone();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost:8001");
-    let scheme = if session::over_tls(headers) {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}")
 }
 
 async fn replay(

@@ -169,18 +169,25 @@ pub fn same_origin(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    if public_origin.is_some_and(|public| public.eq_ignore_ascii_case(origin)) {
-        return true;
-    }
-    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
+    public_origin.is_some_and(|public| public.eq_ignore_ascii_case(origin))
+        || addressed_origin(headers).is_some_and(|own| own.eq_ignore_ascii_case(origin))
+}
+
+/// Where the operator's browser reached this console: `CONSOLE_PUBLIC_ORIGIN`, else the
+/// address the browser used.
+pub fn console_origin(headers: &HeaderMap, public_origin: Option<&str>) -> String {
+    public_origin
+        .map(str::to_string)
+        .or_else(|| addressed_origin(headers))
+        .unwrap_or_else(|| "http://localhost:8001".into())
+}
+
+/// `scheme://host:port` as the browser addressed it: `Host` as sent (nginx passes it on with
+/// the port), over TLS when nginx says so.
+fn addressed_origin(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(HOST)?.to_str().ok()?;
     let scheme = if over_tls(headers) { "https" } else { "http" };
-    origin
-        .split_once("://")
-        .is_some_and(|(sent_scheme, authority)| {
-            sent_scheme.eq_ignore_ascii_case(scheme) && authority.eq_ignore_ascii_case(host)
-        })
+    Some(format!("{scheme}://{host}"))
 }
 
 #[cfg(test)]
