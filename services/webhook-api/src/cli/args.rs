@@ -95,7 +95,9 @@ impl JobState {
     }
 }
 
+/// This instance's port as `serve` reads it; a malformed `PORT` leaves 8000, and `send-test`
+/// then says it could not connect there.
 fn default_send_test_url() -> String {
-    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
+    let port = crate::config::Config::port_from_env().unwrap_or(8000);
     format!("http://127.0.0.1:{port}/api/v1/avatar/status_update")
 }

@@ -5,7 +5,13 @@ use std::time::Duration;
 
 /// GET `http://127.0.0.1:$PORT/health/ready`: 0 when ready.
 pub async fn check() -> ExitCode {
-    let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
+    let port = match crate::config::Config::port_from_env() {
+        Ok(port) => port,
+        Err(e) => {
+            eprintln!("webhook-api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let url = format!("http://127.0.0.1:{port}/health/ready");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))

@@ -193,44 +193,93 @@ fn the_key_set_may_be_a_file_for_offline_runs() {
     );
 }
 
+/// The variable names a configuration source reads: every quoted upper-case name outside
+/// its tests.
+fn names_read(source: &str) -> Vec<&str> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    code.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|quoted| {
+            quoted.len() > 2
+                && quoted.starts_with(|c: char| c.is_ascii_uppercase())
+                && quoted
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+        })
+        .collect()
+}
+
+/// The names `prod.env.example` sets or shows commented out, and those `configuration.md`'s
+/// table rows name: whole names, so `HOST` is not found inside `HOSTNAME`.
+fn documented(example: &str, page: &str) -> (Vec<String>, Vec<String>) {
+    let in_example = example
+        .lines()
+        .map(|line| line.trim_start_matches('#').trim_start())
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.to_string()))
+        .collect();
+    let in_page = page
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`').map(|(name, _)| name.to_string()))
+        .collect();
+    (in_example, in_page)
+}
+
+fn undocumented(sources: &[String], example: &str, page: &str) -> Vec<String> {
+    let (in_example, in_page) = documented(example, page);
+    let mut missing: Vec<String> = Vec::new();
+    for source in sources {
+        for name in names_read(source) {
+            let known = in_example.iter().any(|n| n == name) && in_page.iter().any(|n| n == name);
+            if !known && !missing.iter().any(|m| m == name) {
+                missing.push(name.to_string());
+            }
+        }
+    }
+    missing
+}
+
+/// Every file of `config/` (read from the tree, so a new one is never left out).
+fn config_sources() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .filter(|path| !path.to_string_lossy().ends_with("_tests.rs"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() > 10, "{paths:?}");
+    paths
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect()
+}
+
 #[test]
 fn every_variable_named_in_config_is_documented_in_prod_env_example_and_docs() {
     let example = include_str!("../../../../prod.env.example");
     let page = include_str!("../../../../docs/configuration.md");
-    let sources = [
-        include_str!("mod.rs"),
-        include_str!("console.rs"),
-        include_str!("database.rs"),
-        include_str!("deploy.rs"),
-        include_str!("env.rs"),
-        include_str!("files.rs"),
-        include_str!("followups.rs"),
-        include_str!("github.rs"),
-        include_str!("log.rs"),
-        include_str!("operators.rs"),
-        include_str!("redis.rs"),
-        include_str!("reconcile.rs"),
-        include_str!("retention.rs"),
-        include_str!("sources.rs"),
-        include_str!("spool.rs"),
-    ];
-    let mut missing = Vec::new();
-    for source in sources {
-        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
-        for quoted in code.split('"').skip(1).step_by(2) {
-            let is_name = quoted.len() > 2
-                && quoted.starts_with(|c: char| c.is_ascii_uppercase())
-                && quoted
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
-            let documented = example.contains(quoted) && page.contains(quoted);
-            if is_name && !documented && !missing.contains(&quoted) {
-                missing.push(quoted);
-            }
-        }
-    }
+    let missing = undocumented(&config_sources(), example, page);
     assert!(
         missing.is_empty(),
-        "read but not in prod.env.example: {missing:?}"
+        "read but not documented in prod.env.example and docs/configuration.md: {missing:?}"
     );
+}
+
+#[test]
+fn the_documentation_check_finds_a_planted_variable_and_matches_whole_names() {
+    let example = "# The host.\n#HOSTNAME=x\nPORT=8000\n";
+    let page = "| `HOSTNAME` | x | y |\n| `PORT` | `8000` | |\n";
+    let planted = r#"fn read() { env.parsed("HOST", 1); env.number("PORT", 8000); }"#.to_string();
+    assert_eq!(undocumented(&[planted], example, page), vec!["HOST"]);
+    let mut sources = config_sources();
+    sources.push(r#"let x = env.number("WEBHOOK_PLANTED_UNDOCUMENTED", 1, 0..=2)?;"#.into());
+    let missing = undocumented(
+        &sources,
+        include_str!("../../../../prod.env.example"),
+        include_str!("../../../../docs/configuration.md"),
+    );
+    assert_eq!(missing, vec!["WEBHOOK_PLANTED_UNDOCUMENTED"]);
 }

@@ -153,6 +153,13 @@ impl Config {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// `PORT` of the process environment, read as `serve` reads it (for the commands that ask
+    /// this instance: `healthcheck`, `send-test`).
+    pub fn port_from_env() -> Result<u16, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        read_port(&Env::new(&lookup))
+    }
+
     /// One secret of the process environment, as `NAME` or `NAME_FILE` (for the commands that
     /// need only that, such as `send-test`).
     pub fn secret_from_env(name: &'static str) -> Result<Option<String>, ConfigError> {
@@ -181,7 +188,7 @@ impl Config {
             environment,
             bind_address: env.parsed("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
             // 0: any free port (the tests' in-process instances).
-            port: env.number("PORT", 8000, 0..=u16::MAX)?,
+            port: read_port(env)?,
             instance_id: env
                 .optional("INSTANCE_ID")
                 .or_else(|| env.optional("HOSTNAME"))
@@ -223,6 +230,10 @@ impl Config {
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECS", 20, 0..=600)?,
         })
     }
+}
+
+fn read_port(env: &Env<'_>) -> Result<u16, ConfigError> {
+    env.number("PORT", 8000, 0..=u16::MAX)
 }
 
 /// What the database commands need (`migrate`, `jobs`): `DATABASE_URL` with its `DB_*`
