@@ -39,7 +39,10 @@ base_images_and_release_binary() {
   export API_BUILD_TARGET=prebuilt
 
   phase "release binary"
-  cargo build --release --locked -q -p webhook-api -p webhook-loadgen
+  # One at a time, as the benchmark suite builds them (scripts/bench/run.sh): together, cargo
+  # unifies their dependencies' features and builds webhook-api a second time, differently.
+  cargo build --release --locked -q -p webhook-api
+  cargo build --release --locked -q -p webhook-loadgen
   mkdir -p "$repo/dist"
   cp "${CARGO_TARGET_DIR:-$repo/target}/release/webhook-api" "$repo/dist/webhook-api"
   strip "$repo/dist/webhook-api"

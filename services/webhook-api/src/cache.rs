@@ -343,10 +343,19 @@ impl Cache {
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
-    /// Whether the bot's mark of a sent notification exists (`key` is the bot's own name, with
-    /// the bot's prefix, not ours).
-    pub async fn notification_marked(&self, key: &str) -> Result<bool, CacheError> {
-        let key = key.to_string();
+    /// `{bot_prefix}notification:{avatar_id}`: the bot's own mark of a sent notification, under
+    /// the bot's prefix (`NOTIFY_REDIS_KEY_PREFIX`), not ours.
+    fn notification_key(bot_prefix: &str, avatar_id: Uuid) -> String {
+        format!("{bot_prefix}notification:{avatar_id}")
+    }
+
+    /// Whether the bot's mark of a sent notification of the avatar exists.
+    pub async fn notification_marked(
+        &self,
+        bot_prefix: &str,
+        avatar_id: Uuid,
+    ) -> Result<bool, CacheError> {
+        let key = Self::notification_key(bot_prefix, avatar_id);
         self.run(|mut conn| async move {
             redis::cmd("EXISTS")
                 .arg(key)
@@ -357,8 +366,13 @@ impl Cache {
     }
 
     /// Marks a notification as sent, as the bot marks it (the value: when, in UTC).
-    pub async fn mark_notification(&self, key: &str, ttl: Duration) -> Result<(), CacheError> {
-        let key = key.to_string();
+    pub async fn mark_notification(
+        &self,
+        bot_prefix: &str,
+        avatar_id: Uuid,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let key = Self::notification_key(bot_prefix, avatar_id);
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         self.run(|mut conn| async move {
             redis::cmd("SET")

@@ -209,12 +209,9 @@ impl Sender {
                 "the avatar's owner has no telegram_id".into(),
             ));
         };
-        let mark = format!(
-            "{}notification:{}",
-            telegram.redis_key_prefix, followup.avatar_id
-        );
+        let (marks, avatar_id) = (&telegram.redis_key_prefix, followup.avatar_id);
         // Redis down: send anyway (the bot does too); our row still says it was sent.
-        match state.cache.notification_marked(&mark).await {
+        match state.cache.notification_marked(marks, avatar_id).await {
             Ok(true) => {
                 return Some(Attempt::Done(
                     "skipped: the bot's mark says it was sent".into(),
@@ -243,7 +240,7 @@ impl Sender {
             telegram::Answer::Sent => {
                 if let Err(e) = state
                     .cache
-                    .mark_notification(&mark, telegram.mark_ttl)
+                    .mark_notification(marks, avatar_id, telegram.mark_ttl)
                     .await
                 {
                     metrics::redis_failed(
