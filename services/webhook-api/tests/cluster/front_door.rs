@@ -476,3 +476,35 @@ async fn two_restarts_seconds_apart_answer_no_5xx_to_a_sender_that_does_not_retr
     println!("restarts 3 s apart: {five_xx} answers >= 500, {broken} broken connections");
     assert_eq!((five_xx, broken), (0, 0));
 }
+
+/// An operator's open live tails count against the console port's own limit: a sender behind
+/// the same address still gets its callbacks in (before: the tails used up NGINX_CONN_PER_IP,
+/// shared with the webhook ports, and the sender was answered 429).
+#[tokio::test]
+async fn open_live_tails_never_block_a_sender_behind_the_same_address() {
+    let cluster = Cluster::up(&[
+        ("NGINX_CONN_PER_IP", "3"),
+        ("CONSOLE_LIVE_TAILS_PER_SESSION", "8"),
+    ])
+    .await;
+    let client = cluster.client_from("127.0.0.1");
+    let cookie = cluster.sign_in(&client).await;
+    let mut open = Vec::new();
+    for n in 0..5 {
+        let tail = client
+            .get(cluster.console("/console/live/stream"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tail.status(), 200, "tail {n}");
+        open.push(tail);
+    }
+    let request_ids = cluster.training_avatars(2).await;
+    for id in &request_ids {
+        let body = format!(r#"{{"request_id":"{id}","status":"OK","payload":{{}}}}"#);
+        let answer = cluster.post_signed(&body, None).await.unwrap();
+        assert_eq!(answer.status(), 200, "a callback beside 5 open tails");
+    }
+    drop(open);
+}
