@@ -508,3 +508,40 @@ async fn open_live_tails_never_block_a_sender_behind_the_same_address() {
     }
     drop(open);
 }
+
+/// Through an SSH tunnel to another local port (`ssh -L 10444:127.0.0.1:9444`): the browser
+/// sends that port in `Host` and `Origin`, nginx passes it on, and the sign-in is the
+/// console's own; another origin is still refused.
+#[tokio::test]
+async fn a_sign_in_through_a_tunnel_to_another_port_is_the_consoles_own() {
+    let cluster = Cluster::up(&[]).await;
+    let tunnel = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tunnel_port = tunnel.local_addr().unwrap().port();
+    let console_port = cluster.console_port;
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = tunnel.accept().await {
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", console_port))
+                    .await
+                    .unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    let through = format!("https://localhost:{tunnel_port}");
+    let client = cluster.client_from("127.0.0.1");
+    for (origin, expected) in [(through.clone(), 303), (cluster.console(""), 403)] {
+        let answer = client
+            .post(format!("{through}/console/login"))
+            .header("Origin", &origin)
+            .form(&[("token", cluster.operator_token())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            expected,
+            "Origin {origin} through the tunnel"
+        );
+    }
+}
