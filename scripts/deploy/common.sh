@@ -180,6 +180,19 @@ reload_nginx() {
   fi
 }
 
+# Whether the nginx of $TAG differs from the running one in more than its tag: its image's
+# layers (the files it serves with), or its compose settings (read with the running tag).
+nginx_changed() {
+  local running running_tag layers settings
+  running=$(running_image "$NGINX_SERVICE") || return 0
+  running_tag=$(running_tag "$NGINX_SERVICE") || return 0
+  layers=$(docker image inspect -f '{{.RootFS.Layers}}' "$running" 2>/dev/null) || return 0
+  [[ "$layers" == "$(docker image inspect -f '{{.RootFS.Layers}}' "$REGISTRY/nginx-webhook:$TAG" 2>/dev/null)" ]] || return 0
+  settings=$(TAG=$running_tag compose config --hash "$NGINX_SERVICE" | awk '{print $2}')
+  [[ -n "$settings" && "$settings" == "$(docker inspect -f '{{index .Config.Labels "com.docker.compose.config-hash"}}' "$NGINX_SERVICE")" ]] || return 0
+  return 1
+}
+
 # Replaces one instance with $TAG; if it does not become healthy, puts back the image it ran
 # (by ID, tagged locally rollback-SERVICE) with the env file it ran with, and fails.
 roll_instance() { # SERVICE
@@ -212,10 +225,8 @@ roll_cluster() {
   # Replacing nginx refuses connections for a moment (a sender that does not retry, GitHub or
   # Plane, loses what it sent then): done only when its image really changed. The same image
   # under a new tag keeps running; the reload after each instance gave it their addresses.
-  local new_nginx
-  new_nginx=$(docker image inspect -f '{{.Id}}' "$REGISTRY/nginx-webhook:$TAG" 2>/dev/null || true)
-  if [[ "$DRY_RUN" != 1 && -n "$new_nginx" && "$new_nginx" == "$(running_image "$NGINX_SERVICE" || true)" ]]; then
-    log "$NGINX_SERVICE: image unchanged (${new_nginx:7:12}), not restarted"
+  if [[ "$DRY_RUN" != 1 ]] && ! nginx_changed; then
+    log "$NGINX_SERVICE: the same files and settings under $TAG; not restarted"
     return 0
   fi
   compose up -d --no-deps --force-recreate "$NGINX_SERVICE"
