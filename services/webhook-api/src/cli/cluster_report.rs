@@ -9,8 +9,8 @@ use deadpool_postgres::Pool;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::store::leases::{self, LeaseRun};
+use crate::store::migrations;
 use crate::store::report;
-use crate::store::schema;
 use crate::store::{self, avatars, jobs, StoreError};
 use crate::tasks::github;
 use crate::tasks::reconciler::RECONCILER_LEASE;
@@ -58,7 +58,7 @@ async fn database_sections(
     let stale_after = config.stale_training_after();
     webhooks_section(out, pool, limit).await?;
 
-    let avatar_sql = store::within(limit, schema::load(pool)).await?;
+    let avatar_sql = store::within(limit, migrations::load(pool)).await?;
     let training = store::within(
         limit,
         avatars::training_stats(pool, &avatar_sql, stale_after),

@@ -14,7 +14,7 @@ pub async fn command(
     config: &RetentionConfig,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let avatar_sql = Arc::new(store::schema::load(pool).await?);
+    let avatar_sql = Arc::new(store::migrations::load(pool).await?);
     if dry_run {
         let ages = store::retention::Ages {
             payload: config.payload,

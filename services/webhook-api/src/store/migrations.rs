@@ -12,6 +12,15 @@ mod embedded {
     refinery::embed_migrations!("migrations");
 }
 
+/// The statements for a database that is already migrated (the `status` and retention
+/// commands, which apply no change: no follow-ups).
+pub async fn load(pool: &deadpool_postgres::Pool) -> Result<AvatarSql, super::StoreError> {
+    let client = pool.get().await?;
+    let inspected = schema::inspect(&**client).await?;
+    AvatarSql::new(&inspected, VIEW_COLUMNS, &FollowupPolicy::default())
+        .map_err(|e| super::StoreError::Unexpected(e.into()))
+}
+
 /// Any constant shared by all instances; "webhook" in ASCII.
 const MIGRATION_LOCK_KEY: i64 = 0x0077_6562_686f_6f6b;
 

@@ -361,19 +361,6 @@ fn training_predicate(status: &Column) -> String {
     }
 }
 
-/// The statements for a database that is already migrated (the `status` command, which
-/// applies no change: no follow-ups).
-pub async fn load(pool: &deadpool_postgres::Pool) -> Result<AvatarSql, super::StoreError> {
-    let client = pool.get().await?;
-    let inspected = inspect(&**client).await?;
-    AvatarSql::new(
-        &inspected,
-        super::avatars::VIEW_COLUMNS,
-        &FollowupPolicy::default(),
-    )
-    .map_err(|e| super::StoreError::Unexpected(e.into()))
-}
-
 const TRAINING_INDEX: &str = "avatars_training_idx";
 
 /// Makes sure the partial index of trainings matches `training` (the comment on the index
