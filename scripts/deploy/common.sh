@@ -114,10 +114,12 @@ build_images() {
   local api_target=()
   [[ -n "${API_BUILD_TARGET:-}" ]] && api_target=(--target "$API_BUILD_TARGET")
   for image in webhook-api nginx-webhook; do
-    local dockerfile=$REPO_ROOT/docker/webhook-api/Dockerfile target=("${api_target[@]}")
-    if [[ $image == nginx-webhook ]]; then dockerfile=$REPO_ROOT/docker/nginx/Dockerfile; target=(); fi
+    local dockerfile=$REPO_ROOT/docker/webhook-api/Dockerfile target=("${api_target[@]}") content=()
+    if [[ $image == nginx-webhook ]]; then
+      dockerfile=$REPO_ROOT/docker/nginx/Dockerfile target=() content=(--build-arg "CONTENT=$(nginx_content)")
+    fi
     log "building $REGISTRY/$image:$TAG ($ver, $rev)"
-    run docker build "${args[@]}" "${target[@]}" \
+    run docker build "${args[@]}" "${target[@]}" "${content[@]}" \
       --build-arg "VERSION=$ver" --build-arg "GIT_REVISION=$rev" --build-arg "IMAGE_TAG=$TAG" \
       -f "$dockerfile" -t "$REGISTRY/$image:$TAG" "$REPO_ROOT"
   done
@@ -180,14 +182,23 @@ reload_nginx() {
   fi
 }
 
-# Whether the nginx of $TAG differs from the running one in more than its tag: its image's
-# layers (the files it serves with), or its compose settings (read with the running tag).
+# What the nginx image is made of: its files in the repository and the base it is built on
+# (BUILD_ARGS), as one digest; labelled on the image, so that whatever the build cache kept,
+# two tags of the same nginx say so.
+nginx_content() {
+  (cd "$REPO_ROOT" && find nginx docker/nginx -type f -print0 | sort -z | xargs -0 sha256sum &&
+    echo "${BUILD_ARGS:-}") | sha256sum | cut -c1-16
+}
+content_label() { docker image inspect -f '{{index .Config.Labels "org.aisha.webhook.content"}}' "$1" 2>/dev/null; }
+
+# Whether the nginx of $TAG differs from the running one in more than its tag: what its image
+# is made of, or its compose settings (read with the running tag).
 nginx_changed() {
-  local running running_tag layers settings
+  local running running_tag content settings
   running=$(running_image "$NGINX_SERVICE") || return 0
   running_tag=$(running_tag "$NGINX_SERVICE") || return 0
-  layers=$(docker image inspect -f '{{.RootFS.Layers}}' "$running" 2>/dev/null) || return 0
-  [[ "$layers" == "$(docker image inspect -f '{{.RootFS.Layers}}' "$REGISTRY/nginx-webhook:$TAG" 2>/dev/null)" ]] || return 0
+  content=$(content_label "$running") || return 0
+  [[ -n "$content" && "$content" != unknown && "$content" == "$(content_label "$REGISTRY/nginx-webhook:$TAG")" ]] || return 0
   settings=$(TAG=$running_tag compose config --hash "$NGINX_SERVICE" | awk '{print $2}')
   [[ -n "$settings" && "$settings" == "$(docker inspect -f '{{index .Config.Labels "com.docker.compose.config-hash"}}' "$NGINX_SERVICE")" ]] || return 0
   return 1
