@@ -388,6 +388,50 @@ async fn the_console_is_a_page_to_sign_in_to_and_never_a_json_error() {
         .contains("There is no delivery 999999"));
 }
 
+/// The notice after a replay is said by code: a link that carries text of its own shows none
+/// of it (before: "Replayed: <any text>." from the URL).
+#[tokio::test]
+async fn a_delivery_page_shows_no_text_a_link_carries() {
+    let app = TestApp::spawn().await;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = plain
+        .post(app.url("/console/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let session = cookie.split(';').next().unwrap().to_string();
+    let answer = app.post_fal(&completion("console-flash-1")).await;
+    let id = answer.json["event_id"].as_i64().unwrap();
+    let page = |query: &'static str| {
+        let (plain, session, url) = (
+            &plain,
+            &session,
+            app.url(&format!("/console/deliveries/{id}?{query}")),
+        );
+        async move {
+            let page = plain
+                .get(url)
+                .header("Cookie", session)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(page.status(), 200);
+            page.text().await.unwrap()
+        }
+    };
+    let forged =
+        page("replayed=Your+session+expired%3A+sign+in+at+https%3A%2F%2Fevil.example").await;
+    assert!(!forged.contains("evil.example"), "{forged}");
+    assert!(!forged.contains("class=\"notice\""), "{forged}");
+    let applied = page("replayed=duplicate").await;
+    assert!(applied.contains("Replayed: duplicate"), "{applied}");
+}
+
 /// A time range follows the time: a delivery that waited in a spool (stored later, so with a
 /// later id, than deliveries received after it) is listed where its time is, and paging by the
 /// cursor shows every delivery of the range once.
