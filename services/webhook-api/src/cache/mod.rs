@@ -2,6 +2,8 @@
 //! knows the key names. Redis is never the source of truth: every failure here is logged and
 //! counted by the caller's metrics, and never fails a webhook.
 
+mod watch;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use uuid::Uuid;
 use crate::config::RedisConfig;
 use crate::spool::Usage;
 use crate::store::avatars::AvatarView;
+pub use watch::StreamWatch;
 
 pub const STATUS_CHANGED: &str = "avatar.status_changed";
 /// A copy's files are in S3 (`worker`).
@@ -199,13 +202,7 @@ impl Cache {
 
     /// A watch on streams for new entries (the console's live tail).
     pub fn watch(&self, streams: Vec<String>) -> StreamWatch {
-        StreamWatch {
-            client: self.client.clone(),
-            connection: None,
-            last_ids: vec!["$".to_string(); streams.len()],
-            streams,
-            timeout: self.timeout,
-        }
+        StreamWatch::new(self.client.clone(), streams, self.timeout)
     }
 
     /// `{prefix}webhooks:{source}`: one stream per configured source.
@@ -402,64 +399,6 @@ impl Cache {
             Ok(result) => Ok(result?),
             Err(_) => Err(CacheError::Timeout(self.timeout)),
         }
-    }
-}
-
-/// Waits for new entries on streams, on a connection of its own: `XREAD BLOCK` on the shared
-/// multiplexed connection would hold up every command queued behind it.
-pub struct StreamWatch {
-    client: redis::Client,
-    connection: Option<redis::aio::MultiplexedConnection>,
-    streams: Vec<String>,
-    /// The last entry seen on each stream (`$` at first: only what comes after the watch).
-    last_ids: Vec<String>,
-    timeout: Duration,
-}
-
-impl StreamWatch {
-    /// Whether anything arrived on the streams within `block`.
-    pub async fn wait(&mut self, block: Duration) -> Result<bool, CacheError> {
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(block + self.timeout));
-                let connection = self
-                    .client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await?;
-                self.connection.insert(connection)
-            }
-        };
-        let reply: Result<Option<redis::streams::StreamReadReply>, _> = redis::cmd("XREAD")
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.streams)
-            .arg(&self.last_ids)
-            .query_async(connection)
-            .await;
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(e) => {
-                // A new connection next time.
-                self.connection = None;
-                return Err(e.into());
-            }
-        };
-        let Some(reply) = reply else {
-            return Ok(false);
-        };
-        for key in &reply.keys {
-            if let (Some(at), Some(last)) = (
-                self.streams.iter().position(|s| *s == key.key),
-                key.ids.last(),
-            ) {
-                self.last_ids[at] = last.id.clone();
-            }
-        }
-        Ok(true)
     }
 }
 
