@@ -12,7 +12,7 @@ use super::error::{json_response, json_text, ApiError, HttpResponse};
 use super::query::{number, optional_number, param};
 use super::{ok_json, views, AppState};
 use crate::config::{OperatorToken, Scope};
-use crate::ingest::{ReplayContext, ReplayError};
+use crate::ingest::{ReplayContext, ReplayError, Replayed};
 use crate::store::{self, deploys, event_views};
 
 const MAX_PAGE: i64 = 500;
@@ -126,9 +126,8 @@ pub async fn replay(
         Some("true") => true,
         Some(_) => return Err(ApiError::BadRequest("deploy must be true or false".into())),
     };
-    Ok(ok_json(
-        &replay_event(state, id, operator, redeploy, request_id).await?,
-    ))
+    let replayed = replay_event(state, id, operator, redeploy, request_id).await?;
+    Ok(ok_json(&views::replayed(&replayed)))
 }
 
 /// A replay, as the API and the console ask for it: what it came to.
@@ -138,7 +137,7 @@ pub async fn replay_event(
     operator: &OperatorToken,
     redeploy: bool,
     request_id: &str,
-) -> Result<Value, ApiError> {
+) -> Result<Replayed, ApiError> {
     if redeploy && !operator.allows(Scope::Deploy) {
         return Err(ApiError::Forbidden {
             token: operator.name.clone(),

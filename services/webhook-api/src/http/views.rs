@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use crate::ingest::Replayed;
 use crate::store::deploys::DeployRow;
 use crate::store::event_views::{EventRow, OutcomeCounts, SourceActivity};
 
@@ -122,4 +123,27 @@ pub fn deploy(deploy: &DeployRow) -> Value {
         view["output"] = json!(output);
     }
     view
+}
+
+/// A replay as the operators' API answers it: `result` is FAL's outcome, or `replayed`.
+pub fn replayed(replayed: &Replayed) -> Value {
+    match replayed {
+        Replayed::Fal { outcome, event_id } => json!({
+            "result": outcome.as_str(),
+            "event_id": event_id,
+            "source": "fal",
+        }),
+        Replayed::Source {
+            event_id,
+            source,
+            outcome,
+            deploy_id,
+        } => json!({
+            "result": replayed.result(),
+            "event_id": event_id,
+            "source": source,
+            "outcome": outcome.as_str(),
+            "deploy_id": deploy_id,
+        }),
+    }
 }

@@ -22,7 +22,7 @@ use crate::store::ingest::{Delivery, Ingested};
 use crate::store::{self, StoreError};
 use announce::Announcer;
 
-pub use replay::{ReplayContext, ReplayError};
+pub use replay::{ReplayContext, ReplayError, Replayed};
 pub use sources::{push_decision, Push, SourceDelivery, SourceReplay, Taken};
 
 /// Handles the ingest path needs; cheap to clone.

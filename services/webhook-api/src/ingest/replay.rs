@@ -3,14 +3,13 @@
 //! `unmatched` callback is applied once its avatar exists), and a source's delivery is
 //! announced again; a push's commit deploys again only when an operator asks (`redeploy_by`).
 
-use serde_json::{json, Value};
-
 use super::{Ingest, SourceReplay};
 use crate::avatar::TrainingType;
 use crate::config::{DeployConfig, SourceConfig};
 use crate::fal;
 use crate::store::deliveries::{self, EventOutcome, StoredEvent};
-use crate::store::{self, ingest::Delivery, StoreError};
+use crate::store::ingest::{Delivery, Outcome};
+use crate::store::{self, StoreError};
 use crate::verify::FalScheme;
 
 /// What a replay needs of the configuration.
@@ -18,6 +17,43 @@ pub struct ReplayContext<'a> {
     pub sources: &'a [SourceConfig],
     pub deploy: Option<&'a DeployConfig>,
     pub instance_id: &'a str,
+}
+
+/// What a replay came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// A FAL callback through the ingest again: its outcome now (`duplicate` when it had
+    /// been applied, `applied` when its avatar exists now).
+    Fal { outcome: Outcome, event_id: i64 },
+    /// A source's delivery announced again on its stream; `deploy_id` when a deploy was queued.
+    Source {
+        event_id: i64,
+        source: String,
+        outcome: EventOutcome,
+        deploy_id: Option<i64>,
+    },
+}
+
+impl Replayed {
+    /// The word for it: FAL's outcome, or `replayed` (the API's `result`, the console's code).
+    pub fn result(&self) -> &'static str {
+        match self {
+            Replayed::Fal { outcome, .. } => outcome.as_str(),
+            Replayed::Source { .. } => "replayed",
+        }
+    }
+
+    /// Whether it changed or announced something (not a duplicate, nor a callback that still
+    /// matches nothing).
+    pub fn took_effect(&self) -> bool {
+        matches!(
+            self,
+            Replayed::Fal {
+                outcome: Outcome::Applied,
+                ..
+            } | Replayed::Source { .. }
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +69,14 @@ pub enum ReplayError {
 }
 
 impl Ingest {
-    /// Replays stored delivery `id`; what it came to, as the operators' API answers it
-    /// (`result`: FAL's outcome, or `replayed`).
+    /// Replays stored delivery `id`; what it came to.
     pub async fn replay_stored(
         &self,
         id: i64,
         context: &ReplayContext<'_>,
         redeploy_by: Option<&str>,
         request_id: &str,
-    ) -> Result<Value, ReplayError> {
+    ) -> Result<Replayed, ReplayError> {
         let limit = self.statement_timeout;
         let stored = store::within(limit, deliveries::stored_event(&self.pool, id))
             .await?
@@ -57,7 +92,7 @@ impl Ingest {
             };
             return Err(ReplayError::Conflict(format!("event {id} {why}")));
         };
-        let body = if stored.source == "fal" {
+        let replayed = if stored.source == "fal" {
             self.replay_fal(id, payload, &stored, context, request_id)
                 .await?
         } else {
@@ -66,7 +101,7 @@ impl Ingest {
         };
         store::within(limit, deliveries::mark_replayed(&self.pool, id)).await?;
         tracing::info!(event_id = id, source = %stored.source, "delivery replayed");
-        Ok(body)
+        Ok(replayed)
     }
 
     /// A FAL callback through the same ingest: a duplicate, or applied now for an `unmatched`
@@ -78,7 +113,7 @@ impl Ingest {
         stored: &StoredEvent,
         context: &ReplayContext<'_>,
         request_id: &str,
-    ) -> Result<Value, ReplayError> {
+    ) -> Result<Replayed, ReplayError> {
         let callback = fal::parse(payload.as_bytes()).map_err(|e| {
             ReplayError::Conflict(format!(
                 "event {id} no longer parses as a FAL callback: {e}"
@@ -97,11 +132,10 @@ impl Ingest {
             received: std::time::Instant::now(),
         };
         let ingested = self.fal_callback(delivery).await?;
-        Ok(json!({
-            "result": ingested.outcome.as_str(),
-            "event_id": ingested.event_id,
-            "source": "fal",
-        }))
+        Ok(Replayed::Fal {
+            outcome: ingested.outcome,
+            event_id: ingested.event_id,
+        })
     }
 
     /// A source's delivery announced again; a deploy queued only if its commit never had one,
@@ -112,7 +146,7 @@ impl Ingest {
         stored: &StoredEvent,
         context: &ReplayContext<'_>,
         redeploy_by: Option<&str>,
-    ) -> Result<Value, ReplayError> {
+    ) -> Result<Replayed, ReplayError> {
         let replay = SourceReplay {
             source: &stored.source,
             configured: context.sources.iter().find(|s| s.name == stored.source),
@@ -124,12 +158,11 @@ impl Ingest {
             redeploy_by,
         };
         let deploy_id = self.replay_source(replay, context.deploy).await?;
-        Ok(json!({
-            "result": "replayed",
-            "event_id": stored.id,
-            "source": stored.source,
-            "outcome": stored.outcome.as_str(),
-            "deploy_id": deploy_id,
-        }))
+        Ok(Replayed::Source {
+            event_id: stored.id,
+            source: stored.source.clone(),
+            outcome: stored.outcome,
+            deploy_id,
+        })
     }
 }

@@ -120,10 +120,8 @@ impl BulkReplays {
                     .replay_stored(row.id, &context, None, &request_id)
                     .await
                 {
-                    Ok(result) => match result["result"].as_str() {
-                        Some("applied" | "replayed") => counts.0 += 1,
-                        _ => counts.1 += 1,
-                    },
+                    Ok(replayed) if replayed.took_effect() => counts.0 += 1,
+                    Ok(_) => counts.1 += 1,
                     Err(ReplayError::Conflict(_) | ReplayError::NotFound(_)) => counts.1 += 1,
                     Err(ReplayError::Store(e)) => {
                         counts.2 += 1;

@@ -82,11 +82,11 @@ pub(super) async fn replay(
         cx.request_id,
     )
     .await;
-    let result = answer.map_err(|error| ConsoleError::Refused {
+    let replayed = answer.map_err(|error| ConsoleError::Refused {
         title: "Not replayed",
         error,
     })?;
-    let code = result["result"].as_str().unwrap_or("applied");
+    let code = replayed.result();
     Ok(redirect(&format!(
         "/console/deliveries/{id}?replayed={code}"
     )))
