@@ -68,18 +68,26 @@ impl EventRow {
     }
 }
 
-/// `$1` says whether to read the headers and the payload.
-pub(super) const SELECT_EVENTS: &str =
-    "SELECT id, source, delivery_key, delivery_id, fal_request_id, event, \
-     avatar_id, outcome, outcome_reason, signature_scheme, http_request_id, instance_id, \
-     training_type, status_code, processing_ms, deliveries, replays, received_at, \
-     last_delivered_at, last_replayed_at, CASE WHEN $1 THEN headers END, \
-     CASE WHEN $1 THEN payload::text END FROM webhook_events";
+/// The columns `EventRow::from_row` reads, in its order; `bodies` is an SQL boolean (`$1`,
+/// `true`, `false`) saying whether the headers and the payload are read.
+pub(super) fn event_columns(bodies: &str) -> String {
+    format!(
+        "id, source, delivery_key, delivery_id, fal_request_id, event, \
+         avatar_id, outcome, outcome_reason, signature_scheme, http_request_id, instance_id, \
+         training_type, status_code, processing_ms, deliveries, replays, received_at, \
+         last_delivered_at, last_replayed_at, CASE WHEN {bodies} THEN headers END, \
+         CASE WHEN {bodies} THEN payload::text END"
+    )
+}
+
+/// Every delivery's row; `$1` says whether to read the headers and the payload.
+pub(super) static SELECT_EVENTS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM webhook_events", event_columns("$1")));
 
 pub async fn event(pool: &Pool, id: i64) -> Result<Option<EventRow>, StoreError> {
     let client = pool.get().await?;
     let row = client
-        .query_opt(&format!("{SELECT_EVENTS} WHERE id = $2"), &[&true, &id])
+        .query_opt(&format!("{} WHERE id = $2", *SELECT_EVENTS), &[&true, &id])
         .await?;
     row.as_ref().map(EventRow::from_row).transpose()
 }
@@ -88,9 +96,10 @@ pub async fn event(pool: &Pool, id: i64) -> Result<Option<EventRow>, StoreError>
 /// has the same list.
 static FAILURES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{SELECT_EVENTS} WHERE outcome IN ({}) \
+        "{} WHERE outcome IN ({}) \
            AND ($2::text IS NULL OR source = $2) AND ($3::bigint IS NULL OR id < $3) \
          ORDER BY id DESC LIMIT $4",
+        *SELECT_EVENTS,
         sql_list(&EventOutcome::FAILURES)
     )
 });

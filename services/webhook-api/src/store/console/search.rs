@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::store::deliveries::EventOutcome;
-use crate::store::event_views::{EventRow, SELECT_EVENTS};
+use crate::store::event_views::{event_columns, EventRow, SELECT_EVENTS};
 use crate::store::StoreError;
 
 /// What the deliveries page filters on; every field optional.
@@ -154,21 +154,16 @@ pub async fn deliveries(
     } else {
         "id DESC"
     };
-    // `$1` of SELECT_EVENTS: whether to read the headers and the payload.
-    let whole = if columns == Columns::Whole {
-        "true"
-    } else {
-        "false"
+    // Whether to read the headers and the payload.
+    let bodies = match columns {
+        Columns::Whole => "true",
+        Columns::Summary => "false",
     };
     let sql = format!(
-        "{} ORDER BY {order} LIMIT ${}",
-        SELECT_EVENTS.replace("$1", whole),
+        "SELECT {} FROM webhook_events{} ORDER BY {order} LIMIT ${}",
+        event_columns(bodies),
+        query.sql,
         query.params.len()
-    );
-    let sql = sql.replacen(
-        " FROM webhook_events",
-        &format!(" FROM webhook_events{}", query.sql),
-        1,
     );
     let params = query.refs();
     let mut client = pool.get().await.map_err(StoreError::from)?;
@@ -243,7 +238,7 @@ pub async fn since(pool: &Pool, after: i64, limit: i64) -> Result<Vec<EventRow>,
     let client = pool.get().await?;
     let rows = client
         .query(
-            &format!("{SELECT_EVENTS} WHERE id > $2 ORDER BY id LIMIT $3"),
+            &format!("{} WHERE id > $2 ORDER BY id LIMIT $3", *SELECT_EVENTS),
             &[&false, &after, &limit],
         )
         .await?;
