@@ -81,7 +81,7 @@ impl FilterForm {
                             .into(),
                     );
                 }
-                Some(value.to_string())
+                Some(value)
             }
         };
         let since = time(&self.since, "from")?;
@@ -180,8 +180,8 @@ mod tests {
         assert_eq!(f.since.unwrap().to_rfc3339(), "2026-12-01T10:00:00+00:00");
         assert_eq!(f.until.unwrap().to_rfc3339(), "2026-12-02T00:00:00+00:00");
         assert_eq!(
-            f.body_contains.as_deref(),
-            Some(r#"{"ref":"refs/heads/main"}"#)
+            f.body_contains,
+            Some(serde_json::json!({"ref": "refs/heads/main"}))
         );
         let again = FilterForm::from_query(Some(&FilterForm::from_query(Some(query)).query()));
         assert_eq!(again.filter().unwrap().0, f);

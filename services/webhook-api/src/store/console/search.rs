@@ -25,8 +25,24 @@ pub struct DeliveryFilter {
     pub delivery_id: Option<String>,
     pub fal_request_id: Option<String>,
     pub avatar_id: Option<Uuid>,
-    /// JSON the body must contain (`payload @> …`), already checked to parse.
-    pub body_contains: Option<String>,
+    /// JSON the body must contain (`payload @> …`): an object or an array.
+    #[serde(default, deserialize_with = "json_or_its_text")]
+    pub body_contains: Option<serde_json::Value>,
+}
+
+/// A bulk replay queued by an earlier build kept the body search as the text of its JSON.
+fn json_or_its_text<'de, D>(from: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    use serde::Deserialize as _;
+    match Option::<serde_json::Value>::deserialize(from)? {
+        Some(serde_json::Value::String(text)) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(D::Error::custom),
+        other => Ok(other),
+    }
 }
 
 /// A page of deliveries, newest first.
@@ -78,10 +94,8 @@ impl Query {
         if let Some(id) = filter.avatar_id {
             query.push("avatar_id =", id);
         }
-        if let Some(json) = &filter.body_contains {
-            let value: serde_json::Value =
-                serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
-            query.push("payload @>", value);
+        if let Some(value) = &filter.body_contains {
+            query.push("payload @>", value.clone());
         }
         // Exact bounds: a delivery that waited in a spool has a later id than its time.
         if let Some(since) = filter.since {
@@ -305,5 +319,24 @@ fn timed_out(e: tokio_postgres::Error, budget: Duration) -> SearchError {
         SearchError::TooSlow(budget)
     } else {
         SearchError::Store(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_filter_reads_its_body_search_as_json_or_as_the_text_an_earlier_build_kept() {
+        let body = serde_json::json!({"ref": "refs/heads/main"});
+        for stored in [
+            serde_json::json!({"body_contains": body}),
+            serde_json::json!({"body_contains": body.to_string()}),
+        ] {
+            let filter: DeliveryFilter = serde_json::from_value(stored).unwrap();
+            assert_eq!(filter.body_contains.as_ref(), Some(&body));
+        }
+        let none: DeliveryFilter = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(none.body_contains, None);
     }
 }
