@@ -75,8 +75,6 @@ pub async fn list(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next = super::next_before(&rows, limit, |r| r.id);
     Ok((rows, next))
 }

@@ -119,9 +119,7 @@ pub async fn failures(
         .iter()
         .map(EventRow::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next_before = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.id))
-        .flatten();
+    let next_before = super::next_before(&events, limit, |e| e.id);
     Ok((events, next_before))
 }
 

@@ -134,9 +134,28 @@ pub async fn within<T>(
     })
 }
 
+/// Keyset paging, newest first: where the page after `rows` starts (`id < next`), or `None`
+/// when `rows` was the last page (fewer than `limit`).
+pub fn next_before<T>(rows: &[T], limit: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
+    (rows.len() as i64 == limit)
+        .then(|| rows.last().map(id))
+        .flatten()
+}
+
 /// `SELECT 1` round trip, for health checks.
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     let client = pool.get().await?;
     client.simple_query("SELECT 1").await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod paging_tests {
+    #[test]
+    fn a_full_page_says_where_the_next_starts_and_a_short_one_is_the_last() {
+        let ids = [9_i64, 7, 4];
+        assert_eq!(super::next_before(&ids, 3, |id| *id), Some(4));
+        assert_eq!(super::next_before(&ids, 4, |id| *id), None);
+        assert_eq!(super::next_before(&[] as &[i64], 0, |id| *id), None);
+    }
 }

@@ -228,9 +228,7 @@ pub async fn deliveries(
         .iter()
         .map(EventRow::from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|e| e.id))
-        .flatten();
+    let next_before = crate::store::next_before(&rows, limit, |e| e.id);
     let estimated = plan
         .pointer("/0/Plan/Plan Rows")
         .and_then(serde_json::Value::as_f64)
