@@ -83,14 +83,15 @@ pub enum JobState {
     Dead,
 }
 
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Pending => "pending",
-            JobState::Running => "running",
-            JobState::Done => "done",
-            JobState::Failed => "failed",
-            JobState::Dead => "dead",
+impl From<JobState> for crate::store::jobs::JobState {
+    fn from(state: JobState) -> Self {
+        use crate::store::jobs::JobState as Stored;
+        match state {
+            JobState::Pending => Stored::Pending,
+            JobState::Running => Stored::Running,
+            JobState::Done => Stored::Done,
+            JobState::Failed => Stored::Failed,
+            JobState::Dead => Stored::Dead,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! `jobs list|retry|retry-dead`: the file copies (and the follow-ups) an operator re-queues.
 
-use super::args::{JobState, JobsCommand};
+use super::args::JobsCommand;
 use crate::store::{self, jobs};
 
 pub async fn command(pool: &deadpool_postgres::Pool, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List { state, limit } => {
-            let jobs = jobs::list(pool, state.map(JobState::as_str), limit).await?;
+            let jobs = jobs::list(pool, state.map(Into::into), limit).await?;
             println!(
                 "{:>8}  {:<8}  {:>8}  {:<20}  {:<36}  last error",
                 "id", "state", "attempts", "updated", "avatar"

@@ -300,26 +300,74 @@ pub async fn stats(pool: &Pool) -> Result<QueueStats, StoreError> {
     for row in rows {
         let state: String = row.try_get(0)?;
         let count: i64 = row.try_get(1)?;
-        if state == "pending" || state == "running" {
+        let state = JobState::parse(&state).unwrap_or(JobState::Dead);
+        if matches!(state, JobState::Pending | JobState::Running) {
             let age: f64 = row.try_get(2)?;
             stats.oldest_pending_age_secs = stats.oldest_pending_age_secs.max(age);
         }
-        match state.as_str() {
-            "pending" => stats.pending = count,
-            "running" => stats.running = count,
-            "done" => stats.done = count,
-            "failed" => stats.failed = count,
-            _ => stats.dead = count,
+        match state {
+            JobState::Pending => stats.pending = count,
+            JobState::Running => stats.running = count,
+            JobState::Done => stats.done = count,
+            JobState::Failed => stats.failed = count,
+            JobState::Dead => stats.dead = count,
         }
     }
     Ok(stats)
+}
+
+/// Where a file job stands (`file_jobs.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Pending,
+    Running,
+    Done,
+    /// Failed for good (a refused copy): an operator may retry it.
+    Failed,
+    /// Out of attempts: an operator may retry it.
+    Dead,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Done,
+        JobState::Failed,
+        JobState::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Failed => "failed",
+            JobState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+
+    /// Whether an operator's retry puts it back in the queue (the console's Retry button).
+    pub fn retryable(self) -> bool {
+        matches!(self, JobState::Failed | JobState::Dead)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct JobSummary {
     pub id: i64,
     pub avatar_id: Uuid,
-    pub state: String,
+    pub state: JobState,
     pub attempts: i32,
     pub updated_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -327,10 +375,11 @@ pub struct JobSummary {
 
 pub async fn list(
     pool: &Pool,
-    state: Option<&str>,
+    state: Option<JobState>,
     limit: i64,
 ) -> Result<Vec<JobSummary>, StoreError> {
     let client = pool.get().await?;
+    let state = state.map(JobState::as_str);
     let rows = client
         .query(
             "SELECT id, avatar_id, state, attempts, updated_at, last_error FROM file_jobs \
@@ -340,10 +389,14 @@ pub async fn list(
         .await?;
     rows.iter()
         .map(|row| {
+            let state: String = row.try_get(2)?;
+            let state = JobState::parse(&state).ok_or_else(|| {
+                StoreError::Unexpected(anyhow::anyhow!("file job in an unknown state {state:?}"))
+            })?;
             Ok(JobSummary {
                 id: row.try_get(0)?,
                 avatar_id: row.try_get(1)?,
-                state: row.try_get(2)?,
+                state,
                 attempts: row.try_get(3)?,
                 updated_at: row.try_get(4)?,
                 last_error: row.try_get(5)?,

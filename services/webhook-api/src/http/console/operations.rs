@@ -14,6 +14,7 @@ use super::response::{html, redirect, secure_headers};
 use crate::config::Scope;
 use crate::http::error::HttpResponse;
 use crate::http::record_audit;
+use crate::store::jobs::JobState;
 use crate::store::{self, console};
 
 /// `span=hour` (a bar a minute) or `span=day` (a bar each half hour).
@@ -41,13 +42,13 @@ pub(super) async fn page(cx: &Context<'_>) -> Result<HttpResponse, ConsoleError>
     let limit = state.config.database.statement_timeout;
     let read = async {
         let trainings = console::trainings(&state.pool, &state.avatar_sql, 200).await?;
-        let mut jobs = store::jobs::list(&state.pool, Some("dead"), 100).await?;
-        jobs.extend(store::jobs::list(&state.pool, Some("failed"), 100).await?);
+        let mut jobs = store::jobs::list(&state.pool, Some(JobState::Dead), 100).await?;
+        jobs.extend(store::jobs::list(&state.pool, Some(JobState::Failed), 100).await?);
         jobs.extend(
             store::jobs::list(&state.pool, None, 50)
                 .await?
                 .into_iter()
-                .filter(|j| !matches!(j.state.as_str(), "dead" | "failed")),
+                .filter(|j| !j.state.retryable()),
         );
         let deploys = match cx.signed_in.token.allows(Scope::Deploy) {
             true => Some(store::deploys::list(&state.pool, 50).await?),

@@ -57,7 +57,7 @@ pub fn operations(
                             td.mono { a href={ "/console/?avatar_id=" (job.avatar_id) } { (job.avatar_id) } }
                             td { (job.state) } td.num { (job.attempts) } td.time { (time(&job.updated_at)) }
                             td { (job.last_error.as_deref().unwrap_or("")) }
-                            td { @if viewer.may_replay && matches!(job.state.as_str(), "dead" | "failed") {
+                            td { @if viewer.may_replay && job.state.retryable() {
                                 form.retry method="post" action={ "/console/jobs/" (job.id) "/retry" } {
                                     input type="hidden" name="csrf" value=(viewer.csrf);
                                     button type="submit" { "Retry" }
