@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::avatar::TrainingType;
 use crate::config::TelegramConfig;
 
 /// A `sendMessage` request body, as the Bot API documents it.
@@ -53,16 +54,16 @@ pub struct Button {
 pub struct AboutAvatar<'a> {
     pub avatar_id: Uuid,
     pub name: &'a str,
-    /// As stored (`PORTRAIT`, `portrait`, `STYLE`, none).
-    pub training_type: Option<&'a str>,
+    /// As stored (`PORTRAIT`, `portrait`, `STYLE`, none), read by the domain's parser.
+    pub training_type: Option<TrainingType>,
 }
 
 impl AboutAvatar<'_> {
     /// The bot's wording: a portrait avatar, or (as the bot reads a missing type) a style one.
     fn kind(&self) -> (&'static str, &'static str) {
         match self.training_type {
-            Some(kind) if kind.eq_ignore_ascii_case("portrait") => ("🎭", "Портретный"),
-            _ => ("🎨", "Художественный"),
+            Some(TrainingType::Portrait) => ("🎭", "Портретный"),
+            Some(TrainingType::Style) | None => ("🎨", "Художественный"),
         }
     }
 }
@@ -233,7 +234,7 @@ mod tests {
         AboutAvatar {
             avatar_id: Uuid::nil(),
             name: "Maria_Portrait",
-            training_type: Some("PORTRAIT"),
+            training_type: TrainingType::parse("PORTRAIT"),
         }
     }
 
@@ -262,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_style_avatar_or_one_without_a_type_is_named_as_the_bot_names_it() {
-        for kind in [Some("style"), Some("STYLE"), None] {
+        for kind in [Some("style"), Some("STYLE"), None].map(|k| k.and_then(TrainingType::parse)) {
             let avatar = AboutAvatar {
                 training_type: kind,
                 ..maria()

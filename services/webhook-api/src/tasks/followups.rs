@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::avatar::Followup;
+use crate::avatar::{Followup, TrainingType};
 use crate::cache::Cache;
 use crate::config::{FollowupsConfig, PhotosConfig, TelegramConfig};
 use crate::metrics;
@@ -228,7 +228,10 @@ impl Sender {
         let about = AboutAvatar {
             avatar_id: followup.avatar_id,
             name: recipient.avatar_name.as_deref().unwrap_or("Аватар"),
-            training_type: recipient.training_type.as_deref(),
+            training_type: recipient
+                .training_type
+                .as_deref()
+                .and_then(TrainingType::parse),
         };
         let chat = ChatId::from_stored(&telegram_id);
         let message = match followup.kind {
