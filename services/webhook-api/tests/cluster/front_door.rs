@@ -402,6 +402,21 @@ async fn live_tails_are_bounded_share_redis_and_end_with_their_session() {
         "one Redis connection per instance, not one per tail: {before} -> {during}"
     );
 
+    // Closed by the browser (a reload), the tails give their places back within seconds.
+    drop(open);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut open = Vec::new();
+    for n in 0..2 {
+        let tail = client
+            .get(cluster.console("/console/live/stream"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tail.status(), 200, "tail {n} after the others were closed");
+        open.push(tail);
+    }
+
     // The session expires: every open tail says so and ends within seconds.
     cluster
         .db

@@ -20,8 +20,9 @@ use crate::store::{self, console};
 const BATCH: i64 = 200;
 /// How often an open tail asks whether its session still stands.
 const SESSION_CHECK: Duration = Duration::from_secs(3);
-/// A comment line this often keeps proxies from closing a quiet stream.
-const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A comment line this often keeps proxies from closing a quiet stream, and finds a browser
+/// that went away (a reload, a closed tab), so its tail gives its place back within seconds.
+const HEARTBEAT: Duration = Duration::from_secs(4);
 
 fn streamed(
     content_type: &'static str,
