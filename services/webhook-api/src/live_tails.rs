@@ -90,11 +90,6 @@ impl LiveTails {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The tails open now, in all.
-    pub fn open_count(&self) -> usize {
-        self.lock().total
-    }
-
     /// A tail for `session` (its id's digest), within the bounds; starts the shared watch
     /// when it is the only one.
     pub fn open(self: &Arc<Self>, session: [u8; 32]) -> Result<Tail, Refused> {
