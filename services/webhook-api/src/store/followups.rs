@@ -1,6 +1,7 @@
-//! The follow-ups of finished trainings (`avatar_followups`, recorded by the statement that
-//! applies a change: `store::schema`): claim under a lease, settle, and what doing one reads
-//! and removes in the bot's tables (its owner's chat, its training photos).
+//! The follow-ups of finished trainings (`avatar_followups`): how they are recorded (with the
+//! change that calls for them, in the statement `store::schema` writes, and after a copy's
+//! files are stored), claimed under a lease, settled, and what doing one reads and removes in
+//! the bot's tables (its owner's chat, its training photos).
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::avatar::Followup;
+use crate::avatar::{AvatarStatus, Followup, FollowupPolicy};
 
 #[derive(Debug, Clone)]
 pub struct ClaimedFollowup {
@@ -269,3 +270,41 @@ pub async fn requeue_dead(pool: &Pool) -> Result<u64, StoreError> {
         )
         .await?)
 }
+
+/// The follow-ups the avatars' batch statement records with its changes: a CTE to follow
+/// `changed`, whose rows carry `followup_status`, `followup_key` and `followup_copies`. Each
+/// new status records the kinds `policy` asks for, once per delivery key; the photos' removal
+/// waits for the copy when there are files to copy (`PHOTOS_AFTER_COPY`). `None` when the
+/// policy records nothing.
+pub(super) fn recorded_with_changes(policy: &FollowupPolicy) -> Option<String> {
+    let kinds = kinds_by_status(policy)?;
+    Some(format!(
+        "followed AS (INSERT INTO avatar_followups (avatar_id, delivery_key, kind) \
+           SELECT changed.id, changed.followup_key, k.kind FROM changed \
+           JOIN (VALUES {kinds}) AS k(status, kind) ON k.status = changed.followup_status \
+             AND NOT (k.kind = 'delete_photos' AND changed.followup_copies) \
+           ON CONFLICT (delivery_key, kind) DO NOTHING)"
+    ))
+}
+
+/// `(status, kind)` rows for a `VALUES` list: which follow-ups each new status records.
+fn kinds_by_status(policy: &FollowupPolicy) -> Option<String> {
+    let rows: Vec<String> = AvatarStatus::WRITTEN
+        .into_iter()
+        .flat_map(|status| {
+            policy
+                .after(status)
+                .into_iter()
+                .map(move |kind| format!("('{}', '{}')", status.as_str(), kind.as_str()))
+        })
+        .collect();
+    (!rows.is_empty()).then(|| rows.join(", "))
+}
+
+/// The photos' removal once a copy's files are stored (`$1`: the file job), under the
+/// completion's delivery key like the follow-ups its change recorded.
+pub(super) const PHOTOS_AFTER_COPY: &str =
+    "INSERT INTO avatar_followups (avatar_id, delivery_key, kind) \
+     SELECT j.avatar_id, COALESCE(e.delivery_key, 'file_job:' || j.id), 'delete_photos' \
+     FROM file_jobs j LEFT JOIN webhook_events e ON e.id = j.event_id WHERE j.id = $1 \
+     ON CONFLICT (delivery_key, kind) DO NOTHING";

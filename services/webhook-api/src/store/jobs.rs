@@ -203,14 +203,8 @@ pub async fn complete(
     let view = AvatarView::from_row(&row)?;
     if delete_photos {
         // Under the completion's delivery key, like the follow-ups its change recorded.
-        tx.execute(
-            "INSERT INTO avatar_followups (avatar_id, delivery_key, kind) \
-             SELECT j.avatar_id, COALESCE(e.delivery_key, 'file_job:' || j.id), 'delete_photos' \
-             FROM file_jobs j LEFT JOIN webhook_events e ON e.id = j.event_id WHERE j.id = $1 \
-             ON CONFLICT (delivery_key, kind) DO NOTHING",
-            &[&job.id],
-        )
-        .await?;
+        tx.execute(super::followups::PHOTOS_AFTER_COPY, &[&job.id])
+            .await?;
     }
     tx.commit().await?;
     Ok(Some(view))

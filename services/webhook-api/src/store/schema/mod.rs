@@ -265,19 +265,15 @@ impl AvatarSql {
                  c_finetune, c_key, c_copies) \
              WHERE avatars.id = c.c_id"
         );
-        let apply = match followups_by_status(followups) {
+        let apply = match super::followups::recorded_with_changes(followups) {
             None => format!("{update} RETURNING {view_columns}"),
             // The follow-ups commit with the change that calls for them; the extra columns
             // come after the view's, which reads its own by position.
-            Some(kinds) => format!(
+            Some(followed) => format!(
                 "WITH changed AS ({update} RETURNING {view_columns}, \
                    c.c_status AS followup_status, c.c_key AS followup_key, \
                    c.c_copies AS followup_copies), \
-                 followed AS (INSERT INTO avatar_followups (avatar_id, delivery_key, kind) \
-                   SELECT changed.id, changed.followup_key, k.kind FROM changed \
-                   JOIN (VALUES {kinds}) AS k(status, kind) ON k.status = changed.followup_status \
-                     AND NOT (k.kind = 'delete_photos' AND changed.followup_copies) \
-                   ON CONFLICT (delivery_key, kind) DO NOTHING) \
+                 {followed} \
                  SELECT * FROM changed"
             ),
         };
@@ -328,20 +324,6 @@ impl AvatarSql {
             _ => std::borrow::Cow::Borrowed(error),
         }
     }
-}
-
-/// `(status, kind)` rows for a `VALUES` list: which follow-ups each new status records.
-fn followups_by_status(policy: &FollowupPolicy) -> Option<String> {
-    let rows: Vec<String> = AvatarStatus::WRITTEN
-        .into_iter()
-        .flat_map(|status| {
-            policy
-                .after(status)
-                .into_iter()
-                .map(move |kind| format!("('{}', '{}')", status.as_str(), kind.as_str()))
-        })
-        .collect();
-    (!rows.is_empty()).then(|| rows.join(", "))
 }
 
 /// `status` is `TRAINING`, whatever the case it was written in: the enum's labels that spell
