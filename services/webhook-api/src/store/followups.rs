@@ -3,12 +3,14 @@
 //! files are stored), claimed under a lease, settled, and what doing one reads and removes in
 //! the bot's tables (its owner's chat, its training photos).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::lease_queue::{LeaseQueue, Settlement, State};
 use super::StoreError;
 use crate::avatar::{AvatarStatus, Followup, FollowupPolicy};
 
@@ -21,6 +23,17 @@ pub struct ClaimedFollowup {
     pub attempts: i32,
 }
 
+/// The follow-ups' queue: a claim takes one of the kinds asked for (`$3`); a settled one keeps
+/// what was done (`result`).
+static QUEUE: LazyLock<LeaseQueue> = LazyLock::new(|| {
+    LeaseQueue::new(
+        "avatar_followups",
+        "c.kind = ANY($3)",
+        "q.id, q.avatar_id, q.kind, q.attempts",
+        Some("result"),
+    )
+});
+
 /// Takes the next due follow-up of `kinds`, or one whose lease ran out (its instance died).
 pub async fn claim(
     pool: &Pool,
@@ -30,24 +43,7 @@ pub async fn claim(
 ) -> Result<Option<ClaimedFollowup>, StoreError> {
     let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "UPDATE avatar_followups f SET state = 'running', lease_owner = $1, \
-               lease_expires_at = now() + make_interval(secs => $2), \
-               attempts = f.attempts + 1, updated_at = now() \
-             WHERE f.id = ( \
-               SELECT c.id FROM avatar_followups c \
-               WHERE ((c.state = 'pending' AND c.run_after <= now()) \
-                   OR (c.state = 'running' AND c.lease_expires_at < now())) \
-                 AND c.kind = ANY($3) \
-               ORDER BY c.run_after LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING f.id, f.avatar_id, f.kind, f.attempts",
-        )
-        .await?;
-    let Some(row) = client
-        .query_opt(&statement, &[&owner, &lease.as_secs_f64(), &kinds])
-        .await?
-    else {
+    let Some(row) = QUEUE.claim(&client, owner, lease, &[&kinds]).await? else {
         return Ok(None);
     };
     let kind: String = row.try_get(2)?;
@@ -83,38 +79,45 @@ pub async fn settle(
     owner: &str,
     settled: &Settled,
 ) -> Result<bool, StoreError> {
-    let (state, delay, result, error, refund) = match settled {
-        Settled::Done(result) => ("done", Duration::ZERO, Some(result.as_str()), None, 0),
-        Settled::Retry { after, error } => ("pending", *after, None, Some(error.as_str()), 0),
-        Settled::Wait { after, error } => ("pending", *after, None, Some(error.as_str()), 1),
-        Settled::Failed(error) => ("failed", Duration::ZERO, None, Some(error.as_str()), 0),
-        Settled::Dead(error) => ("dead", Duration::ZERO, None, Some(error.as_str()), 0),
+    let (state, after, result, error, refund) = match settled {
+        Settled::Done(result) => (
+            State::Done,
+            Duration::ZERO,
+            Some(result.as_str()),
+            None,
+            false,
+        ),
+        Settled::Retry { after, error } => {
+            (State::Pending, *after, None, Some(error.as_str()), false)
+        }
+        Settled::Wait { after, error } => {
+            (State::Pending, *after, None, Some(error.as_str()), true)
+        }
+        Settled::Failed(error) => (
+            State::Failed,
+            Duration::ZERO,
+            None,
+            Some(error.as_str()),
+            false,
+        ),
+        Settled::Dead(error) => (
+            State::Dead,
+            Duration::ZERO,
+            None,
+            Some(error.as_str()),
+            false,
+        ),
+    };
+    let settlement = Settlement {
+        state,
+        after,
+        error,
+        refund,
     };
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "UPDATE avatar_followups SET state = $3, run_after = now() + make_interval(secs => $4), \
-               result = COALESCE($5, result), last_error = $6, attempts = attempts - $7, \
-               lease_owner = NULL, lease_expires_at = NULL, updated_at = now(), \
-               finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-        )
-        .await?;
-    let owned = client
-        .execute(
-            &statement,
-            &[
-                &followup.id,
-                &owner,
-                &state,
-                &delay.as_secs_f64(),
-                &result,
-                &error,
-                &refund,
-            ],
-        )
-        .await?;
-    Ok(owned == 1)
+    QUEUE
+        .settle(&client, followup.id, owner, &settlement, result)
+        .await
 }
 
 /// Hands a follow-up back untouched (shutdown): another instance may take it at once.
@@ -124,15 +127,7 @@ pub async fn release(
     owner: &str,
 ) -> Result<(), StoreError> {
     let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE avatar_followups SET state = 'pending', attempts = greatest(attempts - 1, 0), \
-               run_after = now(), lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-            &[&followup.id, &owner],
-        )
-        .await?;
-    Ok(())
+    QUEUE.release(&client, followup.id, owner).await
 }
 
 /// What a message about an avatar names, and where it goes.

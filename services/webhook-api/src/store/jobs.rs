@@ -1,6 +1,7 @@
 //! The file-copy job queue in PostgreSQL: enqueue (inside the ingest transaction), claim with
 //! `FOR UPDATE SKIP LOCKED` under a lease, renew, settle, and the operators' views.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -8,6 +9,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use uuid::Uuid;
 
 use super::avatars::{AvatarView, VIEW_COLUMNS};
+use super::lease_queue::{LeaseQueue, Settlement};
 use super::StoreError;
 use crate::files::policy::{FileKind, JobFile};
 use crate::files::{OpenUpload, Stored};
@@ -42,6 +44,17 @@ pub async fn enqueue(
     Ok(row.try_get(0)?)
 }
 
+/// The file copies' queue.
+static QUEUE: LazyLock<LeaseQueue> = LazyLock::new(|| {
+    LeaseQueue::new(
+        "file_jobs",
+        "TRUE",
+        "q.id, q.avatar_id, q.files, q.attempts, \
+         (SELECT user_id::text FROM avatars a WHERE a.id = q.avatar_id), q.open_uploads",
+        None,
+    )
+});
+
 /// Takes the next due job, or one whose lease ran out (its worker died).
 pub async fn claim(
     pool: &Pool,
@@ -49,24 +62,7 @@ pub async fn claim(
     lease: Duration,
 ) -> Result<Option<ClaimedJob>, StoreError> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "UPDATE file_jobs j SET state = 'running', lease_owner = $1, \
-               lease_expires_at = now() + make_interval(secs => $2), \
-               attempts = j.attempts + 1, updated_at = now() \
-             WHERE j.id = ( \
-               SELECT id FROM file_jobs \
-               WHERE (state = 'pending' AND run_after <= now()) \
-                  OR (state = 'running' AND lease_expires_at < now()) \
-               ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING j.id, j.avatar_id, j.files, j.attempts, \
-               (SELECT user_id::text FROM avatars a WHERE a.id = j.avatar_id), j.open_uploads",
-        )
-        .await?;
-    let Some(row) = client
-        .query_opt(&statement, &[&owner, &lease.as_secs_f64()])
-        .await?
-    else {
+    let Some(row) = QUEUE.claim(&client, owner, lease, &[]).await? else {
         return Ok(None);
     };
     Ok(Some(ClaimedJob {
@@ -126,14 +122,7 @@ pub async fn renew(
     lease: Duration,
 ) -> Result<bool, StoreError> {
     let client = pool.get().await?;
-    let renewed = client
-        .execute(
-            "UPDATE file_jobs SET lease_expires_at = now() + make_interval(secs => $3) \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-            &[&job_id, &owner, &lease.as_secs_f64()],
-        )
-        .await?;
-    Ok(renewed == 1)
+    QUEUE.renew(&client, job_id, owner, lease).await
 }
 
 /// Records the stored files and the avatar's keys in one transaction, with the removal of the
@@ -230,22 +219,19 @@ pub async fn settle(
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let (state, delay) = match setback {
-        Setback::Retry(delay) => ("pending", delay),
-        Setback::Failed => ("failed", Duration::ZERO),
-        Setback::Dead => ("dead", Duration::ZERO),
+    let (state, after) = match setback {
+        Setback::Retry(delay) => (JobState::Pending, delay),
+        Setback::Failed => (JobState::Failed, Duration::ZERO),
+        Setback::Dead => (JobState::Dead, Duration::ZERO),
     };
-    let owned = tx
-        .execute(
-            "UPDATE file_jobs SET state = $3, last_error = $4, updated_at = now(), \
-               run_after = now() + make_interval(secs => $5), \
-               lease_owner = NULL, lease_expires_at = NULL, \
-               finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-            &[&job.id, &owner, &state, &reason, &delay.as_secs_f64()],
-        )
-        .await?;
-    if owned == 1 && !matches!(setback, Setback::Retry(_)) {
+    let settlement = Settlement {
+        state,
+        after,
+        error: Some(reason),
+        refund: false,
+    };
+    let owned = QUEUE.settle(&tx, job.id, owner, &settlement, None).await?;
+    if owned && !matches!(setback, Setback::Retry(_)) {
         // The avatar stays `completed`; the bot and operators see why its files are missing.
         tx.execute(
             "UPDATE avatars SET files_error = $2, updated_at = now() WHERE id = $1",
@@ -260,15 +246,7 @@ pub async fn settle(
 /// Hands a job back untouched (shutdown): another worker may take it at once.
 pub async fn release(pool: &Pool, job: &ClaimedJob, owner: &str) -> Result<(), StoreError> {
     let client = pool.get().await?;
-    client
-        .execute(
-            "UPDATE file_jobs SET state = 'pending', attempts = greatest(attempts - 1, 0), \
-               run_after = now(), lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
-            &[&job.id, &owner],
-        )
-        .await?;
-    Ok(())
+    QUEUE.release(&client, job.id, owner).await
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -310,52 +288,8 @@ pub async fn stats(pool: &Pool) -> Result<QueueStats, StoreError> {
     Ok(stats)
 }
 
-/// Where a file job stands (`file_jobs.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobState {
-    Pending,
-    Running,
-    Done,
-    /// Failed for good (a refused copy): an operator may retry it.
-    Failed,
-    /// Out of attempts: an operator may retry it.
-    Dead,
-}
-
-impl JobState {
-    pub const ALL: [JobState; 5] = [
-        JobState::Pending,
-        JobState::Running,
-        JobState::Done,
-        JobState::Failed,
-        JobState::Dead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Pending => "pending",
-            JobState::Running => "running",
-            JobState::Done => "done",
-            JobState::Failed => "failed",
-            JobState::Dead => "dead",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == text)
-    }
-
-    /// Whether an operator's retry puts it back in the queue (the console's Retry button).
-    pub fn retryable(self) -> bool {
-        matches!(self, JobState::Failed | JobState::Dead)
-    }
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Where a file job stands (`file_jobs.state`): the lease queue's states.
+pub use super::lease_queue::State as JobState;
 
 #[derive(Debug, Clone)]
 pub struct JobSummary {

@@ -12,6 +12,7 @@ pub mod forget;
 pub mod group;
 pub mod ingest;
 pub mod jobs;
+pub mod lease_queue;
 pub mod leases;
 pub mod migrations;
 pub mod rejections;
