@@ -28,7 +28,7 @@ use crate::cache::Cache;
 use crate::config::{FollowupsConfig, PhotosConfig, TelegramConfig};
 use crate::metrics;
 use crate::store::followups::{self as store, ClaimedFollowup, Settled};
-use crate::tasks::worker::backoff;
+use crate::tasks::backoff::backoff;
 use crate::telegram::{self, AboutAvatar, BotApi, ChatId};
 
 /// What the follow-up worker works with.

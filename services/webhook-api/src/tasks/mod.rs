@@ -2,6 +2,7 @@
 //! them): the console's search indexes and bulk replays, the file copies, the follow-ups of finished trainings, the late announcer, the
 //! reconciler, retention, deploys, GitHub's redelivery and the spool's drain.
 
+mod backoff;
 pub mod console_indexes;
 pub mod console_replays;
 pub mod deploy;

@@ -20,6 +20,7 @@ use crate::metrics;
 use crate::store::avatars::AvatarView;
 use crate::store::event_log;
 use crate::store::jobs::{self, ClaimedJob, Setback};
+use crate::tasks::backoff::backoff;
 
 /// What the file worker works with.
 pub struct FileWork {
@@ -246,35 +247,6 @@ async fn renew_lease(state: Arc<FileWork>, job_id: i64, owner: String, lost: Can
             Ok(false) => return lost.cancel(),
             // A database blip: keep copying; the next renewal may succeed before expiry.
             Err(e) => tracing::warn!(error = %e, "renewing the lease failed"),
-        }
-    }
-}
-
-/// Exponential backoff with jitter: `base · 2^(attempt-1)`, capped at `max`, then scaled by a
-/// random factor in [0.5, 1] so retries from many jobs spread out.
-pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
-    let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
-    let ceiling = base.saturating_mul(2u32.saturating_pow(exponent)).min(max);
-    ceiling.mul_f64(rand::random_range(0.5..=1.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_exponentially_within_jitter_and_is_capped() {
-        let base = Duration::from_secs(2);
-        let max = Duration::from_secs(60);
-        for (attempt, ceiling) in [(1, 2), (2, 4), (3, 8), (5, 32), (6, 60), (40, 60)] {
-            for _ in 0..50 {
-                let delay = backoff(attempt, base, max);
-                let ceiling = Duration::from_secs(ceiling);
-                assert!(
-                    delay <= ceiling && delay >= ceiling / 2,
-                    "attempt {attempt}: {delay:?}"
-                );
-            }
         }
     }
 }
