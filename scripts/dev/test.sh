@@ -89,6 +89,20 @@ if [[ "${SKIP_LINT:-0}" != 1 ]]; then
     step "installing shellcheck"
     if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq shellcheck >/dev/null; else sudo apt-get install -y -qq shellcheck >/dev/null; fi
   fi
+fi
+
+# The containers' base images (debootstrap: downloads and unpacking, mostly waiting on the
+# network and the disk) are made beside the builds; the containers phase waits for them.
+# Started after the last apt-get of the lint phase, so no two hold dpkg's lock.
+base_images_pid=""
+if [[ "${SKIP_CONTAINERS:-0}" != 1 ]] && docker info >/dev/null 2>&1; then
+  base_images_log="${CARGO_TARGET_DIR:-target}/base-images.log"
+  mkdir -p "$(dirname "$base_images_log")"
+  scripts/containers/base-images.sh >"$base_images_log" 2>&1 &
+  base_images_pid=$!
+fi
+
+if [[ "${SKIP_LINT:-0}" != 1 ]]; then
   step "cargo fmt --check"
   cargo fmt --all -- --check
   step "cargo clippy"
@@ -139,6 +153,11 @@ elif ! docker info >/dev/null 2>&1; then
   step "containers: SKIPPED, no Docker engine here (docker info fails): the container proof did not run"
 else
   step "containers (scripts/test/containers.sh)"
+  if [[ -n "$base_images_pid" ]] && ! wait "$base_images_pid"; then
+    echo "the base images could not be made:" >&2
+    cat "$base_images_log" >&2
+    exit 1
+  fi
   scripts/test/containers.sh
   step "swarm: the stack on three Docker engines (scripts/test/swarm.sh)"
   scripts/test/swarm.sh
