@@ -9,6 +9,7 @@ usage() {
 Usage: scripts/dev/cluster.sh up|env|down|status|logs [NAME]|stop-api N [SIGNAL]|start-api N
 
   up            start everything (builds the release binary unless WEBHOOK_API_BIN is set)
+  env           write CLUSTER_DIR/api.env, the instances' environment, as up does; start nothing
   down          stop the instances and nginx (PostgreSQL, Redis, S3 keep running)
   status        health of each part
   logs [NAME]   follow the logs: api-1, api-2, nginx (access log); all when omitted
@@ -28,7 +29,6 @@ Settings (environment, defaults shown):
   WEBHOOK_API_BIN=<cargo release build>       the binary to run
   OPERATOR_TOKENS=   more operators' tokens (name:scope+scope:token); the cluster's own, with every
                      scope, is made once in CLUSTER_DIR/operator.token
-  env           write CLUSTER_DIR/api.env, the instances' environment, as up does; start nothing
 Every other variable of prod.env.example set here reaches the instances (the local
 PostgreSQL, Redis and S3 server's addresses and keys come from scripts/dev/deps.sh).
 USAGE
