@@ -23,6 +23,7 @@ use super::{plan, Delivery, Ingested, LockedAvatar, Outcome, Planned};
 use crate::avatar::{self, AvatarStatus, Change, Decision};
 use crate::files::policy::job_files;
 use crate::store::avatars::AvatarView;
+use crate::store::deliveries::EventOutcome;
 use crate::store::schema::AvatarSql;
 use crate::store::StoreError;
 
@@ -149,13 +150,14 @@ async fn lock_avatars(
 async fn recorded_keys(
     db: &impl GenericClient,
     keys: &[String],
-) -> Result<HashMap<String, (i64, String)>, BatchError> {
+) -> Result<HashMap<String, (i64, EventOutcome)>, BatchError> {
     let rows = db
         .query(&db.prepare_cached(RECORDED_KEYS).await?, &[&keys])
         .await?;
     let mut recorded = HashMap::with_capacity(rows.len());
     for row in rows {
-        recorded.insert(row.try_get(0)?, (row.try_get(1)?, row.try_get(2)?));
+        let first_outcome = EventOutcome::read(&row, 2)?;
+        recorded.insert(row.try_get(0)?, (row.try_get(1)?, first_outcome));
     }
     Ok(recorded)
 }
@@ -166,7 +168,7 @@ impl BatchPlan<'_> {
     fn plan_steps(
         &mut self,
         avatars: &mut HashMap<String, LockedAvatar>,
-        recorded: &HashMap<String, (i64, String)>,
+        recorded: &HashMap<String, (i64, EventOutcome)>,
     ) -> Result<(), BatchError> {
         let mut first_of_key: HashMap<&str, usize> = HashMap::new();
         for (index, delivery) in self.deliveries.iter().enumerate() {
@@ -179,7 +181,7 @@ impl BatchPlan<'_> {
             first_of_key.insert(key, index);
             let avatar = avatars.get_mut(&delivery.callback.request_id);
             if let Some((event_id, first_outcome)) = recorded.get(key) {
-                if first_outcome == Outcome::Unmatched.as_str() && avatar.is_some() {
+                if *first_outcome == EventOutcome::Unmatched && avatar.is_some() {
                     return Err(BatchError::OneByOne("an unmatched delivery now matches"));
                 }
                 self.steps.push(Step::Recorded(*event_id));

@@ -11,6 +11,7 @@ use super::{Delivery, Planned};
 use crate::avatar::{Change, TrainingType};
 use crate::files::policy::JobFile;
 use crate::store::avatars::AvatarView;
+use crate::store::deliveries::EventOutcome;
 use crate::store::schema::AvatarSql;
 use crate::store::StoreError;
 
@@ -75,7 +76,7 @@ pub(super) struct RecordedEvent {
     pub event_id: i64,
     pub inserted: bool,
     /// The outcome it was first recorded with.
-    pub first_outcome: String,
+    pub first_outcome: EventOutcome,
     /// The file job enqueued for it (see `EventColumns::push_job`).
     pub file_job: Option<i64>,
 }
@@ -196,7 +197,7 @@ fn recorded_events(rows: &[tokio_postgres::Row]) -> Result<Vec<RecordedEvent>, S
                 key: row.try_get(0)?,
                 event_id: row.try_get(1)?,
                 inserted: row.try_get(2)?,
-                first_outcome: row.try_get(3)?,
+                first_outcome: EventOutcome::read(row, 3)?,
                 file_job: row.try_get(4)?,
             })
         })

@@ -10,6 +10,7 @@ mod batch;
 mod columns;
 
 use super::avatars::AvatarView;
+use super::deliveries::EventOutcome;
 use super::schema::AvatarSql;
 use super::{jobs, StoreError};
 use crate::avatar::{self, AvatarStatus, Change, Decision, TrainingType};
@@ -74,6 +75,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// What the delivery's row records: the same word, but for a duplicate, which records
+    /// nothing (its row keeps the outcome it was first recorded with).
+    pub fn recorded(self) -> Option<EventOutcome> {
+        match self {
+            Outcome::Applied => Some(EventOutcome::Applied),
+            Outcome::Unmatched => Some(EventOutcome::Unmatched),
+            Outcome::Ignored => Some(EventOutcome::Ignored),
+            Outcome::Duplicate => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
@@ -196,7 +208,7 @@ pub async fn ingest_in(
     })?;
     let event_id = recorded.event_id;
     if !recorded.inserted {
-        if recorded.first_outcome != Outcome::Unmatched.as_str() || avatar_id.is_none() {
+        if recorded.first_outcome != EventOutcome::Unmatched || avatar_id.is_none() {
             return Ok(Ingested {
                 outcome: Outcome::Duplicate,
                 event_id,
@@ -249,4 +261,26 @@ async fn apply(
         None
     };
     Ok((changed, file_job))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer's word is the row's word for every outcome a row records, so the two
+    /// vocabularies meet in one column (`webhook_events.outcome`) without a translation.
+    #[test]
+    fn each_outcome_a_row_records_is_written_as_the_rows_word() {
+        for outcome in [
+            Outcome::Applied,
+            Outcome::Unmatched,
+            Outcome::Ignored,
+            Outcome::Duplicate,
+        ] {
+            match outcome.recorded() {
+                Some(recorded) => assert_eq!(recorded.as_str(), outcome.as_str()),
+                None => assert_eq!(outcome, Outcome::Duplicate),
+            }
+        }
+    }
 }
