@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Top-level module → the top-level modules its code names, each with a file that does.
-fn imports() -> BTreeMap<String, BTreeMap<String, String>> {
+/// Every source file under `src/<under>` but the tests, by its path under `src/`, with its
+/// code before any `#[cfg(test)]` (what tests use does not shape the layout).
+fn sources(under: &str) -> Vec<(String, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut dirs = vec![src.clone()];
+    let mut found = Vec::new();
+    let mut dirs = vec![src.join(under)];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
@@ -18,41 +19,48 @@ fn imports() -> BTreeMap<String, BTreeMap<String, String>> {
                 dirs.push(path);
                 continue;
             }
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "tests.rs" || name.ends_with("_tests.rs") || !name.ends_with(".rs") {
+                continue;
+            }
             let relative = path
                 .strip_prefix(&src)
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
-            let name = path.file_name().unwrap().to_string_lossy();
-            let skipped = ["lib.rs", "main.rs"].contains(&relative.as_str())
-                || name == "tests.rs"
-                || name.ends_with("_tests.rs")
-                || !name.ends_with(".rs");
-            if skipped {
-                continue;
-            }
-            let module = relative
-                .split('/')
-                .next()
-                .unwrap()
-                .trim_end_matches(".rs")
-                .to_string();
             let text = std::fs::read_to_string(&path).unwrap();
-            // What tests use does not shape the layout.
             let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
-                for (at, _) in line.match_indices("crate::") {
-                    let named: String = line[at + "crate::".len()..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    if !named.is_empty() && named != module {
-                        graph
-                            .entry(module.clone())
-                            .or_default()
-                            .entry(named)
-                            .or_insert_with(|| relative.clone());
-                    }
+            found.push((relative, code.to_string()));
+        }
+    }
+    found
+}
+
+/// Top-level module → the top-level modules its code names, each with a file that does.
+fn imports() -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (relative, code) in sources("") {
+        if ["lib.rs", "main.rs"].contains(&relative.as_str()) {
+            continue;
+        }
+        let module = relative
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_string();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (at, _) in line.match_indices("crate::") {
+                let named: String = line[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !named.is_empty() && named != module {
+                    graph
+                        .entry(module.clone())
+                        .or_default()
+                        .entry(named)
+                        .or_insert_with(|| relative.clone());
                 }
             }
         }
@@ -188,42 +196,21 @@ fn named_paths(code: &str, here: &[String]) -> Vec<Vec<String>> {
 /// Inside `scope` (a folder of `src`): each file's module one level under it → the modules of
 /// that level its code names, each with a file that does.
 fn imports_within(scope: &[&str]) -> BTreeMap<String, BTreeMap<String, String>> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut dirs = vec![src.join(scope.join("/"))];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name == "tests.rs" || name.ends_with("_tests.rs") || !name.ends_with(".rs") {
-                continue;
-            }
-            let relative = path
-                .strip_prefix(&src)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let here = module_path(&relative);
-            let Some(module) = here.get(scope.len()).cloned() else {
-                continue; // the scope's own mod.rs
-            };
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            for named in named_paths(code, &here) {
-                let inside =
-                    named.len() > scope.len() && named.iter().zip(scope).all(|(a, b)| a == b);
-                let target = &named.get(scope.len()).cloned().unwrap_or_default();
-                if inside && *target != module && !target.is_empty() {
-                    graph
-                        .entry(module.clone())
-                        .or_default()
-                        .entry(target.clone())
-                        .or_insert_with(|| relative.clone());
-                }
+    for (relative, code) in sources(&scope.join("/")) {
+        let here = module_path(&relative);
+        let Some(module) = here.get(scope.len()).cloned() else {
+            continue; // the scope's own mod.rs
+        };
+        for named in named_paths(&code, &here) {
+            let inside = named.len() > scope.len() && named.iter().zip(scope).all(|(a, b)| a == b);
+            let target = named.get(scope.len()).cloned().unwrap_or_default();
+            if inside && target != module && !target.is_empty() {
+                graph
+                    .entry(module.clone())
+                    .or_default()
+                    .entry(target)
+                    .or_insert_with(|| relative.clone());
             }
         }
     }
