@@ -68,13 +68,22 @@ pub async fn presented<'a>(
     let Some(id) = cookie(headers) else {
         return Ok(Presented::Nobody);
     };
-    let id_sha256 = digest(&id);
+    let signed_in = signed_in(state, digest(&id)).await?;
+    Ok(signed_in.map_or(Presented::Expired, Presented::SignedIn))
+}
+
+/// The session `id_sha256` with its token as configured now; `None` when it ended (signed
+/// out, expired) or its token is no longer configured.
+async fn signed_in(
+    state: &AppState,
+    id_sha256: [u8; 32],
+) -> Result<Option<SignedIn<'_>>, StoreError> {
     let session = store::within(
         state.config.database.statement_timeout,
         store::console::session(&state.pool, &id_sha256),
     )
     .await?;
-    let signed_in = session.and_then(|session| {
+    Ok(session.and_then(|session| {
         let token = state
             .config
             .operator_tokens
@@ -85,23 +94,14 @@ pub async fn presented<'a>(
             session,
             token,
         })
-    });
-    Ok(signed_in.map_or(Presented::Expired, Presented::SignedIn))
+    }))
 }
 
 /// Whether the session `id_sha256` still stands: not signed out, not expired, its token still
 /// configured (an open live tail asks every few seconds).
 pub async fn still_open(state: &AppState, id_sha256: &[u8; 32]) -> Result<bool, StoreError> {
-    let session = store::within(
-        state.config.database.statement_timeout,
-        store::console::session(&state.pool, id_sha256),
-    )
-    .await?;
-    Ok(session.is_some_and(|session| {
-        state.config.operator_tokens.iter().any(|t| {
-            t.sha256.as_slice() == session.token_sha256.as_slice() && t.allows(Scope::Read)
-        })
-    }))
+    let signed_in = signed_in(state, *id_sha256).await?;
+    Ok(signed_in.is_some_and(|s| s.token.allows(Scope::Read)))
 }
 
 pub async fn close(state: &AppState, signed_in: &SignedIn<'_>) -> Result<(), StoreError> {
